@@ -1,0 +1,119 @@
+/**
+ * Typed errors for p2pd. Every error thrown by the library is a {@link P2pdError}
+ * with a stable, machine-readable `code`; subclasses name the common cases.
+ * @module
+ */
+
+/** Options accepted by every p2pd error constructor. */
+export interface P2pdErrorOptions {
+  /** The underlying error, if any (e.g. the Node.js system error). */
+  cause?: unknown;
+}
+
+/** Base class of every error raised by p2pd. `code` is stable across releases. */
+export class P2pdError extends Error {
+  /** Stable machine-readable error code, e.g. `'ERR_TIMEOUT'`. */
+  readonly code: string;
+  constructor(code: string, message: string, options?: P2pdErrorOptions) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** An operation did not finish within its `timeout`. Code `ERR_TIMEOUT`. */
+export class TimeoutError extends P2pdError {
+  constructor(message = 'operation timed out', options?: P2pdErrorOptions) {
+    super('ERR_TIMEOUT', message, options);
+  }
+}
+
+/**
+ * An operation was cancelled through its `AbortSignal`. Code `ABORT_ERR` (the same code
+ * Node.js uses), `name` is `'AbortError'`. `cause` holds the signal's reason.
+ */
+export class AbortError extends P2pdError {
+  constructor(message = 'operation aborted', options?: P2pdErrorOptions) {
+    super('ABORT_ERR', message, options);
+  }
+}
+
+/** Bad argument or option given by the caller. Code `ERR_INVALID_ARG`. */
+export class InvalidArgumentError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super('ERR_INVALID_ARG', message, options);
+  }
+}
+
+/** A string or object could not be parsed as an endpoint. Code `ERR_BAD_ENDPOINT`. */
+export class EndpointError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super('ERR_BAD_ENDPOINT', message, options);
+  }
+}
+
+/** No interface has the requested name. Code `ERR_NO_INTERFACE`. */
+export class InterfaceNotFoundError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super('ERR_NO_INTERFACE', message, options);
+  }
+}
+
+/** Base class of connection failures. Code `ERR_CONNECT` unless a subclass says otherwise. */
+export class ConnectError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions, code = 'ERR_CONNECT') {
+    super(code, message, options);
+  }
+}
+
+/** The peer actively refused the connection (TCP RST / ICMP port unreachable). Code `ERR_CONNECTION_REFUSED`. */
+export class ConnectionRefusedError extends ConnectError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super(message, options, 'ERR_CONNECTION_REFUSED');
+  }
+}
+
+/** No route to the host or network. Code `ERR_UNREACHABLE`. */
+export class UnreachableError extends ConnectError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super(message, options, 'ERR_UNREACHABLE');
+  }
+}
+
+/** The address is already in use, or cannot be bound. Code `ERR_ADDRESS_IN_USE` / `ERR_BIND`. */
+export class BindError extends P2pdError {
+  /** The address that could not be bound, formatted `host:port`. */
+  readonly address: string;
+  constructor(code: 'ERR_ADDRESS_IN_USE' | 'ERR_BIND', address: string, message: string, options?: P2pdErrorOptions) {
+    super(code, message, options);
+    this.address = address;
+  }
+}
+
+/** The pipe is closed: send/recv after close, or the peer went away. Code `ERR_PIPE_CLOSED`. */
+export class PipeClosedError extends P2pdError {
+  constructor(message = 'pipe is closed', options?: P2pdErrorOptions) {
+    super('ERR_PIPE_CLOSED', message, options);
+  }
+}
+
+/** A received frame violates the framing (oversized, malformed). Code `ERR_FRAME`. */
+export class FrameError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super('ERR_FRAME', message, options);
+  }
+}
+
+/** A message is larger than the transport or framing allows. Code `ERR_MESSAGE_TOO_BIG`. */
+export class MessageTooBigError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super('ERR_MESSAGE_TOO_BIG', message, options);
+  }
+}
+
+/** A wire message from the network could not be decoded. Code `ERR_DECODE`. */
+export class DecodeError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super('ERR_DECODE', message, options);
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Endpoints: `{ host, port, family, scopeId? }`, and parsing/formatting of the textual forms
+ * `host:port`, `[v6]:port` and `[fe80::1%eth0]:port`.
+ * @module
+ */
+import { isIP } from 'node:net';
+import { EndpointError } from '../errors.js';
+
+/** IP address family. */
+export type Family = 4 | 6;
+
+/** A transport endpoint. `host` is a literal IP address (no zone); `scopeId` carries the zone. */
+export interface Endpoint {
+  /** IP address literal, without `%zone` and without brackets. */
+  host: string;
+  /** Port, 0–65535. */
+  port: number;
+  /** Address family of `host`. */
+  family: Family;
+  /** IPv6 zone (interface name or numeric index) of a link-local address, e.g. `'eth0'`. */
+  scopeId?: string;
+}
+
+/** Anything {@link toEndpoint} accepts: `'host:port'`, `'[v6]:port'`, or `{ host, port }`. */
+export type EndpointLike = string | { host: string; port: number; scopeId?: string | number };
+
+/** Longest textual endpoint accepted (a full v6 literal, a zone and a port fit easily). */
+export const MAX_ENDPOINT_LENGTH = 128;
+
+const ZONE_RE = /^[A-Za-z0-9_.\-:@]{1,64}$/;
+
+/** Validates a port number; throws {@link EndpointError}. */
+export function checkPort(port: unknown, what = 'port'): number {
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new EndpointError(`invalid ${what}: ${String(port)} (must be an integer 0-65535)`);
+  }
+  return port;
+}
+
+/**
+ * Splits `addr` into an IP literal and an optional zone; throws on anything that is not an
+ * IP literal (hostnames are not resolved here: p2pd never does DNS behind your back).
+ */
+export function parseHost(addr: string): { host: string; family: Family; scopeId?: string } {
+  if (typeof addr !== 'string' || addr.length === 0 || addr.length > MAX_ENDPOINT_LENGTH) {
+    throw new EndpointError(`invalid host: ${JSON.stringify(String(addr).slice(0, 80))}`);
+  }
+  let host = addr;
+  let scopeId: string | undefined;
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  const pct = host.indexOf('%');
+  if (pct >= 0) {
+    scopeId = host.slice(pct + 1);
+    host = host.slice(0, pct);
+    if (!ZONE_RE.test(scopeId)) throw new EndpointError(`invalid IPv6 zone in ${JSON.stringify(addr)}`);
+  }
+  const v = isIP(host);
+  if (v === 0) throw new EndpointError(`not an IP address: ${JSON.stringify(addr)}`);
+  if (v === 4 && scopeId !== undefined) throw new EndpointError(`IPv4 address cannot have a zone: ${JSON.stringify(addr)}`);
+  const out: { host: string; family: Family; scopeId?: string } = { host: host.toLowerCase(), family: v as Family };
+  if (scopeId !== undefined) out.scopeId = scopeId;
+  return out;
+}
+
+/**
+ * Parses `host:port`, `[v6]:port`, `[fe80::1%eth0]:port` or `{ host, port, scopeId? }` into
+ * an {@link Endpoint}. Throws {@link EndpointError} with a clear message on anything else.
+ */
+export function toEndpoint(e: EndpointLike): Endpoint {
+  if (typeof e === 'string') return parseEndpoint(e);
+  if (e === null || typeof e !== 'object' || typeof e.host !== 'string') {
+    throw new EndpointError(`invalid endpoint: expected "host:port" or { host, port }`);
+  }
+  const h = parseHost(e.host);
+  const port = checkPort(e.port);
+  const out: Endpoint = { host: h.host, port, family: h.family };
+  const zone = e.scopeId !== undefined && e.scopeId !== '' ? String(e.scopeId) : h.scopeId;
+  if (zone !== undefined) {
+    if (h.family !== 6 || !ZONE_RE.test(zone)) throw new EndpointError(`invalid scopeId ${JSON.stringify(zone)} for ${h.host}`);
+    out.scopeId = zone;
+  }
+  return out;
+}
+
+/** Parses the textual form; see {@link toEndpoint}. */
+export function parseEndpoint(s: string): Endpoint {
+  if (typeof s !== 'string' || s.length === 0 || s.length > MAX_ENDPOINT_LENGTH) {
+    throw new EndpointError(`invalid endpoint: ${JSON.stringify(String(s).slice(0, 80))}`);
+  }
+  let hostPart: string;
+  let portPart: string;
+  if (s.startsWith('[')) {
+    const close = s.indexOf(']');
+    if (close < 0 || s[close + 1] !== ':') throw new EndpointError(`invalid endpoint ${JSON.stringify(s)}: expected "[v6]:port"`);
+    hostPart = s.slice(1, close);
+    portPart = s.slice(close + 2);
+  } else {
+    const colon = s.lastIndexOf(':');
+    if (colon < 0) throw new EndpointError(`invalid endpoint ${JSON.stringify(s)}: missing ":port"`);
+    hostPart = s.slice(0, colon);
+    portPart = s.slice(colon + 1);
+    if (hostPart.includes(':')) throw new EndpointError(`invalid endpoint ${JSON.stringify(s)}: IPv6 addresses need brackets, "[v6]:port"`);
+  }
+  if (!/^[0-9]{1,5}$/.test(portPart)) throw new EndpointError(`invalid port in ${JSON.stringify(s)}`);
+  const h = parseHost(hostPart);
+  if (h.family === 4 && s.startsWith('[')) throw new EndpointError(`IPv4 address must not be bracketed: ${JSON.stringify(s)}`);
+  const out: Endpoint = { host: h.host, port: checkPort(Number(portPart)), family: h.family };
+  if (h.scopeId !== undefined) out.scopeId = h.scopeId;
+  return out;
+}
+
+/** Host as Node.js socket APIs expect it: `fe80::1%eth0` for scoped addresses. */
+export function nodeHost(e: { host: string; scopeId?: string }): string {
+  return e.scopeId ? `${e.host}%${e.scopeId}` : e.host;
+}
+
+/** Formats an endpoint: `1.2.3.4:5`, `[::1]:5`, `[fe80::1%eth0]:5`. */
+export function formatEndpoint(e: { host: string; port: number; scopeId?: string; family?: Family }): string {
+  const v6 = e.family === 6 || e.host.includes(':');
+  return v6 ? `[${nodeHost(e)}]:${e.port}` : `${e.host}:${e.port}`;
+}
+
+/** Builds an endpoint from what Node.js reports (`address` may carry `%zone`). */
+export function endpointFromNode(address: string, port: number): Endpoint {
+  const pct = address.indexOf('%');
+  const host = pct >= 0 ? address.slice(0, pct) : address;
+  const family: Family = host.includes(':') ? 6 : 4;
+  const out: Endpoint = { host, port, family };
+  if (pct >= 0) out.scopeId = address.slice(pct + 1);
+  return out;
+}
+
+/** True when two endpoints name the same host and port (zone ignored when either lacks one). */
+export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  return a.port === b.port && a.host === b.host && (!a.scopeId || !b.scopeId || a.scopeId === b.scopeId);
+}
