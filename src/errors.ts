@@ -97,6 +97,14 @@ export class PipeClosedError extends P2pdError {
   }
 }
 
+/** The peer reset the connection (TCP RST). Code `ERR_CONNECTION_RESET`. */
+export class ConnectionResetError extends PipeClosedError {
+  constructor(message = 'connection reset by peer', options?: P2pdErrorOptions) {
+    super(message, options);
+    (this as { code: string }).code = 'ERR_CONNECTION_RESET';
+  }
+}
+
 /** A received frame violates the framing (oversized, malformed). Code `ERR_FRAME`. */
 export class FrameError extends P2pdError {
   constructor(message: string, options?: P2pdErrorOptions) {
@@ -115,5 +123,63 @@ export class MessageTooBigError extends P2pdError {
 export class DecodeError extends P2pdError {
   constructor(message: string, options?: P2pdErrorOptions) {
     super('ERR_DECODE', message, options);
+  }
+}
+
+/**
+ * The secure-channel (Noise) handshake failed: malformed or unauthenticated message, bad
+ * identity proof, protocol misuse. Code `ERR_HANDSHAKE` unless a subclass says otherwise.
+ */
+export class HandshakeError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions, code = 'ERR_HANDSHAKE') {
+    super(code, message, options);
+  }
+}
+
+/**
+ * The peer proved an identity, but not the one that was expected (`remoteId` pin).
+ * Code `ERR_PEER_ID_MISMATCH`. `expected`/`actual` are the node ids in hex.
+ */
+export class PeerIdMismatchError extends HandshakeError {
+  /** The node id that was expected, hex. */
+  readonly expected: string;
+  /** The node id the peer authenticated as, hex. */
+  readonly actual: string;
+  constructor(expected: string, actual: string, message?: string, options?: P2pdErrorOptions) {
+    super(message ?? `peer id mismatch: expected ${expected}, got ${actual}`, options, 'ERR_PEER_ID_MISMATCH');
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** An encrypted message failed authentication (tampered, replayed, wrong key). Code `ERR_DECRYPT`. */
+export class DecryptError extends P2pdError {
+  constructor(message = 'message authentication failed', options?: P2pdErrorOptions) {
+    super('ERR_DECRYPT', message, options);
+  }
+}
+
+/** Which port-mapping protocol a {@link PortMappingError} came from. */
+export type PortMappingMethod = 'nat-pmp' | 'pcp' | 'upnp';
+
+/** Options of {@link PortMappingError}. */
+export interface PortMappingErrorOptions extends P2pdErrorOptions {
+  /** The protocol's numeric result/error code, when the gateway answered with one. */
+  resultCode?: number;
+}
+
+/**
+ * A gateway refused or failed a port-mapping operation (NAT-PMP / PCP result code, UPnP
+ * fault), or no gateway answered. Code `ERR_PORT_MAPPING`.
+ */
+export class PortMappingError extends P2pdError {
+  /** The protocol that failed. */
+  readonly method: PortMappingMethod;
+  /** The gateway's result code (NAT-PMP / PCP result, UPnP error code), if it sent one. */
+  readonly resultCode?: number;
+  constructor(method: PortMappingMethod, message: string, options?: PortMappingErrorOptions) {
+    super('ERR_PORT_MAPPING', message, options);
+    this.method = method;
+    if (options?.resultCode !== undefined) this.resultCode = options.resultCode;
   }
 }

@@ -1,0 +1,194 @@
+/**
+ * `pipeOpen(proto, dest?, opts?)`: opens a TCP/UDP client (with `dest`) or server (without).
+ * @module
+ */
+import { createSocket } from 'node:dgram';
+import { createConnection, createServer, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { InterfaceNotFoundError, InvalidArgumentError } from '../errors.js';
+import { checkPort, formatEndpoint, nodeHost, parseHost, toEndpoint, type Endpoint, type EndpointLike, type Family } from '../interfaces/endpoint.js';
+import { cancellable, throwIfAborted } from '../util/abort.js';
+import { checkMaxMessageSize } from './framing.js';
+import { bindError, connectError } from './socket-errors.js';
+import { TcpPipe } from './tcp.js';
+import { TcpServer } from './tcp-server.js';
+import { DEFAULT_CONNECT_TIMEOUT, type BindOptions, type Framing, type PipeOptions, type Proto } from './types.js';
+import { UdpPipe } from './udp.js';
+
+/** A resolved local binding. */
+interface Binding {
+  host: string | undefined;
+  scopeId: string | undefined;
+  port: number;
+  family: Family | undefined;
+}
+
+/** Resolves `bind` options (address, port, interface name) into a concrete binding. */
+export function resolveBind(bind: PipeOptions['bind'], family: Family | undefined): Binding {
+  if (bind === undefined) return { host: undefined, scopeId: undefined, port: 0, family };
+  if (typeof bind === 'string') {
+    const e = toEndpoint(bind);
+    return { host: e.host, scopeId: e.scopeId, port: e.port, family: e.family };
+  }
+  if (bind === null || typeof bind !== 'object') throw new InvalidArgumentError('bind must be "host:port" or { host?, port?, iface? }');
+  const b = bind as BindOptions & { scopeId?: string | number };
+  const port = b.port === undefined ? 0 : checkPort(b.port, 'bind port');
+  if (b.host !== undefined && b.host !== '') {
+    const h = parseHost(b.host);
+    const zone = b.scopeId !== undefined ? String(b.scopeId) : h.scopeId ?? (h.host.startsWith('fe80') ? b.iface : undefined);
+    return { host: h.host, scopeId: zone, port, family: h.family };
+  }
+  if (b.iface !== undefined) return bindIface(b.iface, port, family);
+  return { host: undefined, scopeId: undefined, port, family };
+}
+
+function bindIface(name: string, port: number, family: Family | undefined): Binding {
+  const all = networkInterfaces();
+  const addrs = all[name];
+  if (!addrs) throw new InterfaceNotFoundError(`no interface named ${JSON.stringify(name)} (known: ${Object.keys(all).join(', ')})`);
+  const fam = family ?? 4;
+  const cands = addrs.filter((a) => (fam === 4 ? a.family === 'IPv4' : a.family === 'IPv6'));
+  const best = cands.find((a) => !a.address.startsWith('fe80')) ?? cands[0];
+  if (!best) throw new InterfaceNotFoundError(`interface ${name} has no IPv${fam} address`);
+  const linkLocal = best.address.startsWith('fe80');
+  return { host: best.address, scopeId: linkLocal ? name : undefined, port, family: fam };
+}
+
+function wildcard(f: Family): string {
+  return f === 6 ? '::' : '0.0.0.0';
+}
+
+/**
+ * Opens a pipe. With `dest` it is a client (TCP connects; UDP sends to `dest` by default);
+ * without it a server (TCP listens; UDP binds). Rejects with typed errors:
+ * `ConnectionRefusedError`, `UnreachableError`, `TimeoutError`, `BindError`, `AbortError`.
+ *
+ * @example
+ * const server = await pipeOpen('tcp', undefined, { bind: '127.0.0.1:0', onMessage: (m) => m.pipe.send(m.data) });
+ * const client = await pipeOpen('tcp', server.local);
+ * await client.send('hello'); console.log((await client.recv()).data.toString());
+ */
+export async function pipeOpen(proto: 'tcp', dest: EndpointLike, opts?: PipeOptions): Promise<TcpPipe>;
+export async function pipeOpen(proto: 'tcp', dest?: undefined, opts?: PipeOptions): Promise<TcpServer>;
+export async function pipeOpen(proto: 'udp', dest?: EndpointLike, opts?: PipeOptions): Promise<UdpPipe>;
+export async function pipeOpen(proto: Proto, dest?: EndpointLike, opts?: PipeOptions): Promise<TcpPipe | TcpServer | UdpPipe>;
+export async function pipeOpen(proto: Proto, dest?: EndpointLike, opts: PipeOptions = {}): Promise<TcpPipe | TcpServer | UdpPipe> {
+  throwIfAborted(opts.signal);
+  if (proto !== 'tcp' && proto !== 'udp') throw new InvalidArgumentError(`proto must be 'tcp' or 'udp', got ${JSON.stringify(proto)}`);
+  const remote = dest === undefined ? undefined : toEndpoint(dest);
+  const bind = resolveBind(opts.bind, remote?.family ?? opts.family);
+  const family: Family = remote?.family ?? bind.family ?? opts.family ?? 4;
+  if (bind.family !== undefined && bind.family !== family) {
+    throw new InvalidArgumentError(`bind address family IPv${bind.family} does not match IPv${family}`);
+  }
+  const framing: Framing = opts.framing ?? 'raw';
+  const maxMessageSize = checkMaxMessageSize(framing, opts.maxMessageSize);
+  if (proto === 'udp') return openUdp(remote, bind, family, opts);
+  if (remote) return connectTcp(remote, bind, framing, maxMessageSize, opts);
+  return listenTcp(bind, family, framing, maxMessageSize, opts);
+}
+
+function connectTcp(remote: Endpoint, bind: Binding, framing: Framing, maxMessageSize: number, opts: PipeOptions): Promise<TcpPipe> {
+  const target = formatEndpoint(remote);
+  const timeout = opts.timeout ?? DEFAULT_CONNECT_TIMEOUT;
+  return cancellable<TcpPipe>({ signal: opts.signal, timeout }, `connect to ${target}`, (resolve, reject) => {
+    const sock: Socket = createConnection({
+      host: nodeHost(remote),
+      port: remote.port,
+      family: remote.family,
+      noDelay: opts.noDelay ?? true,
+      ...(bind.host !== undefined ? { localAddress: nodeHost({ host: bind.host, scopeId: bind.scopeId }) } : {}),
+      ...(bind.port ? { localPort: bind.port } : {}),
+    });
+    let ok = false;
+    const onError = (e: Error): void => reject(connectError(e, target));
+    sock.once('error', onError);
+    sock.once('connect', () => {
+      ok = true;
+      resolve(
+        new TcpPipe(sock, {
+          framing,
+          maxMessageSize,
+          maxQueue: opts.maxQueue,
+          maxQueueBytes: opts.maxQueueBytes,
+          onMessage: opts.onMessage,
+          defaultSub: true,
+        }),
+      );
+    });
+    return () => {
+      sock.off('error', onError);
+      if (!ok) {
+        sock.on('error', () => undefined);
+        sock.destroy();
+      }
+    };
+  });
+}
+
+function listenTcp(bind: Binding, family: Family, framing: Framing, maxMessageSize: number, opts: PipeOptions): Promise<TcpServer> {
+  const host = bind.host ?? wildcard(family);
+  const addr = formatEndpoint({ host, port: bind.port, scopeId: bind.scopeId, family });
+  return cancellable<TcpServer>({ signal: opts.signal, timeout: opts.timeout }, `listen on ${addr}`, (resolve, reject) => {
+    const server = createServer({ noDelay: opts.noDelay ?? true });
+    const onError = (e: Error): void => reject(bindError(e, addr));
+    server.once('error', onError);
+    server.listen({ host: nodeHost({ host, scopeId: bind.scopeId }), port: bind.port, backlog: opts.backlog ?? 511, ipv6Only: opts.ipv6Only ?? family === 6 }, () => {
+      server.off('error', onError);
+      const a = server.address();
+      const port = a && typeof a === 'object' ? a.port : bind.port;
+      const local: Endpoint = { host, port, family };
+      if (bind.scopeId) local.scopeId = bind.scopeId;
+      resolve(
+        new TcpServer(server, local, {
+          framing,
+          maxMessageSize,
+          noDelay: opts.noDelay ?? true,
+          onMessage: opts.onMessage,
+          maxQueue: opts.maxQueue,
+          maxQueueBytes: opts.maxQueueBytes,
+          maxAcceptQueue: opts.maxAcceptQueue,
+        }),
+      );
+    });
+    return () => {
+      server.off('error', onError);
+      if (!server.listening) {
+        server.on('error', () => undefined);
+        server.close();
+      }
+    };
+  });
+}
+
+function openUdp(remote: Endpoint | undefined, bind: Binding, family: Family, opts: PipeOptions): Promise<UdpPipe> {
+  const host = bind.host ?? wildcard(family);
+  const addr = formatEndpoint({ host, port: bind.port, scopeId: bind.scopeId, family });
+  return cancellable<UdpPipe>({ signal: opts.signal, timeout: opts.timeout }, `bind ${addr}`, (resolve, reject) => {
+    const sock = createSocket({
+      type: family === 6 ? 'udp6' : 'udp4',
+      reuseAddr: opts.reuseAddr ?? false,
+      ipv6Only: opts.ipv6Only ?? (family === 6 && !remote && bind.host === undefined),
+      ...(opts.recvBufferSize ? { recvBufferSize: opts.recvBufferSize } : {}),
+      ...(opts.sendBufferSize ? { sendBufferSize: opts.sendBufferSize } : {}),
+    });
+    let ok = false;
+    const onError = (e: Error): void => reject(bindError(e, addr));
+    sock.once('error', onError);
+    sock.bind({ port: bind.port, address: nodeHost({ host, scopeId: bind.scopeId }) }, () => {
+      ok = true;
+      resolve(new UdpPipe(sock, { remote, onMessage: opts.onMessage, maxQueue: opts.maxQueue, maxQueueBytes: opts.maxQueueBytes }));
+    });
+    return () => {
+      sock.off('error', onError);
+      if (!ok) {
+        sock.on('error', () => undefined);
+        try {
+          sock.close();
+        } catch {
+          /* never bound */
+        }
+      }
+    };
+  });
+}

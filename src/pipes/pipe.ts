@@ -1,0 +1,83 @@
+/**
+ * The `Pipe` base class: what every TCP/UDP (and later relay or encrypted) pipe offers.
+ * @module
+ */
+import type { Endpoint, EndpointLike } from '../interfaces/endpoint.js';
+import type { AbortOptions } from '../util/abort.js';
+import { MessageHub } from './hub.js';
+import type { Framing, Proto, QueueLimits } from './types.js';
+
+/** Data accepted by `send`: bytes or a string (sent as UTF-8). */
+export type SendData = string | Uint8Array;
+
+/**
+ * One pipe: a TCP connection, a TCP server, or a UDP socket (client or server).
+ *
+ * Receive with callbacks (`onMessage`), pull mode (`await recv()`), or `for await`.
+ * Send with `await send(data)`; it resolves once the data was handed to the kernel.
+ */
+export abstract class Pipe extends MessageHub {
+  /** `'tcp'` or `'udp'` (relay and secure pipes report the transport they present). */
+  abstract readonly proto: Proto;
+  /** Framing of a TCP pipe; `'raw'` for UDP (one datagram = one message). */
+  abstract readonly framing: Framing;
+  /** Local endpoint (a server opened on port 0 reports the port it got). */
+  abstract readonly local: Endpoint;
+  /** Remote endpoint of a client or accepted connection; `undefined` for servers. */
+  abstract readonly remote: Endpoint | undefined;
+  /** True for listening pipes (TCP server, UDP server). */
+  abstract readonly isServer: boolean;
+
+  constructor(limits: QueueLimits) {
+    super(limits);
+  }
+
+  /**
+   * Sends one message. `dest` is required for UDP servers (reply to `msg.from`) and for
+   * TCP servers (the client's endpoint); clients send to their `remote` by default.
+   * Resolves once handed to the kernel (waits while the socket is over its buffer limit).
+   * Rejects with `PipeClosedError` after close. A rejected promise that nobody awaits never
+   * becomes an unhandled rejection.
+   */
+  abstract send(data: SendData, dest?: EndpointLike, opts?: AbortOptions): Promise<void>;
+
+  /**
+   * Closes the pipe. TCP: graceful FIN, then reset if the peer does not finish within
+   * `CLOSE_TIMEOUT`. Queued messages stay readable with `recv()`. Idempotent.
+   */
+  abstract close(): Promise<void>;
+
+  /** `await using pipe = await pipeOpen(…)` closes it at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /**
+   * An it-pipe compatible duplex: `source` yields received payloads (SUB_ALL), `sink`
+   * sends each chunk it consumes (awaiting backpressure) and resolves when the source ends.
+   */
+  duplex(opts: AbortOptions = {}): {
+    source: AsyncGenerator<Uint8Array, void, undefined>;
+    sink: (source: AsyncIterable<SendData> | Iterable<SendData>) => Promise<void>;
+  } {
+    const self = this;
+    async function* source(): AsyncGenerator<Uint8Array, void, undefined> {
+      for await (const m of self.messages({ signal: opts.signal })) yield m.data;
+    }
+    const sink = async (src: AsyncIterable<SendData> | Iterable<SendData>): Promise<void> => {
+      for await (const chunk of src) await self.send(chunk, undefined, { signal: opts.signal });
+    };
+    return { source: source(), sink };
+  }
+}
+
+/** @internal A resolved promise to return from hot paths. */
+export const RESOLVED: Promise<void> = Promise.resolve();
+
+/** @internal Marks a promise as handled (so an un-awaited rejection is not fatal) and returns it. */
+export function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(noop);
+  return p;
+}
+
+function noop(): void {}

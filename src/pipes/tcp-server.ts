@@ -1,0 +1,184 @@
+/**
+ * `TcpServer`: a listening TCP pipe. Each accepted connection is its own `TcpPipe`; the
+ * server's callbacks and subscriptions also see every client's messages (`msg.pipe` is the client).
+ * @module
+ */
+import type { Server, Socket } from 'node:net';
+import { InvalidArgumentError, PipeClosedError } from '../errors.js';
+import { formatEndpoint, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
+import { cancellable, type AbortOptions } from '../util/abort.js';
+import { handled, Pipe, type SendData } from './pipe.js';
+import { TcpPipe } from './tcp.js';
+import { DEFAULT_MAX_ACCEPT_QUEUE, type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
+
+/** Options for a TCP server pipe. */
+export interface TcpServerInit extends QueueLimits {
+  /** Framing of accepted pipes. */
+  framing: Framing;
+  /** Max message size of accepted pipes. */
+  maxMessageSize: number;
+  /** Disable Nagle on accepted sockets. */
+  noDelay: boolean;
+  /** Initial server-level callback. */
+  onMessage?: MessageCallback | undefined;
+  /** Max pipes waiting for `accept()`. */
+  maxAcceptQueue?: number | undefined;
+}
+
+/** Callback for each accepted connection. */
+export type ConnectionCallback = (pipe: TcpPipe) => void;
+
+/** A listening TCP socket as a Pipe. */
+export class TcpServer extends Pipe {
+  readonly proto = 'tcp' as const;
+  readonly isServer = true;
+  readonly dropOldest = false;
+  readonly remote = undefined;
+  readonly framing: Framing;
+  readonly local: Endpoint;
+  /** Live accepted connections. */
+  readonly connections = new Set<TcpPipe>();
+  /** The underlying `net.Server`. */
+  readonly server: Server;
+  private readonly init: TcpServerInit;
+  private acceptQueue: TcpPipe[] = [];
+  private acceptWaiters: { resolve: (p: TcpPipe) => void; reject: (e: unknown) => void }[] = [];
+  private connCbs: ConnectionCallback[] = [];
+  private paused = false;
+  private closing: Promise<void> | undefined;
+  /** Connections dropped from the accept queue because nobody called `accept()` (they keep working). */
+  acceptOverflow = 0;
+
+  constructor(server: Server, local: Endpoint, init: TcpServerInit) {
+    super(init);
+    this.server = server;
+    this.local = local;
+    this.framing = init.framing;
+    this.init = init;
+    if (init.onMessage) this.onMessage(init.onMessage);
+    server.on('connection', (s: Socket) => this.handleSocket(s));
+    server.on('error', (e) => this.reportError(e));
+  }
+
+  private handleSocket(socket: Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    if (this.init.noDelay) socket.setNoDelay(true);
+    const pipe = new TcpPipe(socket, {
+      framing: this.framing,
+      maxMessageSize: this.init.maxMessageSize,
+      maxQueue: this.init.maxQueue,
+      maxQueueBytes: this.init.maxQueueBytes,
+      defaultSub: this.callbacks.length === 0 && this.queues.length === 0,
+      parent: this,
+    });
+    this.connections.add(pipe);
+    if (this.paused) pipe.pauseReading();
+    for (const cb of this.connCbs) {
+      try {
+        cb(pipe);
+      } catch (e) {
+        this.reportError(e);
+      }
+    }
+    const w = this.acceptWaiters.shift();
+    if (w) w.resolve(pipe);
+    else {
+      this.acceptQueue.push(pipe);
+      if (this.acceptQueue.length > (this.init.maxAcceptQueue ?? DEFAULT_MAX_ACCEPT_QUEUE)) {
+        this.acceptQueue.shift();
+        this.acceptOverflow++;
+      }
+    }
+  }
+
+  /** Registers a callback for each new connection; returns a remover. */
+  onConnection(cb: ConnectionCallback): () => void {
+    if (typeof cb !== 'function') throw new InvalidArgumentError('onConnection expects a function');
+    this.connCbs.push(cb);
+    return () => {
+      this.connCbs = this.connCbs.filter((c) => c !== cb);
+    };
+  }
+
+  /** Resolves with the next accepted connection (queued ones first). */
+  accept(opts?: AbortOptions): Promise<TcpPipe> {
+    const p = this.acceptQueue.shift();
+    if (p) return Promise.resolve(p);
+    if (this.closed) return Promise.reject(new PipeClosedError('server is closed'));
+    return cancellable<TcpPipe>(opts, 'accept', (resolve, reject) => {
+      const w = { resolve, reject };
+      this.acceptWaiters.push(w);
+      return () => {
+        this.acceptWaiters = this.acceptWaiters.filter((x) => x !== w);
+      };
+    });
+  }
+
+  /** Async iterator of accepted connections; ends when the server closes. */
+  async *clients(opts: AbortOptions = {}): AsyncGenerator<TcpPipe, void, undefined> {
+    for (;;) {
+      let p: TcpPipe;
+      try {
+        p = await this.accept({ signal: opts.signal });
+      } catch (e) {
+        if (e instanceof PipeClosedError) return;
+        throw e;
+      }
+      yield p;
+    }
+  }
+
+  /** Sends to the connected client whose remote endpoint is `dest`. */
+  send(data: SendData, dest?: EndpointLike, opts?: AbortOptions): Promise<void> {
+    try {
+      if (dest === undefined) throw new InvalidArgumentError('a TCP server needs dest (the client endpoint) to send');
+      const ep = toEndpoint(dest);
+      for (const c of this.connections) if (sameEndpoint(c.remote, ep)) return c.send(data, undefined, opts);
+      throw new PipeClosedError(`no connection from ${formatEndpoint(ep)}`);
+    } catch (e) {
+      return handled(Promise.reject(e));
+    }
+  }
+
+  /** @internal A client's message, offered to the server's callbacks and subscriptions. */
+  deliverShared(m: Message): boolean {
+    if (this.callbacks.length === 0 && this.queues.length === 0) return false;
+    return this.dispatch(m);
+  }
+
+  /** @internal */
+  pipeClosed(p: TcpPipe): void {
+    this.connections.delete(p);
+  }
+
+  override queueFull(): void {
+    if (this.paused) return;
+    this.paused = true;
+    for (const c of this.connections) c.pauseReading();
+  }
+
+  override queueDrained(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    for (const c of this.connections) c.resumeReading();
+  }
+
+  /** Stops listening and closes every accepted connection. */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closed = true;
+    const ws = this.acceptWaiters;
+    this.acceptWaiters = [];
+    for (const w of ws) w.reject(new PipeClosedError('server is closed'));
+    this.closing = (async () => {
+      const listening = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      await Promise.all([...this.connections].map((c) => c.close()));
+      await listening;
+      this.finish();
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,201 @@
+/**
+ * `TcpPipe`: one TCP connection (a client, or a connection accepted by a `TcpServer`).
+ * @module
+ */
+import type { Socket } from 'node:net';
+import { InvalidArgumentError, PipeClosedError } from '../errors.js';
+import { endpointFromNode, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
+import { toAbortError, type AbortOptions } from '../util/abort.js';
+import { createDecoder, encodeFrame, type FrameDecoder } from './framing.js';
+import { handled, Pipe, type SendData } from './pipe.js';
+import { streamError } from './socket-errors.js';
+import { CLOSE_TIMEOUT, MAX_INFLIGHT_CALLBACKS, SUB_ALL, type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
+
+/** Options for wrapping a connected socket. */
+export interface TcpPipeInit extends QueueLimits {
+  /** Framing. */
+  framing: Framing;
+  /** Max message size for the framing. */
+  maxMessageSize: number;
+  /** Initial callback; when set no default subscription is made. */
+  onMessage?: MessageCallback | undefined;
+  /** Subscribe `SUB_ALL` by default. */
+  defaultSub: boolean;
+  /** The server that accepted it, which also sees its messages. */
+  parent?: { deliverShared(m: Message): boolean; pipeClosed(p: TcpPipe): void } | undefined;
+}
+
+/** Converts send data to a Buffer without copying bytes. */
+export function toBuffer(data: SendData): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  throw new InvalidArgumentError('data must be a string or a Uint8Array');
+}
+
+/** A TCP connection as a Pipe. */
+export class TcpPipe extends Pipe {
+  readonly proto = 'tcp' as const;
+  readonly isServer = false;
+  readonly dropOldest = false;
+  readonly framing: Framing;
+  readonly local: Endpoint;
+  readonly remote: Endpoint;
+  /** The underlying socket (for options such as keep-alive). */
+  readonly socket: Socket;
+  private readonly decoder: FrameDecoder | undefined;
+  private readonly maxMessageSize: number;
+  private readonly parent: TcpPipeInit['parent'];
+  private pauses = 0;
+  private inflight = 0;
+  private inflightPaused = false;
+  private lastError: Error | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly emitFrame = (frame: Buffer): void => this.deliver(frame);
+
+  constructor(socket: Socket, init: TcpPipeInit) {
+    super(init);
+    this.socket = socket;
+    this.framing = init.framing;
+    this.maxMessageSize = init.maxMessageSize;
+    this.decoder = createDecoder(init.framing, init.maxMessageSize);
+    this.parent = init.parent;
+    this.local = endpointFromNode(socket.localAddress ?? '', socket.localPort ?? 0);
+    this.remote = endpointFromNode(socket.remoteAddress ?? '', socket.remotePort ?? 0);
+    if (init.onMessage) this.onMessage(init.onMessage);
+    else if (init.defaultSub) this.subscribe(SUB_ALL);
+    socket.on('data', this.onData);
+    socket.on('error', (e) => {
+      this.lastError ??= streamError(e);
+    });
+    socket.on('close', () => this.onSocketClose());
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.decoder === undefined) {
+      this.deliver(chunk);
+      return;
+    }
+    try {
+      this.decoder.push(chunk, this.emitFrame);
+    } catch (e) {
+      this.lastError = e as Error;
+      this.socket.destroy();
+    }
+  };
+
+  private deliver(data: Buffer): void {
+    const st = this.stats;
+    st.messagesIn++;
+    st.bytesIn += data.length;
+    const m: Message = { data, from: this.remote, pipe: this };
+    const a = this.dispatch(m);
+    const b = this.parent !== undefined && this.parent.deliverShared(m);
+    if (!a && !b) st.unmatched++;
+  }
+
+  send(data: SendData, dest?: EndpointLike, opts?: AbortOptions): Promise<void> {
+    try {
+      if (dest !== undefined) throw new InvalidArgumentError('a TCP pipe sends only to its remote end; omit dest');
+      if (this.closed || this.socket.destroyed || !this.socket.writable) throw this.closedErr();
+      if (opts?.signal?.aborted) throw toAbortError(opts.signal);
+      const buf = toBuffer(data);
+      const frame = encodeFrame(this.framing, buf, this.maxMessageSize);
+      this.stats.messagesOut++;
+      this.stats.bytesOut += buf.length;
+      return handled(
+        new Promise<void>((resolve, reject) => {
+          const cb = (err?: Error | null): void => (err ? reject(streamError(err)) : resolve());
+          if (Buffer.isBuffer(frame)) this.socket.write(frame, cb);
+          else {
+            this.socket.cork();
+            this.socket.write(frame[0]);
+            this.socket.write(frame[1], cb);
+            this.socket.uncork();
+          }
+        }),
+      );
+    } catch (e) {
+      return handled(Promise.reject(e));
+    }
+  }
+
+  private closedErr(): Error {
+    return new PipeClosedError(this.closeError ? `pipe is closed: ${this.closeError.message}` : 'pipe is closed', this.closeError ? { cause: this.closeError } : undefined);
+  }
+
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closed = true;
+    this.closing = new Promise<void>((resolve) => {
+      if (this.socket.destroyed) {
+        queueMicrotask(() => {
+          this.onSocketClose();
+          resolve();
+        });
+        return;
+      }
+      const timer = setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT);
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.socket.end();
+    });
+    return this.closing;
+  }
+
+  /** Closes at once with a reset (RST) instead of a graceful FIN. */
+  reset(): void {
+    this.closed = true;
+    this.socket.resetAndDestroy();
+  }
+
+  private onSocketClose(): void {
+    if (this.closeCbsDone) return;
+    this.closeCbsDone = true;
+    this.finish(this.lastError);
+    this.parent?.pipeClosed(this);
+  }
+  private closeCbsDone = false;
+
+  /** @internal Pause reading (queue full); counted so several reasons can overlap. */
+  pauseReading(): void {
+    if (this.pauses++ === 0) this.socket.pause();
+  }
+
+  /** @internal */
+  resumeReading(): void {
+    if (this.pauses > 0 && --this.pauses === 0 && !this.socket.destroyed) this.socket.resume();
+  }
+
+  override queueFull(): void {
+    this.pauseReading();
+  }
+
+  override queueDrained(): void {
+    this.resumeReading();
+  }
+
+  protected override trackAsync(p: Promise<void>): void {
+    if (++this.inflight >= MAX_INFLIGHT_CALLBACKS && !this.inflightPaused) {
+      this.inflightPaused = true;
+      this.pauseReading();
+    }
+    p.then(
+      () => this.settled(),
+      (e: unknown) => {
+        this.settled();
+        this.reportError(e);
+      },
+    );
+  }
+
+  private settled(): void {
+    this.inflight--;
+    if (this.inflightPaused && this.inflight <= MAX_INFLIGHT_CALLBACKS >> 1) {
+      this.inflightPaused = false;
+      this.resumeReading();
+    }
+  }
+}
