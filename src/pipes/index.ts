@@ -11,3 +11,4 @@ export { pipeOpen } from './open.js';
 export { compileSub, type Matcher } from './sub-queue.js';
 export { LengthDecoder, LineDecoder, encodeFrame, type FrameDecoder } from './framing.js';
 export * from './types.js';
+export { Daemon, type ListenSpec, type SkippedBind } from './daemon.js';

@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import { InvalidArgumentError, PipeClosedError } from '../errors.js';
-import { endpointFromNode, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
+import { endpointFromNode, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { toAbortError, type AbortOptions } from '../util/abort.js';
 import { createDecoder, encodeFrame, type FrameDecoder } from './framing.js';
 import { handled, Pipe, type SendData } from './pipe.js';
@@ -96,7 +96,9 @@ export class TcpPipe extends Pipe {
 
   send(data: SendData, dest?: EndpointLike, opts?: AbortOptions): Promise<void> {
     try {
-      if (dest !== undefined) throw new InvalidArgumentError('a TCP pipe sends only to its remote end; omit dest');
+      if (dest !== undefined && dest !== this.remote && !sameEndpoint(toEndpoint(dest), this.remote)) {
+        throw new InvalidArgumentError('a TCP pipe sends only to its remote end; omit dest or pass msg.from');
+      }
       if (this.closed || this.socket.destroyed || !this.socket.writable) throw this.closedErr();
       if (opts?.signal?.aborted) throw toAbortError(opts.signal);
       const buf = toBuffer(data);

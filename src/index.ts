@@ -1,0 +1,11 @@
+/**
+ * p2pd — peer-to-peer networking for Node.js.
+ *
+ * Layers (each uses only those above it in this list): errors/util, interfaces, pipes,
+ * nat, crypto, node, swarm/dht/sync.
+ * @module
+ */
+export * from './errors.js';
+export { cancellable, sleep, throwIfAborted, type AbortOptions } from './util/abort.js';
+export * from './interfaces/index.js';
+export * from './pipes/index.js';

@@ -1,0 +1,150 @@
+/**
+ * `Daemon`: one message handler serving many listening pipes (NICs × TCP/UDP × IPv4/IPv6 × ports).
+ * @module
+ */
+import { BindError, InvalidArgumentError } from '../errors.js';
+import type { Family } from '../interfaces/endpoint.js';
+import { getInterfaces } from '../interfaces/interfaces.js';
+import type { AddressScope } from '../interfaces/scope.js';
+import { throwIfAborted, type AbortOptions } from '../util/abort.js';
+import { pipeOpen } from './open.js';
+import type { Pipe } from './pipe.js';
+import type { Message, MessageCallback, PipeOptions, Proto } from './types.js';
+
+/** One listening socket to open. */
+export interface ListenSpec {
+  /** `'tcp'` or `'udp'`. */
+  proto: Proto;
+  /** Port; `0` = any free port. @default 0 */
+  port?: number;
+  /** Address to bind (may be `fe80::…%iface`). @default the wildcard address of `family` */
+  host?: string;
+  /** Interface to bind (its address of `family`). */
+  iface?: string;
+  /** Address family when `host` does not say. @default 4 */
+  family?: Family;
+}
+
+/** What the daemon could not bind and skipped (address not available), with the reason. */
+export interface SkippedBind {
+  /** The address that was skipped. */
+  address: string;
+  /** Why. */
+  error: Error;
+}
+
+/**
+ * Serves many listening pipes with one handler. Pass a callback, or subclass and override
+ * {@link Daemon.onMessage}. Reply with `msg.pipe.send(data, msg.from)` (works for TCP and UDP).
+ *
+ * @example
+ * const d = new Daemon(async (msg) => { await msg.pipe.send(msg.data, msg.from); });
+ * await d.listenLoopback(['tcp', 'udp'], 0);
+ */
+export class Daemon {
+  /** Every listening pipe this daemon opened, in order. */
+  readonly pipes: Pipe[] = [];
+  /** Addresses `listenAll`/`listenLocal` skipped because they could not be bound (not in use). */
+  readonly skipped: SkippedBind[] = [];
+  private readonly handler: MessageCallback | undefined;
+  private readonly pipeOpts: Omit<PipeOptions, 'bind' | 'onMessage' | 'signal' | 'timeout'>;
+  private closing: Promise<void> | undefined;
+
+  /**
+   * @param onMessage - the handler for every message on every pipe; omit when subclassing.
+   * @param opts - pipe options for every listening pipe (framing, queue limits, buffer sizes).
+   */
+  constructor(onMessage?: MessageCallback, opts: Omit<PipeOptions, 'bind' | 'onMessage' | 'signal' | 'timeout'> = {}) {
+    if (onMessage !== undefined && typeof onMessage !== 'function') throw new InvalidArgumentError('Daemon handler must be a function');
+    this.handler = onMessage;
+    this.pipeOpts = opts;
+  }
+
+  /** The handler; override in a subclass. Errors it throws go to the pipe's `onError`. */
+  onMessage(msg: Message): void | Promise<void> {
+    return this.handler?.(msg);
+  }
+
+  /** Opens one listening pipe. A port conflict rejects with `BindError` (`ERR_ADDRESS_IN_USE`) naming the address. */
+  async listen(spec: ListenSpec, opts: AbortOptions = {}): Promise<Pipe> {
+    throwIfAborted(opts.signal);
+    if (this.closing) throw new InvalidArgumentError('daemon is closed');
+    const bind = spec.host !== undefined ? { host: spec.host, port: spec.port ?? 0, iface: spec.iface } : { iface: spec.iface, port: spec.port ?? 0 };
+    const pipe = await pipeOpen(spec.proto, undefined, {
+      ...this.pipeOpts,
+      ...opts,
+      bind,
+      family: spec.family,
+      onMessage: (m) => this.onMessage(m),
+    });
+    this.pipes.push(pipe);
+    return pipe;
+  }
+
+  /**
+   * Listens on every address of every up interface (IPv4 and IPv6, link-local included, loopback
+   * included), for each protocol, on `port`. With port `0` the first socket picks the port and
+   * every other socket uses the same one. Addresses that cannot be bound at all are recorded in
+   * {@link Daemon.skipped}; a port conflict fails the whole call and closes what it opened.
+   */
+  listenAll(protos: Proto | Proto[] = ['tcp', 'udp'], port = 0, opts: AbortOptions = {}): Promise<Pipe[]> {
+    return this.listenScopes(protos, port, () => true, opts);
+  }
+
+  /** Listens on `127.0.0.1` and `::1` (where available) for each protocol. */
+  listenLoopback(protos: Proto | Proto[] = ['tcp', 'udp'], port = 0, opts: AbortOptions = {}): Promise<Pipe[]> {
+    return this.listenScopes(protos, port, (s) => s === 'loopback', opts);
+  }
+
+  /** Listens on every LAN address (private, ULA, CGNAT and link-local; not loopback, not global). */
+  listenLocal(protos: Proto | Proto[] = ['tcp', 'udp'], port = 0, opts: AbortOptions = {}): Promise<Pipe[]> {
+    return this.listenScopes(protos, port, (s) => s !== 'loopback' && s !== 'global', opts);
+  }
+
+  private async listenScopes(protos: Proto | Proto[], port: number, want: (s: AddressScope) => boolean, opts: AbortOptions): Promise<Pipe[]> {
+    throwIfAborted(opts.signal);
+    const list = Array.isArray(protos) ? protos : [protos];
+    const specs: ListenSpec[] = [];
+    for (const iface of await getInterfaces({ signal: opts.signal })) {
+      if (!iface.up) continue;
+      for (const a of iface.addresses) {
+        if (!want(a.scope)) continue;
+        const host = a.scope === 'link-local' && a.family === 6 ? `${a.address}%${iface.name}` : a.address;
+        for (const proto of list) specs.push({ proto, host, family: a.family });
+      }
+    }
+    const opened: Pipe[] = [];
+    let chosen = port;
+    try {
+      for (const s of specs) {
+        try {
+          const p = await this.listen({ ...s, port: chosen }, opts);
+          opened.push(p);
+          if (chosen === 0) chosen = p.local.port;
+        } catch (e) {
+          if (e instanceof BindError && e.code === 'ERR_BIND') {
+            this.skipped.push({ address: e.address, error: e });
+            continue;
+          }
+          throw e;
+        }
+      }
+    } catch (e) {
+      await Promise.all(opened.map((p) => p.close()));
+      for (const p of opened) this.pipes.splice(this.pipes.indexOf(p), 1);
+      throw e;
+    }
+    return opened;
+  }
+
+  /** Closes every pipe the daemon opened (and their accepted connections). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= Promise.all(this.pipes.map((p) => p.close())).then(() => undefined);
+    return this.closing;
+  }
+
+  /** `await using daemon = …` closes it. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
