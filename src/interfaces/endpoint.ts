@@ -29,10 +29,15 @@ export const MAX_ENDPOINT_LENGTH = 128;
 
 const ZONE_RE = /^[A-Za-z0-9_.\-:@]{1,64}$/;
 
+/** Short, never-throwing description of a bad input for error messages. */
+function describe(x: unknown): string {
+  return typeof x === 'string' ? JSON.stringify(x.slice(0, 80)) : x === null ? 'null' : typeof x;
+}
+
 /** Validates a port number; throws {@link EndpointError}. */
 export function checkPort(port: unknown, what = 'port'): number {
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new EndpointError(`invalid ${what}: ${String(port)} (must be an integer 0-65535)`);
+    throw new EndpointError(`invalid ${what}: ${typeof port === 'number' ? String(port) : describe(port)} (must be an integer 0-65535)`);
   }
   return port;
 }
@@ -43,11 +48,12 @@ export function checkPort(port: unknown, what = 'port'): number {
  */
 export function parseHost(addr: string): { host: string; family: Family; scopeId?: string } {
   if (typeof addr !== 'string' || addr.length === 0 || addr.length > MAX_ENDPOINT_LENGTH) {
-    throw new EndpointError(`invalid host: ${JSON.stringify(String(addr).slice(0, 80))}`);
+    throw new EndpointError(`invalid host: ${describe(addr)}`);
   }
   let host = addr;
   let scopeId: string | undefined;
-  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  const bracketed = host.startsWith('[') && host.endsWith(']');
+  if (bracketed) host = host.slice(1, -1);
   const pct = host.indexOf('%');
   if (pct >= 0) {
     scopeId = host.slice(pct + 1);
@@ -57,6 +63,7 @@ export function parseHost(addr: string): { host: string; family: Family; scopeId
   const v = isIP(host);
   if (v === 0) throw new EndpointError(`not an IP address: ${JSON.stringify(addr)}`);
   if (v === 4 && scopeId !== undefined) throw new EndpointError(`IPv4 address cannot have a zone: ${JSON.stringify(addr)}`);
+  if (v === 4 && bracketed) throw new EndpointError(`IPv4 address must not be bracketed: ${JSON.stringify(addr)}`);
   const out: { host: string; family: Family; scopeId?: string } = { host: host.toLowerCase(), family: v as Family };
   if (scopeId !== undefined) out.scopeId = scopeId;
   return out;
@@ -74,6 +81,12 @@ export function toEndpoint(e: EndpointLike): Endpoint {
   const h = parseHost(e.host);
   const port = checkPort(e.port);
   const out: Endpoint = { host: h.host, port, family: h.family };
+  if (typeof e.scopeId === 'number' && !(Number.isInteger(e.scopeId) && e.scopeId >= 0)) {
+    throw new EndpointError(`invalid scopeId ${String(e.scopeId)}: a numeric zone is a non-negative interface index`);
+  }
+  if (e.scopeId !== undefined && typeof e.scopeId !== 'number' && typeof e.scopeId !== 'string') {
+    throw new EndpointError(`invalid scopeId: expected a string or number, got ${describe(e.scopeId)}`);
+  }
   const zone = e.scopeId !== undefined && e.scopeId !== '' ? String(e.scopeId) : h.scopeId;
   if (zone !== undefined) {
     if (h.family !== 6 || !ZONE_RE.test(zone)) throw new EndpointError(`invalid scopeId ${JSON.stringify(zone)} for ${h.host}`);
@@ -85,7 +98,7 @@ export function toEndpoint(e: EndpointLike): Endpoint {
 /** Parses the textual form; see {@link toEndpoint}. */
 export function parseEndpoint(s: string): Endpoint {
   if (typeof s !== 'string' || s.length === 0 || s.length > MAX_ENDPOINT_LENGTH) {
-    throw new EndpointError(`invalid endpoint: ${JSON.stringify(String(s).slice(0, 80))}`);
+    throw new EndpointError(`invalid endpoint: ${describe(s)}`);
   }
   let hostPart: string;
   let portPart: string;
