@@ -183,3 +183,44 @@ export class PortMappingError extends P2pdError {
     if (options?.resultCode !== undefined) this.resultCode = options.resultCode;
   }
 }
+
+/** Options of {@link StunError}: the ERROR-CODE of a STUN error response, when there is one. */
+export interface StunErrorOptions extends P2pdErrorOptions {
+  /** STUN error code from the ERROR-CODE attribute, e.g. `401`, `438`. */
+  errorCode?: number;
+  /** Reason phrase from the ERROR-CODE attribute. */
+  reason?: string;
+}
+
+/**
+ * A STUN/TURN transaction failed at the protocol level, typically with an error response;
+ * `errorCode`/`reason` then carry its ERROR-CODE. Code `ERR_STUN`.
+ */
+export class StunError extends P2pdError {
+  /** STUN error code (300–699) of the error response, if any. */
+  readonly errorCode: number | undefined;
+  /** Reason phrase of the error response, if any. */
+  readonly reason: string | undefined;
+  constructor(message: string, options?: StunErrorOptions) {
+    super('ERR_STUN', message, options);
+    this.errorCode = options?.errorCode;
+    this.reason = options?.reason;
+  }
+}
+
+/** A key (or other named item) does not exist, e.g. a DHT `get` of a missing key. Code `ERR_NOT_FOUND`. */
+export class NotFoundError extends P2pdError {
+  constructor(message = 'not found', options?: P2pdErrorOptions) {
+    super('ERR_NOT_FOUND', message, options);
+  }
+}
+
+/**
+ * A DHT record was rejected: bad or forged signature, not signed by the key's owner, stale,
+ * timestamp too far in the future, or a key/value over the size limits. Code `ERR_RECORD`.
+ */
+export class RecordError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super('ERR_RECORD', message, options);
+  }
+}
