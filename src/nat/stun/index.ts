@@ -1,0 +1,32 @@
+/**
+ * p2pd's own STUN/TURN codec: RFC 8489/5389 messages, RFC 3489 classic decoding, RFC 5780
+ * NAT-behaviour attributes, RFC 8656 TURN attributes and ChannelData, TCP stream framing,
+ * MESSAGE-INTEGRITY(-SHA256), FINGERPRINT and credential keys.
+ * @module
+ */
+export * from './constants.js';
+export {
+  type AttrContext, type ChangeRequest, type EvenPort, type KnownAttributeType, type KnownStunAttribute,
+  type RawStunAttribute, type StunAttribute, type StunAttributeValues, type StunErrorValue,
+  decodeAttribute, encodeAttributeValue, isKnownAttribute,
+} from './attributes.js';
+export {
+  type DecodedStunMessage, type EncodeStunOptions, type ProtectionOffsets, type StunMessage,
+  decodeStun, encodeStun, getAttr, getAttrs, isStun, messageType, newTransactionId, parseMessageType,
+  stunErrorOf, verifyFingerprint, verifyIntegrity,
+} from './message.js';
+export {
+  type PasswordAlgorithm, type StunKey,
+  crc32, fingerprintOf, longTermKey, prepareCredential, shortTermKey, userHash,
+} from './integrity.js';
+export {
+  type ChannelData, type PacketKind,
+  CHANNEL_DATA_HEADER_SIZE, CHANNEL_MAX, CHANNEL_MIN, MAX_CHANNEL_DATA_PAYLOAD,
+  channelDataSize, classifyPacket, decodeChannelData, encodeChannelData, isValidChannel,
+} from './channel-data.js';
+export {
+  type StreamFrame, type StreamSplitterOptions,
+  DEFAULT_MAX_STREAM_FRAME, StunStreamSplitter, splitStunStream, streamFrameSize,
+} from './stream.js';
+export { bytesToIp, ipToBytes } from './ip.js';
+export { StunError } from '../../errors.js';
