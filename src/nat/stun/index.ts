@@ -29,4 +29,5 @@ export {
   DEFAULT_MAX_STREAM_FRAME, StunStreamSplitter, splitStunStream, streamFrameSize,
 } from './stream.js';
 export { bytesToIp, ipToBytes } from './ip.js';
+export { StunTransport, type StunReceived, type TransactionOptions, type PacketListener, type StunPacket, STUN_RTO, STUN_MAX_TRIES, STUN_RM, STUN_TCP_TIMEOUT, MAX_PENDING_TRANSACTIONS } from './transport.js';
 export { StunError } from '../../errors.js';
