@@ -143,7 +143,17 @@ export function endpointFromNode(address: string, port: number): Endpoint {
   return out;
 }
 
-/** True when two endpoints name the same host and port (zone ignored when either lacks one). */
+/** `::ffff:1.2.3.4` → `1.2.3.4`; other addresses unchanged. */
+export function unmapHost(host: string): string {
+  return host.length > 7 && host.startsWith('::ffff:') && host.includes('.') ? host.slice(7) : host;
+}
+
+/**
+ * True when two endpoints name the same host and port (zone ignored when either lacks one;
+ * an IPv4-mapped IPv6 address equals its IPv4 address).
+ */
 export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
-  return a.port === b.port && a.host === b.host && (!a.scopeId || !b.scopeId || a.scopeId === b.scopeId);
+  if (a.port !== b.port) return false;
+  if (a.host !== b.host && unmapHost(a.host) !== unmapHost(b.host)) return false;
+  return !a.scopeId || !b.scopeId || a.scopeId === b.scopeId;
 }

@@ -57,6 +57,7 @@ export abstract class MessageHub implements QueueOwner {
 
   /** Registers an error callback for errors raised by callbacks; returns a remover. */
   onError(cb: ErrorCallback): () => void {
+    if (typeof cb !== 'function') throw new InvalidArgumentError('onError expects a function');
     this.errorCbs.push(cb);
     return () => {
       this.errorCbs = this.errorCbs.filter((c) => c !== cb);
@@ -125,7 +126,9 @@ export abstract class MessageHub implements QueueOwner {
 
   /**
    * Async iteration over `sub` (subscribed on first use if it is not). Ends when the pipe is
-   * closed and the queue is drained; `signal` ends it early with an AbortError.
+   * closed gracefully and the queue is drained; throws the close error (e.g. a
+   * `ConnectionResetError`) after draining when the pipe closed because of one; `signal` ends it
+   * early with an AbortError.
    */
   async *messages(opts: { sub?: Sub } & AbortOptions = {}): AsyncGenerator<Message, void, undefined> {
     const sub = opts.sub ?? SUB_ALL;
@@ -134,16 +137,20 @@ export abstract class MessageHub implements QueueOwner {
     for (;;) {
       let m = q.take();
       if (!m) {
-        if (q.closedError) return;
+        if (q.closedError) return this.endIteration();
         try {
           m = await q.next({ signal: opts.signal });
         } catch (e) {
-          if (e instanceof PipeClosedError && q.closedError) return;
+          if (e instanceof PipeClosedError && q.closedError) return this.endIteration();
           throw e;
         }
       }
       yield m;
     }
+  }
+
+  private endIteration(): void {
+    if (this.closeError) throw this.closeError;
   }
 
   /** `for await (const msg of pipe)`: iterates `SUB_ALL`. */

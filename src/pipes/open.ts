@@ -82,6 +82,14 @@ export async function pipeOpen(proto: Proto, dest?: EndpointLike, opts: PipeOpti
     throw new InvalidArgumentError(`bind address family IPv${bind.family} does not match IPv${family}`);
   }
   const framing: Framing = opts.framing ?? 'raw';
+  // Validated here: a bad value would otherwise throw inside a socket event handler (uncaught).
+  if (framing !== 'raw' && framing !== 'length' && framing !== 'line') {
+    throw new InvalidArgumentError(`unknown framing ${JSON.stringify(framing)}; expected 'raw', 'length' or 'line'`);
+  }
+  for (const k of ['maxQueue', 'maxQueueBytes', 'maxAcceptQueue', 'backlog', 'recvBufferSize', 'sendBufferSize', 'flushTimeout'] as const) {
+    const v = opts[k];
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new InvalidArgumentError(`${k} must be a positive integer`);
+  }
   const maxMessageSize = checkMaxMessageSize(framing, opts.maxMessageSize);
   if (proto === 'udp') return openUdp(remote, bind, family, opts);
   if (remote) return connectTcp(remote, bind, framing, maxMessageSize, opts);
@@ -101,7 +109,9 @@ function connectTcp(remote: Endpoint, bind: Binding, framing: Framing, maxMessag
       ...(bind.port ? { localPort: bind.port } : {}),
     });
     let ok = false;
-    const onError = (e: Error): void => reject(connectError(e, target));
+    // A failure to bind the local address (port in use, address not ours) is a BindError, not a connect error.
+    const localAddr = (): string => formatEndpoint({ host: bind.host ?? wildcard(remote.family), port: bind.port, scopeId: bind.scopeId, family: remote.family });
+    const onError = (e: Error): void => reject((e as { syscall?: string }).syscall === 'bind' ? bindError(e, localAddr()) : connectError(e, target));
     sock.once('error', onError);
     sock.once('connect', () => {
       ok = true;
@@ -113,6 +123,7 @@ function connectTcp(remote: Endpoint, bind: Binding, framing: Framing, maxMessag
           maxQueueBytes: opts.maxQueueBytes,
           onMessage: opts.onMessage,
           defaultSub: true,
+          flushTimeout: opts.flushTimeout,
         }),
       );
     });
@@ -148,6 +159,7 @@ function listenTcp(bind: Binding, family: Family, framing: Framing, maxMessageSi
           maxQueue: opts.maxQueue,
           maxQueueBytes: opts.maxQueueBytes,
           maxAcceptQueue: opts.maxAcceptQueue,
+          flushTimeout: opts.flushTimeout,
         }),
       );
     });

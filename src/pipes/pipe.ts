@@ -42,8 +42,9 @@ export abstract class Pipe extends MessageHub {
   abstract send(data: SendData, dest?: EndpointLike, opts?: AbortOptions): Promise<void>;
 
   /**
-   * Closes the pipe. TCP: graceful FIN, then reset if the peer does not finish within
-   * `CLOSE_TIMEOUT`. Queued messages stay readable with `recv()`. Idempotent.
+   * Closes the pipe. TCP: data already sent is flushed (up to `CLOSE_FLUSH_TIMEOUT`), then a
+   * graceful FIN; the connection is reset if the peer does not finish within `CLOSE_TIMEOUT`.
+   * Queued messages stay readable with `recv()`. Idempotent.
    */
   abstract close(): Promise<void>;
 

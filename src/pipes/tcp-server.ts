@@ -21,6 +21,8 @@ export interface TcpServerInit extends QueueLimits {
   noDelay: boolean;
   /** Initial server-level callback. */
   onMessage?: MessageCallback | undefined;
+  /** Flush timeout of accepted pipes' `close()` (ms). */
+  flushTimeout?: number | undefined;
   /** Max pipes waiting for `accept()`. */
   maxAcceptQueue?: number | undefined;
 }
@@ -44,7 +46,8 @@ export class TcpServer extends Pipe {
   private acceptQueue: TcpPipe[] = [];
   private acceptWaiters: { resolve: (p: TcpPipe) => void; reject: (e: unknown) => void }[] = [];
   private connCbs: ConnectionCallback[] = [];
-  private paused = false;
+  /** Server queues over their limits; while > 0 every connection is paused. */
+  private paused = 0;
   private closing: Promise<void> | undefined;
   /** Connections dropped from the accept queue because nobody called `accept()` (they keep working). */
   acceptOverflow = 0;
@@ -72,6 +75,7 @@ export class TcpServer extends Pipe {
       maxQueue: this.init.maxQueue,
       maxQueueBytes: this.init.maxQueueBytes,
       defaultSub: this.callbacks.length === 0 && this.queues.length === 0,
+      flushTimeout: this.init.flushTimeout,
       parent: this,
     });
     this.connections.add(pipe);
@@ -146,7 +150,19 @@ export class TcpServer extends Pipe {
   /** @internal A client's message, offered to the server's callbacks and subscriptions. */
   deliverShared(m: Message): boolean {
     if (this.callbacks.length === 0 && this.queues.length === 0) return false;
-    return this.dispatch(m);
+    this.delivering = m.pipe as TcpPipe;
+    try {
+      return this.dispatch(m);
+    } finally {
+      this.delivering = undefined;
+    }
+  }
+  private delivering: TcpPipe | undefined;
+
+  /** Async server callbacks count against the in-flight limit of the client pipe whose message they handle. */
+  protected override trackAsync(p: Promise<void>): void {
+    if (this.delivering) this.delivering.trackShared(p, this);
+    else super.trackAsync(p);
   }
 
   /** @internal */
@@ -155,14 +171,12 @@ export class TcpServer extends Pipe {
   }
 
   override queueFull(): void {
-    if (this.paused) return;
-    this.paused = true;
+    if (this.paused++ > 0) return;
     for (const c of this.connections) c.pauseReading();
   }
 
   override queueDrained(): void {
-    if (!this.paused) return;
-    this.paused = false;
+    if (this.paused === 0 || --this.paused > 0) return;
     for (const c of this.connections) c.resumeReading();
   }
 

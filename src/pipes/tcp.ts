@@ -3,13 +3,13 @@
  * @module
  */
 import type { Socket } from 'node:net';
-import { InvalidArgumentError, PipeClosedError } from '../errors.js';
+import { FrameError, InvalidArgumentError, PipeClosedError } from '../errors.js';
 import { endpointFromNode, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { toAbortError, type AbortOptions } from '../util/abort.js';
 import { createDecoder, encodeFrame, type FrameDecoder } from './framing.js';
 import { handled, Pipe, type SendData } from './pipe.js';
 import { streamError } from './socket-errors.js';
-import { CLOSE_TIMEOUT, MAX_INFLIGHT_CALLBACKS, SUB_ALL, type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
+import { CLOSE_FLUSH_TIMEOUT, CLOSE_TIMEOUT, MAX_INFLIGHT_CALLBACKS, SUB_ALL, type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
 
 /** Options for wrapping a connected socket. */
 export interface TcpPipeInit extends QueueLimits {
@@ -21,6 +21,8 @@ export interface TcpPipeInit extends QueueLimits {
   onMessage?: MessageCallback | undefined;
   /** Subscribe `SUB_ALL` by default. */
   defaultSub: boolean;
+  /** Flush timeout of `close()` (ms). */
+  flushTimeout?: number | undefined;
   /** The server that accepted it, which also sees its messages. */
   parent?: { deliverShared(m: Message): boolean; pipeClosed(p: TcpPipe): void } | undefined;
 }
@@ -46,6 +48,7 @@ export class TcpPipe extends Pipe {
   private readonly decoder: FrameDecoder | undefined;
   private readonly maxMessageSize: number;
   private readonly parent: TcpPipeInit['parent'];
+  private readonly flushTimeout: number;
   private pauses = 0;
   private inflight = 0;
   private inflightPaused = false;
@@ -60,6 +63,7 @@ export class TcpPipe extends Pipe {
     this.maxMessageSize = init.maxMessageSize;
     this.decoder = createDecoder(init.framing, init.maxMessageSize);
     this.parent = init.parent;
+    this.flushTimeout = init.flushTimeout ?? CLOSE_FLUSH_TIMEOUT;
     this.local = endpointFromNode(socket.localAddress ?? '', socket.localPort ?? 0);
     this.remote = endpointFromNode(socket.remoteAddress ?? '', socket.remotePort ?? 0);
     if (init.onMessage) this.onMessage(init.onMessage);
@@ -67,6 +71,11 @@ export class TcpPipe extends Pipe {
     socket.on('data', this.onData);
     socket.on('error', (e) => {
       this.lastError ??= streamError(e);
+    });
+    socket.on('end', () => {
+      // The peer finished in the middle of a message: report the truncation instead of a clean close.
+      const pending = this.decoder?.pending ?? 0;
+      if (pending > 0) this.lastError ??= new FrameError(`connection closed by the peer in the middle of a message (${pending} bytes of it received)`);
     });
     socket.on('close', () => this.onSocketClose());
   }
@@ -137,7 +146,13 @@ export class TcpPipe extends Pipe {
         });
         return;
       }
-      const timer = setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT);
+      // Our queued data is flushed first (bounded by flushTimeout); then the peer has
+      // CLOSE_TIMEOUT to finish its side before the connection is reset.
+      let timer = setTimeout(() => this.socket.destroy(), this.flushTimeout);
+      this.socket.once('finish', () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT);
+      });
       this.socket.once('close', () => {
         clearTimeout(timer);
         resolve();
@@ -179,7 +194,7 @@ export class TcpPipe extends Pipe {
     this.resumeReading();
   }
 
-  protected override trackAsync(p: Promise<void>): void {
+  protected override trackAsync(p: Promise<void>, reporter: { reportError(e: unknown): void } = this): void {
     if (++this.inflight >= MAX_INFLIGHT_CALLBACKS && !this.inflightPaused) {
       this.inflightPaused = true;
       this.pauseReading();
@@ -188,9 +203,14 @@ export class TcpPipe extends Pipe {
       () => this.settled(),
       (e: unknown) => {
         this.settled();
-        this.reportError(e);
+        reporter.reportError(e);
       },
     );
+  }
+
+  /** @internal A server callback's promise for one of this pipe's messages: counts against this pipe's in-flight limit; errors go to `reporter`. */
+  trackShared(p: Promise<void>, reporter: { reportError(e: unknown): void }): void {
+    this.trackAsync(p, reporter);
   }
 
   private settled(): void {

@@ -70,8 +70,10 @@ export const DEFAULT_MAX_LINE = 64 * 1024;
 export const MAX_UDP_PAYLOAD = 65507;
 /** Default connect timeout (ms) when the caller gives none. */
 export const DEFAULT_CONNECT_TIMEOUT = 10_000;
-/** How long a graceful TCP close waits for the peer before resetting (ms). */
+/** How long a graceful TCP close waits for the peer's FIN, once our data is flushed, before resetting (ms). */
 export const CLOSE_TIMEOUT = 2_000;
+/** Default time a graceful TCP close waits for our queued data to reach the kernel before resetting (ms). */
+export const CLOSE_FLUSH_TIMEOUT = 10_000;
 /** Maximum async `onMessage` callbacks in flight per TCP pipe before reading pauses. */
 export const MAX_INFLIGHT_CALLBACKS = 256;
 /** Default size of a TCP server's queue of accepted pipes awaiting `accept()`. */
@@ -128,6 +130,8 @@ export interface PipeOptions extends AbortOptions, QueueLimits {
   reuseAddr?: boolean;
   /** IPv6 sockets only accept IPv6 (no v4-mapped). @default true for servers bound to `::` */
   ipv6Only?: boolean;
+  /** TCP: how long `close()` waits for already-sent data to reach the kernel before resetting (ms). @default CLOSE_FLUSH_TIMEOUT (10 000) */
+  flushTimeout?: number;
   /** Max accepted pipes waiting for `accept()`; the oldest is left to callbacks beyond it. @default 1024 */
   maxAcceptQueue?: number;
 }

@@ -4,8 +4,9 @@
  * @module
  */
 import type { RemoteInfo, Socket } from 'node:dgram';
-import { InvalidArgumentError, MessageTooBigError, P2pdError, PipeClosedError, UnreachableError } from '../errors.js';
-import { endpointFromNode, nodeHost, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
+import { isIP } from 'node:net';
+import { EndpointError, InvalidArgumentError, MessageTooBigError, P2pdError, PipeClosedError, UnreachableError } from '../errors.js';
+import { endpointFromNode, formatEndpoint, nodeHost, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { toAbortError, type AbortOptions } from '../util/abort.js';
 import { handled, Pipe, type SendData } from './pipe.js';
 import { toBuffer } from './tcp.js';
@@ -73,6 +74,10 @@ export class UdpPipe extends Pipe {
       if (opts?.signal?.aborted) throw toAbortError(opts.signal);
       const to = dest === undefined ? this.remote : typeof dest === 'object' && 'family' in dest ? (dest as Endpoint) : toEndpoint(dest);
       if (to === undefined) throw new InvalidArgumentError('a UDP server needs dest to send (e.g. msg.from)');
+      // Endpoint-shaped objects skip toEndpoint: check what dgram would otherwise reject raw (port) or resolve via DNS (host).
+      if (!(to.port > 0 && to.port <= 65535) || (to === dest && to !== this.lastFrom && isIP(to.host) === 0)) {
+        throw new EndpointError(`cannot send to ${formatEndpoint(to)}`);
+      }
       const buf = toBuffer(data);
       if (buf.length > MAX_UDP_PAYLOAD) throw new MessageTooBigError(`datagram of ${buf.length} bytes exceeds ${MAX_UDP_PAYLOAD}`);
       this.stats.messagesOut++;
