@@ -24,7 +24,7 @@ describe.runIf(labAvailable(SUITE, NETNS_NEEDS))(SUITE, () => {
     await pair?.teardown();
   });
 
-  it.each(['tcp', 'udp'] as const)('%s: bind a scoped fe80 address, connect to [fe80::…%if]:port, from carries the scope', async (proto) => {
+  it.each(['tcp', 'udp'] as const)('%s: bind a scoped fe80 address, connect to [fe80::…(zone)]:port, from carries the scope', async (proto) => {
     const p = pair!;
     const port = proto === 'tcp' ? 41001 : 41002;
     const server = spawnNodeInNs(p.b.ns, PEER, ['server', proto, p.b.scoped, String(port)]);

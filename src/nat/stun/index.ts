@@ -31,3 +31,12 @@ export {
 export { bytesToIp, ipToBytes } from './ip.js';
 export { StunTransport, type StunReceived, type TransactionOptions, type PacketListener, type StunPacket, STUN_RTO, STUN_MAX_TRIES, STUN_RM, STUN_TCP_TIMEOUT, MAX_PENDING_TRANSACTIONS } from './transport.js';
 export { StunError } from '../../errors.js';
+export {
+  type BindingOptions, type StunClientOptions, type StunMapping,
+  STUN_PORT, STUN_SOFTWARE, ATTR_XOR_MAPPED_ADDRESS_OLD, StunClient, parseBindingResponse, parseStunServer, sourceAddressFor, stunGetMapping,
+} from './client.js';
+export {
+  type StunServerOptions, type StunServerStats,
+  DEFAULT_MAX_REQUEST_SIZE, DEFAULT_MAX_STUN_CONNECTIONS, DEFAULT_STUN_RATE_LIMIT, DEFAULT_STUN_TCP_IDLE, MAX_RATE_ENTRIES, STUN_ALT_PORT,
+  StunServer, describeStunServer, startStunServer,
+} from './server.js';
