@@ -1,0 +1,96 @@
+/**
+ * Keeps a TURN allocation alive: sends Refresh before the granted lifetime runs out
+ * (RFC 8656 §8), retries transient failures while the allocation has not expired, and
+ * reports the allocation as lost otherwise.
+ * @module
+ */
+import { StunError } from '../../errors.js';
+import { TURN_REFRESH_MARGIN, TURN_REFRESH_RETRY } from './constants.js';
+
+/**
+ * When to refresh an allocation granted for `lifetime` seconds: `lifetime − 60 s` for
+ * lifetimes over two minutes, half the lifetime for shorter ones. Returns milliseconds.
+ */
+export function refreshDelay(lifetime: number): number {
+  const s = lifetime > 2 * TURN_REFRESH_MARGIN ? lifetime - TURN_REFRESH_MARGIN : lifetime / 2;
+  return Math.max(0, Math.round(s * 1000));
+}
+
+/** Options of {@link AllocationRefresher}. */
+export interface RefresherOptions {
+  /** Sends one Refresh and resolves with the lifetime (seconds) the server granted. */
+  refresh: () => Promise<number>;
+  /** Called once when the allocation is lost (refresh refused, or it expired while retrying). */
+  lost: (err: Error) => void;
+  /** Called after each successful refresh with the new lifetime (seconds). */
+  refreshed?: (lifetime: number) => void;
+  /** Delay before retrying a timed-out refresh (ms). @default TURN_REFRESH_RETRY */
+  retry?: number;
+}
+
+/**
+ * The allocation's refresh timer. Its timers are unref'd (an idle allocation does not keep
+ * the process alive) and {@link AllocationRefresher.stop} clears them.
+ */
+export class AllocationRefresher {
+  readonly #opts: RefresherOptions;
+  #timer: NodeJS.Timeout | undefined;
+  #expiresAt = 0;
+  #stopped = false;
+  /** Refreshes that succeeded. */
+  count = 0;
+
+  constructor(opts: RefresherOptions) {
+    this.#opts = opts;
+  }
+
+  /** Time (ms since the epoch) at which the allocation expires unless refreshed. */
+  get expiresAt(): number {
+    return this.#expiresAt;
+  }
+
+  /** (Re)starts the schedule for an allocation just granted/refreshed for `lifetime` seconds. */
+  start(lifetime: number): void {
+    if (this.#stopped) return;
+    this.#expiresAt = Date.now() + lifetime * 1000;
+    this.#arm(refreshDelay(lifetime));
+  }
+
+  #arm(ms: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#fire(), ms);
+    this.#timer.unref();
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    if (this.#stopped) return;
+    this.#opts.refresh().then(
+      (lifetime) => {
+        if (this.#stopped) return;
+        this.count++;
+        this.start(lifetime);
+        this.#opts.refreshed?.(lifetime);
+      },
+      (e: unknown) => {
+        if (this.#stopped) return;
+        const err = e instanceof Error ? e : new Error(String(e));
+        // An error response (437 Allocation Mismatch, 401, ...) is final; silence may be loss.
+        const retry = this.#opts.retry ?? TURN_REFRESH_RETRY;
+        if (!(err instanceof StunError) && Date.now() + retry < this.#expiresAt) {
+          this.#arm(retry);
+          return;
+        }
+        this.stop();
+        this.#opts.lost(err);
+      },
+    );
+  }
+
+  /** Stops refreshing; idempotent. */
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
