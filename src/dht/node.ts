@@ -1,0 +1,389 @@
+/**
+ * `DhtNode`: a Kademlia node with a dict-like async API over an injected {@link DhtTransport}.
+ *
+ * - `set`/`get`/`has`/`delete`/`update` work on signed records ({@link DhtRecord}) stored on
+ *   the k nodes closest to SHA-256(key). Only the key's first writer can overwrite or delete it.
+ * - Lookups are iterative and α-parallel ({@link iterativeLookup}).
+ * - Replicas are republished every `republishInterval` (skipped for records someone else
+ *   re-stored within the interval), and pushed to a newly seen contact at once when it falls
+ *   among the k closest known nodes of a held key.
+ * - Buckets not looked up for `refreshInterval` are refreshed by a lookup of a random id in
+ *   their range.
+ * - Timers are `unref`'d; {@link DhtNode.close} stops them and cancels every operation.
+ * @module
+ */
+import { setMaxListeners } from 'node:events';
+import { AbortError, ConnectError, DecodeError, InvalidArgumentError, NotFoundError, P2pdError, RecordError } from '../errors.js';
+import { toAbortError, type AbortOptions } from '../util/abort.js';
+import { contactProblem, type Contact } from './contact.js';
+import { idEquals, idToHex, keyBytes, keyToId, randomIdInBucket, type DhtId } from './id.js';
+import { DEFAULT_ALPHA, iterativeLookup, type LookupResult, type QueryAnswer } from './lookup.js';
+import { responseTypeFor, type DhtRequest, type DhtResponse } from './messages.js';
+import {
+  checkRecordLimits, createRecord, decodeValue, encodeValue, MAX_CLOCK_SKEW_MS, verifyRecord,
+  type DhtKey, type DhtRecord, type DhtValue, type Signer,
+} from './record.js';
+import { resolveRecords } from './resolve.js';
+import { DEFAULT_K, RoutingTable } from './routing-table.js';
+import { RecordStore } from './store.js';
+import { createRequestHandler } from './handler.js';
+import { Background, DhtMetricsRecorder, type DhtMetrics } from './node-support.js';
+import { Replicator, type NodeCore, type PutResult } from './replication.js';
+import { linkSignals, type DhtTransport } from './transport.js';
+import {
+  DEFAULT_GET_QUORUM, DEFAULT_REFRESH_INTERVAL, DEFAULT_REPUBLISH_INTERVAL, DEFAULT_REQUEST_TIMEOUT, JOIN_PING_ATTEMPTS,
+  nonNegative, type DhtEntries, type DhtGetOptions, type DhtNodeOptions,
+} from './options.js';
+
+/** A Kademlia DHT node. */
+export class DhtNode {
+  /** Our id. */
+  readonly id: DhtId;
+  /** Our advertised contact. */
+  readonly contact: Contact;
+  /** The routing table. */
+  readonly table: RoutingTable;
+  /** Bucket size / replication factor. */
+  readonly k: number;
+  /** Lookup parallelism. */
+  readonly alpha: number;
+  readonly #transport: DhtTransport;
+  readonly #signer: Signer | undefined;
+  readonly #store: RecordStore;
+  readonly #replicator: Replicator;
+  readonly #closeCtrl = new AbortController();
+  readonly #bg = new Background();
+  readonly #metrics: DhtMetricsRecorder;
+  readonly #now: () => number;
+  readonly #requestTimeout: number;
+  readonly #republishInterval: number;
+  readonly #refreshInterval: number;
+  readonly #quorum: number;
+  readonly #maxClockSkew: number;
+  readonly #advertise: boolean;
+
+  constructor(opts: DhtNodeOptions) {
+    setMaxListeners(0, this.#closeCtrl.signal); // every operation listens for close
+    const problem = contactProblem(opts.contact);
+    if (problem) throw new InvalidArgumentError(`DHT contact: ${problem}`);
+    this.contact = opts.contact;
+    this.id = opts.contact.id;
+    this.#transport = opts.transport;
+    this.#signer = opts.signer;
+    this.#now = opts.now ?? Date.now;
+    this.k = opts.k ?? DEFAULT_K;
+    this.alpha = opts.alpha ?? DEFAULT_ALPHA;
+    if (!Number.isInteger(this.alpha) || this.alpha < 1) throw new InvalidArgumentError('alpha must be a positive integer');
+    this.#requestTimeout = nonNegative(opts.requestTimeout, DEFAULT_REQUEST_TIMEOUT, 'requestTimeout');
+    this.#republishInterval = nonNegative(opts.republishInterval, DEFAULT_REPUBLISH_INTERVAL, 'republishInterval');
+    this.#refreshInterval = nonNegative(opts.refreshInterval, DEFAULT_REFRESH_INTERVAL, 'refreshInterval');
+    this.#quorum = opts.quorum ?? DEFAULT_GET_QUORUM;
+    this.#maxClockSkew = nonNegative(opts.maxClockSkew, MAX_CLOCK_SKEW_MS, 'maxClockSkew');
+    this.#advertise = opts.advertise ?? true;
+    this.#store = new RecordStore({ now: this.#now, maxClockSkew: this.#maxClockSkew,
+      ...(opts.maxRecords !== undefined ? { maxRecords: opts.maxRecords } : {}) });
+    this.table = new RoutingTable(this.id, {
+      k: this.k,
+      now: this.#now,
+      ...(opts.maxFailures !== undefined ? { maxFailures: opts.maxFailures } : {}),
+      ping: (c) => this.ping(c),
+      onAdded: (c) => this.#replicator.onContactAdded(c),
+    });
+    this.#metrics = new DhtMetricsRecorder(() => ({ contacts: this.table.size, records: this.#store.size }));
+    const isClosed = (): boolean => this.closed;
+    const core: NodeCore = {
+      id: this.id, contact: this.contact, k: this.k, table: this.table, store: this.#store, bg: this.#bg,
+      get closed() {
+        return isClosed();
+      },
+      now: this.#now,
+      rpc: (to, req, signal, o) => this.#rpc(to, req, signal, o),
+    };
+    this.#replicator = new Replicator(core);
+    this.#transport.onRequest(createRequestHandler(core, this.#replicator, () => this.#metrics.received++));
+    if (this.#republishInterval > 0) this.#bg.every(this.#republishInterval, () => this.republish());
+    if (this.#refreshInterval > 0) this.#bg.every(this.#refreshInterval, () => this.refresh());
+  }
+
+  /** True after {@link close}. */
+  get closed(): boolean {
+    return this.#closeCtrl.signal.aborted;
+  }
+
+  /** Counters and lookup statistics. */
+  get metrics(): DhtMetrics {
+    return this.#metrics.snapshot();
+  }
+
+  /** The copy of `key` this node holds as a replica (tombstones included), if any. */
+  localRecord(key: DhtKey): DhtRecord | undefined {
+    return this.#store.get(keyToId(key))?.record;
+  }
+
+  /** Number of records this node holds as a replica. */
+  get storedRecords(): number {
+    return this.#store.size;
+  }
+
+  // ---- dict-like API ------------------------------------------------------------------
+
+  /**
+   * Stores `value` under `key` on the k closest nodes, signed by our signer.
+   * @throws RecordError if the key is owned by another writer or over the size limits;
+   *   InvalidArgumentError without a signer; P2pdError `ERR_DHT_STORE` if no node stored it.
+   */
+  async set(key: DhtKey, value: DhtValue, opts?: AbortOptions): Promise<void> {
+    await this.put(key, value, opts);
+  }
+
+  /** {@link set}, also reporting the record and how many nodes accepted it. */
+  async put(key: DhtKey, value: DhtValue, opts?: AbortOptions): Promise<PutResult> {
+    const signer = this.#requireSigner();
+    const kb = keyBytes(key);
+    checkRecordLimits(kb, encodeValue(value).bytes.length);
+    return this.#op(opts, 'DHT set', async (signal) => {
+      const keyId = keyToId(kb);
+      const look = await this.#lookup(keyId, 'value', signal, Infinity);
+      const current = this.#resolve(keyId, look).winner;
+      const seq = this.#nextSeq(signer, keyId, current);
+      const record = createRecord(signer, { key: kb, value, seq, timestamp: this.#now() });
+      return this.#replicator.replicate(record, keyId, look.closest, signal, true);
+    });
+  }
+
+  /**
+   * The value stored under `key`, typed as it was set. A missing (or deleted) key throws
+   * {@link NotFoundError}, or returns `opts.default` when given.
+   */
+  async get(key: DhtKey, opts?: DhtGetOptions): Promise<DhtValue>;
+  async get<D>(key: DhtKey, opts: DhtGetOptions<D> & { default: D }): Promise<DhtValue | D>;
+  async get<D>(key: DhtKey, opts?: DhtGetOptions<D>): Promise<DhtValue | D> {
+    const r = await this.getRecord(key, opts);
+    if (!r || r.deleted) {
+      if (opts && 'default' in opts) return opts.default as D;
+      throw new NotFoundError(`DHT key not found: ${JSON.stringify(Buffer.from(keyBytes(key)).toString('utf8')).slice(0, 80)}`);
+    }
+    return decodeValue(r);
+  }
+
+  /** The winning record for `key` (a tombstone if deleted), or `undefined` if none exists. */
+  async getRecord(key: DhtKey, opts?: Omit<DhtGetOptions<unknown>, 'default'>): Promise<DhtRecord | undefined> {
+    const keyId = keyToId(key);
+    return this.#op(opts, 'DHT get', async (signal) => {
+      const local = this.#replicator.localCopies(keyId).length > 0 ? 1 : 0;
+      const quorum = Math.max(1, (opts?.quorum ?? this.#quorum) - local);
+      const look = await this.#lookup(keyId, 'value', signal, quorum);
+      const { winner, stale } = this.#resolve(keyId, look);
+      if (winner && stale.length > 0) this.#replicator.readRepair(winner, keyId, stale, look);
+      return winner;
+    });
+  }
+
+  /** True if `key` exists (and is not deleted). */
+  async has(key: DhtKey, opts?: AbortOptions): Promise<boolean> {
+    const r = await this.getRecord(key, opts);
+    return r !== undefined && !r.deleted;
+  }
+
+  /**
+   * Deletes `key` by storing a signed tombstone on the k closest nodes. Resolves `false` if
+   * the key does not exist (nothing is written).
+   * @throws RecordError if another writer owns the key.
+   */
+  async delete(key: DhtKey, opts?: AbortOptions): Promise<boolean> {
+    const signer = this.#requireSigner();
+    const kb = keyBytes(key);
+    checkRecordLimits(kb, 0);
+    return this.#op(opts, 'DHT delete', async (signal) => {
+      const keyId = keyToId(kb);
+      const look = await this.#lookup(keyId, 'value', signal, Infinity);
+      const current = this.#resolve(keyId, look).winner;
+      if (!current || current.deleted) return false;
+      const seq = this.#nextSeq(signer, keyId, current);
+      const tomb = createRecord(signer, { key: kb, seq, timestamp: this.#now(), deleted: true });
+      await this.#replicator.replicate(tomb, keyId, look.closest, signal, true);
+      return true;
+    });
+  }
+
+  /** Sets every pair of `entries` (α at a time); rejects with the first error after all settle. */
+  async update(entries: DhtEntries, opts?: AbortOptions): Promise<void> {
+    const pairs: Array<readonly [DhtKey, DhtValue]> =
+      entries instanceof Map || Symbol.iterator in entries
+        ? [...(entries as Iterable<readonly [DhtKey, DhtValue]>)]
+        : Object.entries(entries as Record<string, DhtValue>);
+    const errors: unknown[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < pairs.length) {
+        const [k, v] = pairs[next++] as readonly [DhtKey, DhtValue];
+        await this.set(k, v, opts).catch((e: unknown) => errors.push(e));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.alpha, pairs.length) }, worker));
+    if (errors.length > 0) throw errors[0];
+  }
+
+  // ---- network ------------------------------------------------------------------------
+
+  /**
+   * Joins the network: pings `bootstrap` (up to {@link JOIN_PING_ATTEMPTS} times each),
+   * looks up our own id, then refreshes every bucket further than our closest neighbour.
+   * Resolves with the routing table size.
+   * @throws ConnectError if bootstrap contacts were given and none answered.
+   */
+  async join(bootstrap: readonly Contact[], opts?: AbortOptions): Promise<number> {
+    return this.#op(opts, 'DHT join', async (signal) => {
+      const valid = bootstrap.filter((c) => !idEquals(c.id, this.id) && contactProblem(c) === undefined);
+      const pingUntilAnswered = async (c: Contact): Promise<boolean> => {
+        for (let i = 0; i < JOIN_PING_ATTEMPTS && !signal.aborted; i++) {
+          if (await this.#rpc(c, { type: 'PING' }, signal).then(() => true, () => false)) return true;
+        }
+        return false;
+      };
+      const alive = await Promise.all(valid.map(pingUntilAnswered));
+      if (valid.length > 0 && !alive.includes(true)) throw new ConnectError('no DHT bootstrap node answered');
+      await this.#lookup(this.id, 'node', signal);
+      await Promise.all(this.table.bucketsToRefresh(0).map((i) => this.#lookup(randomIdInBucket(this.id, i), 'node', signal)));
+      return this.table.size;
+    });
+  }
+
+  /** Iterative lookup of the k closest nodes to `target`, with statistics. */
+  async lookup(target: DhtId, opts?: AbortOptions): Promise<LookupResult> {
+    return this.#op(opts, 'DHT lookup', (signal) => this.#lookup(target, 'node', signal));
+  }
+
+  /** Pings `contact`; resolves `true` if it answered as the expected node. Never rejects. */
+  async ping(contact: Contact, opts?: AbortOptions): Promise<boolean> {
+    if (this.closed) return false;
+    return this.#op(opts, 'DHT ping', (signal) => this.#rpc(contact, { type: 'PING' }, signal)).then(() => true, () => false);
+  }
+
+  /**
+   * Re-sends held replicas (not re-stored by anyone within `republishInterval`, or all with
+   * `force`) and our own records to the current k closest nodes; drops replicas we are no
+   * longer among the k closest for. Resolves with the number of records republished.
+   */
+  async republish(opts?: AbortOptions & { force?: boolean }): Promise<number> {
+    return this.#op(opts, 'DHT republish', async (signal) => {
+      const jobs = this.#replicator.due(this.#republishInterval, opts?.force === true);
+      let done = 0;
+      const worker = async (): Promise<void> => {
+        for (let r = jobs.shift(); r; r = jobs.shift()) {
+          const keyId = keyToId(r.key);
+          try {
+            const look = await this.#lookup(keyId, 'node', signal);
+            await this.#replicator.replicate(r, keyId, look.closest, signal, false);
+            done++;
+          } catch (e) {
+            if (signal.aborted) throw e;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: this.alpha }, worker));
+      return done;
+    });
+  }
+
+  /** Refreshes buckets not looked up for `refreshInterval` (all with `force`). */
+  async refresh(opts?: AbortOptions & { force?: boolean }): Promise<number> {
+    return this.#op(opts, 'DHT refresh', async (signal) => {
+      const idx = this.table.bucketsToRefresh(opts?.force ? 0 : this.#refreshInterval);
+      for (const i of idx) await this.#lookup(randomIdInBucket(this.id, i), 'node', signal);
+      return idx.length;
+    });
+  }
+
+  /** Stops timers, cancels every operation and unregisters from the transport. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.#closeCtrl.abort(new AbortError('DHT node closed'));
+    this.table.close();
+    this.#transport.onRequest(undefined);
+    this.#replicator.clear();
+    await this.#bg.close();
+  }
+
+  /** `await using node = new DhtNode(…)` support. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  #requireSigner(): Signer {
+    if (!this.#signer) throw new InvalidArgumentError('this DHT node has no signer; it is read-only');
+    return this.#signer;
+  }
+
+  #nextSeq(signer: Signer, keyId: DhtId, current: DhtRecord | undefined): number {
+    const mine = this.#replicator.published.get(idToHex(keyId));
+    if (current && !idEquals(current.writer, signer.publicKey)) throw new RecordError('DHT key is owned by another writer');
+    return Math.max(this.#now(), (current?.seq ?? -1) + 1, (mine?.seq ?? -1) + 1);
+  }
+
+  async #op<T>(opts: AbortOptions | undefined, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const link = linkSignals(opts, [this.#closeCtrl.signal], what);
+    try {
+      if (link.signal.aborted) throw toAbortError(link.signal);
+      return await fn(link.signal);
+    } catch (e) {
+      if (link.signal.aborted) throw toAbortError(link.signal);
+      throw e;
+    } finally {
+      link.done();
+    }
+  }
+
+  async #rpc(to: Contact, req: DhtRequest, signal: AbortSignal, opts?: { passive?: boolean }): Promise<DhtResponse> {
+    const full: DhtRequest = this.#advertise ? { ...req, sender: this.contact } : req;
+    this.#metrics.sent++;
+    try {
+      const res = await this.#transport.request(to, full, { signal, timeout: this.#requestTimeout });
+      if (!idEquals(res.responder, to.id)) throw new DecodeError('DHT reply from an unexpected node');
+      this.table.add(to);
+      if (res.type === 'ERROR') throw new P2pdError('ERR_DHT_REMOTE', `DHT peer error ${res.code}: ${res.message}`);
+      if (res.type !== responseTypeFor(req.type)) throw new DecodeError(`DHT reply ${res.type} to ${req.type}`);
+      return res;
+    } catch (e) {
+      if (!signal.aborted) {
+        this.#metrics.failed++;
+        // Only count the failure against the contact we know at that very address.
+        const known = this.table.get(to.id);
+        if (!opts?.passive && known && known.contact.host === to.host && known.contact.port === to.port) this.table.markFailed(to.id);
+      }
+      throw e;
+    }
+  }
+
+  async #lookup(target: DhtId, mode: 'node' | 'value', signal: AbortSignal, quorum = Infinity): Promise<LookupResult> {
+    this.table.touch(target);
+    const seeds = this.table.closest(target, this.k);
+    const res = await iterativeLookup(target, {
+      selfId: this.id, k: this.k, alpha: this.alpha, seeds,
+      query: (c, s) => this.#query(c, target, mode, s),
+    }, signal, quorum);
+    this.#metrics.lookup(res);
+    return res;
+  }
+
+  async #query(c: Contact, target: DhtId, mode: 'node' | 'value', signal: AbortSignal): Promise<QueryAnswer> {
+    const res = await this.#rpc(c, mode === 'node' ? { type: 'FIND_NODE', target } : { type: 'FIND_VALUE', keyId: target }, signal);
+    if (res.type !== 'NODES' && res.type !== 'VALUE') throw new DecodeError('unexpected DHT reply');
+    const contacts = res.contacts.filter((x) => contactProblem(x) === undefined);
+    if (res.type === 'NODES' || !res.record) return { contacts };
+    try {
+      verifyRecord(res.record, { keyId: target, now: this.#now(), maxClockSkew: this.#maxClockSkew });
+      return { contacts, record: res.record };
+    } catch {
+      this.#metrics.rejectedRecords++;
+      return { contacts };
+    }
+  }
+
+  #resolve(keyId: DhtId, look: LookupResult): ReturnType<typeof resolveRecords> {
+    const copies = [...this.#replicator.localCopies(keyId), ...look.records.map((f) => ({ record: f.record, holder: f.from.id }))];
+    return resolveRecords(keyId, copies);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Options, defaults and option parsing of `DhtNode`.
+ * @module
+ */
+import { InvalidArgumentError } from '../errors.js';
+import type { AbortOptions } from '../util/abort.js';
+import type { Contact } from './contact.js';
+import type { DhtKey, DhtValue, Signer } from './record.js';
+import type { DhtTransport } from './transport.js';
+
+/** Default per-RPC timeout, ms. */
+export const DEFAULT_REQUEST_TIMEOUT = 5_000;
+/** Default republish interval, ms (1 h). */
+export const DEFAULT_REPUBLISH_INTERVAL = 60 * 60 * 1000;
+/** Default bucket refresh interval, ms (1 h). */
+export const DEFAULT_REFRESH_INTERVAL = 60 * 60 * 1000;
+/** PINGs sent to each bootstrap contact before `DhtNode.join` gives up on it. */
+export const JOIN_PING_ATTEMPTS = 3;
+/** Default number of copies a `get` collects before it stops looking. */
+export const DEFAULT_GET_QUORUM = 3;
+
+/** Options of `DhtNode`. */
+export interface DhtNodeOptions {
+  /** How requests reach other nodes. */
+  transport: DhtTransport;
+  /** Our own advertised contact; `id` should be SHA-256 of the identity's public key. */
+  contact: Contact;
+  /** Signs our records; without it the node is read-only (`set`/`delete` throw). */
+  signer?: Signer;
+  /** Bucket size and replication factor. Default 20. */
+  k?: number;
+  /** Lookup parallelism. Default 3. */
+  alpha?: number;
+  /** Per-RPC timeout, ms. Default {@link DEFAULT_REQUEST_TIMEOUT}. */
+  requestTimeout?: number;
+  /** Republish period, ms; `0` disables the timer. Default {@link DEFAULT_REPUBLISH_INTERVAL}. */
+  republishInterval?: number;
+  /** Bucket refresh period, ms; `0` disables the timer. Default {@link DEFAULT_REFRESH_INTERVAL}. */
+  refreshInterval?: number;
+  /** Most records held for others. Default 10 000. */
+  maxRecords?: number;
+  /** Tolerated future clock skew of record timestamps, ms. Default 5 min. */
+  maxClockSkew?: number;
+  /** Consecutive RPC failures before a contact is evicted. Default 3. */
+  maxFailures?: number;
+  /** Copies a `get` collects before stopping. Default {@link DEFAULT_GET_QUORUM}. */
+  quorum?: number;
+  /** Send our contact with requests so others add us. Default `true`; `false` = client mode. */
+  advertise?: boolean;
+  /** Clock, ms. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Options of `DhtNode.get`. */
+export interface DhtGetOptions<D = never> extends AbortOptions {
+  /** Returned instead of throwing {@link NotFoundError} when the key is missing. */
+  default?: D;
+  /** Copies to collect before stopping; default the node's `quorum`. */
+  quorum?: number;
+}
+
+/** Key/value pairs accepted by `DhtNode.update`. */
+export type DhtEntries = Record<string, DhtValue> | Map<DhtKey, DhtValue> | Iterable<readonly [DhtKey, DhtValue]>;
+
+/** `v`, or `dflt` if undefined. @throws InvalidArgumentError unless a finite number ≥ 0. */
+export function nonNegative(v: number | undefined, dflt: number, what: string): number {
+  if (v === undefined) return dflt;
+  if (!Number.isFinite(v) || v < 0) throw new InvalidArgumentError(`${what} must be a non-negative number`);
+  return v;
+}
