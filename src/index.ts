@@ -9,3 +9,7 @@ export * from './errors.js';
 export { cancellable, sleep, throwIfAborted, type AbortOptions } from './util/abort.js';
 export * from './interfaces/index.js';
 export * from './pipes/index.js';
+export * from './nat/index.js';
+export { bytesToIp, ipToBytes } from './interfaces/index.js';
+export * from './crypto/index.js';
+export type { FrameDecoder } from './pipes/index.js';

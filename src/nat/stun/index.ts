@@ -33,7 +33,8 @@ export { StunTransport, type StunReceived, type TransactionOptions, type PacketL
 export { StunError } from '../../errors.js';
 export {
   type BindingOptions, type StunClientOptions, type StunMapping,
-  STUN_PORT, STUN_SOFTWARE, ATTR_XOR_MAPPED_ADDRESS_OLD, StunClient, parseBindingResponse, parseStunServer, sourceAddressFor, stunGetMapping,
+  STUN_PORT, STUN_SOFTWARE, ATTR_XOR_MAPPED_ADDRESS_OLD, TCP_CLOSE_GRACE, StunClient, parseBindingResponse, parseStunServer,
+  randomTransactionId, sourceAddressFor, stunGetMapping,
 } from './client.js';
 export {
   type StunServerOptions, type StunServerStats,

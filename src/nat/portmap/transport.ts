@@ -1,0 +1,214 @@
+/**
+ * Plumbing shared by the NAT-PMP and PCP clients: the source address the OS uses towards a
+ * gateway, one request/response exchange over a short-lived UDP pipe driven by a
+ * retransmission schedule (with the source-address check), and per-gateway epoch tracking
+ * so that one mapping noticing a gateway reboot makes every live mapping re-map.
+ * @module
+ */
+import { createSocket } from 'node:dgram';
+import { PortMappingError, TimeoutError, UnreachableError, type PortMappingMethod } from '../../errors.js';
+import { formatEndpoint, nodeHost, toEndpoint, type Endpoint, type Family } from '../../interfaces/endpoint.js';
+import { ipFamily, isUnspecified } from '../../interfaces/scope.js';
+import { pipeOpen } from '../../pipes/open.js';
+import { cancellable, throwIfAborted } from '../../util/abort.js';
+import type { EpochCheck, EpochObservation } from './retransmit.js';
+import { isFromServer } from './wire.js';
+
+/** Options of one gateway operation (map, unmap, address query). */
+export interface PortMapCallOptions {
+  /** Cancels the operation; it rejects with `AbortError`. */
+  signal?: AbortSignal;
+  /**
+   * Total time budget, ms: the retransmission schedule is cut to it, and when it runs out
+   * the operation rejects with a {@link PortMappingError} whose `cause` is a `TimeoutError`.
+   * @default the protocol's own schedule (NAT-PMP: 127.75 s; PCP: 30 s, see the client)
+   */
+  timeout?: number;
+}
+
+/** Parses a gateway address (`'192.168.1.1'`, `'fe80::1%eth0'`) and port into an {@link Endpoint}. */
+export function gatewayEndpoint(host: string, port: number): Endpoint {
+  return toEndpoint({ host, port });
+}
+
+/**
+ * The local address the kernel picks to reach `dest` (a connected UDP socket's name; nothing
+ * is sent). Rejects with `UnreachableError` when there is no route.
+ */
+export function routeSourceAddress(dest: Endpoint, opts?: { signal?: AbortSignal }): Promise<string> {
+  return cancellable<string>({ signal: opts?.signal, timeout: 5_000 }, `route lookup towards ${formatEndpoint(dest)}`, (resolve, reject) => {
+    const sock = createSocket(dest.family === 6 ? 'udp6' : 'udp4');
+    sock.on('error', (e) => reject(new UnreachableError(`no route to ${formatEndpoint(dest)}: ${e.message}`, { cause: e })));
+    const host = dest.family === 6 ? nodeHost(dest) : dest.host; // a zone on IPv4 would send Node to DNS
+    sock.connect(dest.port || 9, host, () => {
+      try {
+        const a = sock.address().address.split('%')[0] ?? '';
+        if (ipFamily(a) === undefined || isUnspecified(a)) throw new Error(`kernel chose no source address (${a})`);
+        resolve(a);
+      } catch (e) {
+        reject(new UnreachableError(`no route to ${formatEndpoint(dest)}`, { cause: e }));
+      }
+    });
+    return () => {
+      try {
+        sock.close();
+      } catch {
+        /* already closed */
+      }
+    };
+  });
+}
+
+/** What an exchange's `accept` callback returns for a datagram that does not answer the request. */
+export interface Ignored {
+  /** Why the datagram was ignored (collected for the final error message). */
+  ignore: string;
+}
+
+/** Arguments of {@link udpExchange}. */
+export interface UdpExchange<T> {
+  method: PortMappingMethod;
+  /** Short description for errors, e.g. `'NAT-PMP map udp 7777'`. */
+  what: string;
+  /** The gateway; only datagrams from exactly this address and port are looked at. */
+  server: Endpoint;
+  /** Local address to bind (so the source address is known); `undefined` = the wildcard. */
+  localAddress: string | undefined;
+  request: Uint8Array;
+  /** Waits between transmissions, ms (see retransmit.ts). */
+  waits: Iterable<number>;
+  /**
+   * Looks at a datagram from the server: returns the result, an {@link Ignored} for one that
+   * does not answer this request (malformed, other id), or throws to fail the exchange.
+   */
+  accept: (data: Buffer) => T | Ignored;
+  signal?: AbortSignal | undefined;
+}
+
+function isIgnored(x: unknown): x is Ignored {
+  return typeof x === 'object' && x !== null && typeof (x as Ignored).ignore === 'string' && Object.keys(x).length === 1;
+}
+
+/**
+ * Sends `request` to `server` following `waits`, and resolves with the first datagram from
+ * `server` that `accept` takes. Datagrams from any other address/port are dropped unseen;
+ * malformed ones are ignored. When the schedule ends: {@link PortMappingError} (cause:
+ * `TimeoutError`). The UDP pipe is closed however it ends.
+ */
+export async function udpExchange<T>(x: UdpExchange<T>): Promise<T> {
+  throwIfAborted(x.signal ?? undefined);
+  const family: Family = x.server.family;
+  let foreign = 0;
+  const pipe = await pipeOpen('udp', undefined, {
+    bind: { host: x.localAddress ?? (family === 6 ? '::' : '0.0.0.0'), port: 0 },
+    family,
+    // No SUB_ALL queue: only the source-checked subscription keeps anything; others are counted.
+    onMessage: (m) => {
+      if (!isFromServer(m.from, x.server)) foreign++;
+    },
+    ...(x.signal ? { signal: x.signal } : {}),
+  });
+  const ignored: string[] = [];
+  let attempts = 0;
+  let elapsed = 0;
+  try {
+    const sub = pipe.subscribe({ pattern: (_d, from) => isFromServer(from, x.server) }, { maxQueue: 64, maxQueueBytes: 256 * 1024 });
+    for (const wait of x.waits) {
+      throwIfAborted(x.signal ?? undefined);
+      attempts++;
+      try {
+        await pipe.send(x.request, x.server);
+      } catch (e) {
+        throw new PortMappingError(x.method, `${x.what}: cannot send to ${formatEndpoint(x.server)}: ${(e as Error).message}`, { cause: e });
+      }
+      const deadline = performance.now() + wait;
+      for (;;) {
+        const left = Math.ceil(deadline - performance.now());
+        if (left <= 0) break;
+        let data: Buffer;
+        try {
+          data = (await pipe.recv({ sub, timeout: left, ...(x.signal ? { signal: x.signal } : {}) })).data;
+        } catch (e) {
+          if (e instanceof TimeoutError) break;
+          throw e;
+        }
+        const r = x.accept(data);
+        if (isIgnored(r)) {
+          if (ignored.length < 8) ignored.push(r.ignore);
+          continue;
+        }
+        return r;
+      }
+      elapsed += wait;
+    }
+    const other = foreign;
+    const notes = [
+      ignored.length ? `ignored: ${ignored.join('; ')}` : '',
+      other ? `${other} datagram(s) from other sources dropped` : '',
+    ].filter(Boolean);
+    const msg = `${x.what}: no valid answer from ${formatEndpoint(x.server)} after ${attempts} attempt(s) in ${Math.round(elapsed)} ms`;
+    throw new PortMappingError(x.method, notes.length ? `${msg} (${notes.join('; ')})` : msg, {
+      cause: new TimeoutError(`${x.what} timed out`),
+    });
+  } finally {
+    await pipe.close();
+  }
+}
+
+/** Listener told that a gateway lost its mapping state (rebooted). */
+export type LostStateListener = (reason: string) => void;
+
+/**
+ * What the client knows of one gateway's epoch (RFC 6886 §3.6, RFC 6887 §8.5). Every
+ * response is fed to {@link GatewayEpoch.observe}; an invalid epoch tells every listener
+ * (the live mappings through this gateway) to re-map.
+ */
+export class GatewayEpoch {
+  private last: EpochObservation | undefined;
+  private readonly listeners = new Set<LostStateListener>();
+  constructor(private readonly check: (prev: EpochObservation | undefined, epoch: number, nowMs: number) => EpochCheck) {}
+
+  /** Records a response's epoch; returns the reason when it shows lost state (listeners are told asynchronously). */
+  observe(epoch: number): string | undefined {
+    let r: EpochCheck;
+    try {
+      r = this.check(this.last, epoch, performance.now());
+    } catch {
+      return undefined;
+    }
+    this.last = r.next;
+    if (!r.lostState) return undefined;
+    const reason = r.reason ?? 'gateway lost its mapping state';
+    for (const l of [...this.listeners]) queueMicrotask(() => l(reason));
+    return reason;
+  }
+
+  /** True when no mapping listens (the entry may be forgotten). */
+  get idle(): boolean {
+    return this.listeners.size === 0;
+  }
+
+  /** Registers a listener; returns its remover. */
+  onLostState(l: LostStateListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+}
+
+const epochs = new Map<string, GatewayEpoch>();
+
+/** The shared {@link GatewayEpoch} of `method` at `server` (one per process). @internal */
+export function gatewayEpoch(
+  method: 'nat-pmp' | 'pcp',
+  server: Endpoint,
+  check: (prev: EpochObservation | undefined, epoch: number, nowMs: number) => EpochCheck,
+): GatewayEpoch {
+  const key = `${method}|${formatEndpoint(server)}`;
+  let e = epochs.get(key);
+  if (!e) {
+    if (epochs.size >= 256) for (const [k, v] of epochs) if (v.idle) epochs.delete(k); // bounded; live ones are kept
+    e = new GatewayEpoch(check);
+    epochs.set(key, e);
+  }
+  return e;
+}
