@@ -1,6 +1,7 @@
 /**
  * Kademlia DHT: 256-bit ids, k = 20, α = 3, signed owner-only records, dict-like async API,
- * transport-independent core plus an in-memory transport for tests.
+ * transport-independent core plus an in-memory transport for tests, a TCP transport
+ * (`PipeDhtTransport`, Noise or plain) and standalone nodes on real sockets (`startDhtNode`).
  *
  * ```ts
  * const dht = new DhtNode({ transport, contact, signer: identity });
@@ -53,3 +54,12 @@ export {
   DEFAULT_CONNECTION_MAX_MALFORMED, DEFAULT_MAX_PENDING, DEFAULT_MAX_SERVING, DhtConnection, type DhtConnectionOptions,
 } from './connection.js';
 export { createMemoryDhtTestnet, type MemoryDhtTestnet, type MemoryDhtTestnetOptions } from './testnet.js';
+export {
+  DEFAULT_DHT_CONNECT_TIMEOUT, DEFAULT_DHT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INBOUND,
+  MAX_DHT_FRAME, PipeDhtTransport, noiseUpgrade,
+  type LinkUpgrade, type LinkUpgradeOptions, type PipeDhtTransportOptions, type PipeDhtTransportStats, type UpgradedLink,
+} from './pipe-transport.js';
+export {
+  ContactParseError, MAX_CONTACT_STRING, StandaloneDhtNode, formatContactString, parseContact, startDhtNode, toContact,
+  type StartDhtNodeOptions,
+} from './standalone.js';
