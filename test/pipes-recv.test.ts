@@ -29,8 +29,8 @@ const END_MARK = '<<END>>';
 const END: Sub = { pattern: (d) => d.toString() === END_MARK };
 
 /** A UDP server on 127.0.0.1 and a client sending to it. */
-async function udpPair(): Promise<{ server: UdpPipe; client: UdpPipe }> {
-  const server = cleanup.track(await pipeOpen('udp', undefined, { bind: '127.0.0.1:0' }));
+async function udpPair(opts: { copyPayloads?: boolean } = {}): Promise<{ server: UdpPipe; client: UdpPipe }> {
+  const server = cleanup.track(await pipeOpen('udp', undefined, { bind: '127.0.0.1:0', ...opts }));
   const client = cleanup.track(await pipeOpen('udp', server.local, { bind: '127.0.0.1:0' }));
   return { server, client };
 }
@@ -115,8 +115,24 @@ describe('subscriptions', () => {
     expect(drain(server, nobody)).toEqual([]);
   });
 
-  it('a message matching two subscriptions lands in both, each with its own copy', async () => {
+  it('a message matching two subscriptions lands in both (shared read-only payload by default)', async () => {
     const { server, client } = await udpPair();
+    const s1: Sub = { pattern: 'hello' };
+    const s2: Sub = { pattern: new Uint8Array(Buffer.from('he')) };
+    server.subscribe(s1);
+    server.subscribe(s2);
+    await client.send('hello');
+    const m0 = await server.recv({ timeout: 5_000 });
+    const m1 = server.tryRecv(s1) as Message;
+    const m2 = server.tryRecv(s2) as Message;
+    for (const m of [m0, m1, m2]) expect(m.data.toString()).toBe('hello');
+    expect(server.tryRecv(s1)).toBeUndefined();
+    expect(server.tryRecv(s2)).toBeUndefined();
+    expect(server.stats.messagesIn).toBe(1);
+  });
+
+  it('with copyPayloads, each subscription gets its own copy of the bytes', async () => {
+    const { server, client } = await udpPair({ copyPayloads: true });
     const s1: Sub = { pattern: 'hello' };
     const s2: Sub = { pattern: new Uint8Array(Buffer.from('he')) };
     server.subscribe(s1);

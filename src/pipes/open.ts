@@ -121,6 +121,7 @@ function connectTcp(remote: Endpoint, bind: Binding, framing: Framing, maxMessag
           maxMessageSize,
           maxQueue: opts.maxQueue,
           maxQueueBytes: opts.maxQueueBytes,
+          copyPayloads: opts.copyPayloads,
           onMessage: opts.onMessage,
           defaultSub: true,
           flushTimeout: opts.flushTimeout,
@@ -158,6 +159,7 @@ function listenTcp(bind: Binding, family: Family, framing: Framing, maxMessageSi
           onMessage: opts.onMessage,
           maxQueue: opts.maxQueue,
           maxQueueBytes: opts.maxQueueBytes,
+          copyPayloads: opts.copyPayloads,
           maxAcceptQueue: opts.maxAcceptQueue,
           flushTimeout: opts.flushTimeout,
         }),
@@ -189,7 +191,7 @@ function openUdp(remote: Endpoint | undefined, bind: Binding, family: Family, op
     sock.once('error', onError);
     sock.bind({ port: bind.port, address: nodeHost({ host, scopeId: bind.scopeId }) }, () => {
       ok = true;
-      resolve(new UdpPipe(sock, { remote, onMessage: opts.onMessage, maxQueue: opts.maxQueue, maxQueueBytes: opts.maxQueueBytes }));
+      resolve(new UdpPipe(sock, { remote, onMessage: opts.onMessage, maxQueue: opts.maxQueue, maxQueueBytes: opts.maxQueueBytes, copyPayloads: opts.copyPayloads }));
     });
     return () => {
       sock.off('error', onError);

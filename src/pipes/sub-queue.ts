@@ -75,8 +75,15 @@ export class SubQueue {
   private full = false;
   private readonly maxQueue: number;
   private readonly maxBytes: number;
-  /** Set once the owner closed: no more messages will arrive. */
-  closedError: Error | undefined;
+  private isClosed = false;
+  private closeCause: Error | undefined;
+  private closedErr: Error | undefined;
+  /** Set once the owner closed: no more messages will arrive. Created on first use (an Error's stack trace is costly). */
+  get closedError(): Error | undefined {
+    if (!this.isClosed) return undefined;
+    const err = this.closeCause;
+    return (this.closedErr ??= new PipeClosedError(err ? `pipe closed: ${err.message}` : 'pipe is closed', err ? { cause: err } : undefined));
+  }
 
   constructor(sub: Sub, private readonly owner: QueueOwner, limits: QueueLimits = {}) {
     this.sub = sub;
@@ -140,6 +147,12 @@ export class SubQueue {
     const m = this.take();
     if (m) return Promise.resolve(m);
     if (this.closedError) return Promise.reject(this.closedError);
+    if (signal === undefined && !(opts?.timeout && opts.timeout > 0)) {
+      // Nothing to cancel it: a bare promise, without cancellable()'s timer/abort plumbing.
+      return new Promise<Message>((resolve, reject) => {
+        this.waiters.push({ resolve, reject });
+      });
+    }
     return cancellable<Message>(opts, 'recv', (resolve, reject) => {
       const w: Waiter = { resolve, reject };
       this.waiters.push(w);
@@ -152,10 +165,14 @@ export class SubQueue {
 
   /** Ends the queue: waiting receivers reject; queued messages stay readable. */
   close(err?: Error): void {
-    this.closedError = new PipeClosedError(err ? `pipe closed: ${err.message}` : 'pipe is closed', err ? { cause: err } : undefined);
+    this.isClosed = true;
+    this.closeCause = err;
+    this.closedErr = undefined;
     const ws = this.waiters;
+    if (ws.length === 0) return;
     this.waiters = [];
-    for (const w of ws) w.reject(this.closedError);
+    const e = this.closedError;
+    for (const w of ws) w.reject(e);
   }
 
   /** Drops everything queued (used on unsubscribe). */

@@ -74,6 +74,7 @@ export class TcpServer extends Pipe {
       maxMessageSize: this.init.maxMessageSize,
       maxQueue: this.init.maxQueue,
       maxQueueBytes: this.init.maxQueueBytes,
+      copyPayloads: this.init.copyPayloads,
       defaultSub: this.callbacks.length === 0 && this.queues.length === 0,
       flushTimeout: this.init.flushTimeout,
       parent: this,

@@ -35,6 +35,63 @@ export function toBuffer(data: SendData): Buffer {
   throw new InvalidArgumentError('data must be a string or a Uint8Array');
 }
 
+/** A batch this large is written without waiting for the end of the tick. */
+const BATCH_BYTES = 64 * 1024;
+
+/** The sends of one tick. */
+interface Batch {
+  /** Payload bytes. */
+  bytes: number;
+  /** The latest frame, written last with the batch's callback. */
+  last: Buffer | [Buffer, Buffer] | undefined;
+  /** Whether the socket was corked for it (more than one frame). */
+  corked: boolean;
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+function newBatch(): Batch {
+  let resolve: () => void = () => undefined;
+  let reject: (e: Error) => void = () => undefined;
+  const promise = handled(
+    new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    }),
+  );
+  return { bytes: 0, last: undefined, corked: false, promise, resolve, reject };
+}
+
+/** Closing sockets and when to reset them; checked by one interval while any are pending. */
+const deadlines = new Map<Socket, number>();
+let sweeper: NodeJS.Timeout | undefined;
+/** Granularity of close deadlines (ms). */
+const SWEEP_MS = 100;
+
+function closeDeadline(s: Socket, ms: number): void {
+  deadlines.set(s, Date.now() + ms);
+  if (sweeper === undefined) {
+    sweeper = setInterval(sweep, SWEEP_MS);
+    sweeper.unref(); // the closing sockets keep the loop alive themselves
+  }
+}
+
+function sweep(): void {
+  if (deadlines.size === 0) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+    return;
+  }
+  const now = Date.now();
+  for (const [s, t] of deadlines) {
+    if (t <= now) {
+      deadlines.delete(s);
+      s.destroy();
+    }
+  }
+}
+
 /** A TCP connection as a Pipe. */
 export class TcpPipe extends Pipe {
   readonly proto = 'tcp' as const;
@@ -114,21 +171,55 @@ export class TcpPipe extends Pipe {
       const frame = encodeFrame(this.framing, buf, this.maxMessageSize);
       this.stats.messagesOut++;
       this.stats.bytesOut += buf.length;
-      return handled(
-        new Promise<void>((resolve, reject) => {
-          const cb = (err?: Error | null): void => (err ? reject(streamError(err)) : resolve());
-          if (Buffer.isBuffer(frame)) this.socket.write(frame, cb);
-          else {
-            this.socket.cork();
-            this.socket.write(frame[0]);
-            this.socket.write(frame[1], cb);
-            this.socket.uncork();
-          }
-        }),
-      );
+      // Sends of one tick leave together when the tick ends (one writev for a burst, TCP_NODELAY
+      // latency for a lone message) and share one promise; a large send leaves at once.
+      let b = this.batch;
+      if (b === undefined) {
+        if (buf.length >= BATCH_BYTES) return this.writeNow(frame);
+        b = this.batch = newBatch();
+        process.nextTick(this.flush);
+      } else {
+        if (!b.corked) {
+          this.socket.cork();
+          b.corked = true;
+        }
+        this.writeFrame(b.last as Buffer | [Buffer, Buffer], undefined);
+      }
+      b.last = frame;
+      b.bytes += buf.length;
+      const p = b.promise;
+      if (b.bytes >= BATCH_BYTES) this.flush();
+      return p;
     } catch (e) {
       return handled(Promise.reject(e));
     }
+  }
+
+  private batch: Batch | undefined;
+
+  /** Writes the tick's batch: its last frame carries the callback. */
+  private readonly flush = (): void => {
+    const b = this.batch;
+    if (b === undefined) return;
+    this.batch = undefined;
+    this.writeFrame(b.last as Buffer | [Buffer, Buffer], (err?: Error | null) => (err ? b.reject(streamError(err)) : b.resolve()));
+    if (b.corked) this.socket.uncork();
+  };
+
+  private writeFrame(frame: Buffer | [Buffer, Buffer], cb: ((err?: Error | null) => void) | undefined): void {
+    const s = this.socket;
+    if (Buffer.isBuffer(frame)) s.write(frame, cb);
+    else {
+      s.cork();
+      s.write(frame[0]);
+      s.write(frame[1], cb);
+      s.uncork();
+    }
+  }
+
+  /** A large send outside any batch: written at once, with its own promise. */
+  private writeNow(frame: Buffer | [Buffer, Buffer]): Promise<void> {
+    return handled(new Promise<void>((resolve, reject) => this.writeFrame(frame, (err?: Error | null) => (err ? reject(streamError(err)) : resolve()))));
   }
 
   private closedErr(): Error {
@@ -137,6 +228,7 @@ export class TcpPipe extends Pipe {
 
   close(): Promise<void> {
     if (this.closing) return this.closing;
+    this.flush(); // the tick's pending sends go out before the FIN
     this.closed = true;
     this.closing = new Promise<void>((resolve) => {
       if (this.socket.destroyed) {
@@ -148,13 +240,11 @@ export class TcpPipe extends Pipe {
       }
       // Our queued data is flushed first (bounded by flushTimeout); then the peer has
       // CLOSE_TIMEOUT to finish its side before the connection is reset.
-      let timer = setTimeout(() => this.socket.destroy(), this.flushTimeout);
-      this.socket.once('finish', () => {
-        clearTimeout(timer);
-        timer = setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT);
-      });
+      // Deadlines go to one shared coarse timer: a timer per close costs more than the close.
+      closeDeadline(this.socket, this.flushTimeout);
+      this.socket.once('finish', () => closeDeadline(this.socket, CLOSE_TIMEOUT));
       this.socket.once('close', () => {
-        clearTimeout(timer);
+        deadlines.delete(this.socket);
         resolve();
       });
       this.socket.end();
@@ -165,6 +255,9 @@ export class TcpPipe extends Pipe {
   /** Closes at once with a reset (RST) instead of a graceful FIN. */
   reset(): void {
     this.closed = true;
+    const b = this.batch;
+    this.batch = undefined;
+    b?.reject(this.closedErr()); // its bytes are discarded with the socket
     this.socket.resetAndDestroy();
   }
 

@@ -85,6 +85,13 @@ export interface QueueLimits {
   maxQueue?: number;
   /** Max bytes per subscription queue. @default DEFAULT_MAX_QUEUE_BYTES (8 MiB) */
   maxQueueBytes?: number;
+  /**
+   * Give each additional matching subscription its own copy of the payload bytes. By default
+   * every matching subscription receives the message with the same, read-only payload (as
+   * Node's EventEmitter does); set this if a consumer mutates `msg.data` in place.
+   * @default false
+   */
+  copyPayloads?: boolean;
 }
 
 /** Options of {@link Pipe.recv}. */
