@@ -8,3 +8,4 @@ export * from './detect/index.js';
 // --- TURN (src/nat/turn/): re-export its public API here, e.g. `export * from './turn/index.js';`
 export * from './turn/index.js';
 // --- port mapping (src/nat/portmap/): re-export its public API here, e.g. `export * from './portmap/index.js';`
+export * from './portmap/index.js';

@@ -147,7 +147,9 @@ async function resolveTarget(o: GatewayTargetOptions, signal: AbortSignal): Prom
   let iface: Interface | undefined;
   if (o.interface !== undefined || g.host === undefined || (g.ssdp === undefined && g.location === undefined)) {
     const all = await initP2pd({ signal });
-    iface = o.interface !== undefined ? all.byName(o.interface) : g.host === undefined ? all.default(family) : all.tryDefault(family);
+    if (o.interface !== undefined) iface = all.byName(o.interface);
+    else if (g.host === undefined) iface = all.default(family);
+    else iface = interfaceFor(all.list, g.host.split('%')[0] as string, family); // where SSDP multicast must go
   }
   let host = g.host ?? iface?.gateways[family];
   if (host === undefined) throw new InvalidArgumentError(`interface ${iface?.name ?? '?'} has no IPv${family} default gateway; pass \`gateway\``);
@@ -156,6 +158,28 @@ async function resolveTarget(o: GatewayTargetOptions, signal: AbortSignal): Prom
   if (gateway.family !== family) throw new InvalidArgumentError(`gateway ${host} is not an IPv${family} address`);
   const ssdp = g.ssdp !== undefined ? toEndpoint(g.ssdp) : undefined;
   return { family, gateway, iface, ssdp, location: g.location, internalAddress: o.internalAddress };
+}
+
+/** The interface whose default gateway is `host`, else the one with `host` on-link; `undefined` if none. */
+function interfaceFor(list: readonly Interface[], host: string, family: Family): Interface | undefined {
+  const byGw = list.find((i) => i.up && i.gateways[family]?.toLowerCase() === host.toLowerCase());
+  if (byGw) return byGw;
+  let h: Uint8Array;
+  try {
+    h = ipToBytes(host);
+  } catch {
+    return undefined;
+  }
+  const inPrefix = (addr: string, len: number): boolean => {
+    const a = ipToBytes(addr);
+    if (a.length !== h.length) return false;
+    for (let bit = 0; bit < len; bit += 8) {
+      const mask = len - bit >= 8 ? 0xff : (0xff << (8 - (len - bit))) & 0xff;
+      if (((a[bit / 8] as number) & mask) !== ((h[bit / 8] as number) & mask)) return false;
+    }
+    return true;
+  };
+  return list.find((i) => i.up && i.addressesOf(family).some((a) => a.prefixLength > 0 && inPrefix(a.address, a.prefixLength)));
 }
 
 function sameSlash64(a: string, b: string): boolean {
