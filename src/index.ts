@@ -13,3 +13,4 @@ export * from './nat/index.js';
 export { bytesToIp, ipToBytes } from './interfaces/index.js';
 export * from './crypto/index.js';
 export type { FrameDecoder } from './pipes/index.js';
+export * from './dht/index.js';
