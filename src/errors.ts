@@ -224,3 +224,63 @@ export class RecordError extends P2pdError {
     super('ERR_RECORD', message, options);
   }
 }
+
+/** Identity of a swarm protocol, as reported by {@link ProtocolMismatchError}. */
+export interface ProtocolDescriptor {
+  /** Protocol name, e.g. `'p2pd-swarm'`. */
+  readonly name: string;
+  /** Protocol version string. */
+  readonly version: string;
+  /** Whether the protocol runs over encrypted (Noise) links. */
+  readonly encrypted: boolean;
+}
+
+/**
+ * A peer speaks another protocol (name, version, or encryption mode) and was refused.
+ * Code `ERR_PROTOCOL_MISMATCH`. `remote` is what the peer announced, when it announced anything.
+ */
+export class ProtocolMismatchError extends P2pdError {
+  /** Our protocol. */
+  readonly local: ProtocolDescriptor | undefined;
+  /** The peer's protocol, if it sent a readable preamble. */
+  readonly remote: ProtocolDescriptor | undefined;
+  constructor(message: string, local?: ProtocolDescriptor, remote?: ProtocolDescriptor, options?: P2pdErrorOptions) {
+    super('ERR_PROTOCOL_MISMATCH', message, options);
+    this.local = local;
+    this.remote = remote;
+  }
+}
+
+/** A synced-dict write was refused because another member holds a live lease on the key. Code `ERR_LEASE`. */
+export class LeaseError extends P2pdError {
+  /** Hex node id of the lease holder, when known. */
+  readonly owner: string | undefined;
+  /** When the holder's lease ends (ms since epoch), when known. */
+  readonly expires: number | undefined;
+  constructor(message: string, owner?: string, expires?: number, options?: P2pdErrorOptions) {
+    super('ERR_LEASE', message, options);
+    this.owner = owner;
+    this.expires = expires;
+  }
+}
+
+/** An operation is not valid in the object's current state (e.g. after close). Code `ERR_STATE`. */
+export class StateError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super('ERR_STATE', message, options);
+  }
+}
+
+/** An operation that needs `bind()` was called before it. Code `ERR_STATE`. */
+export class NotBoundError extends StateError {
+  constructor(message = 'you must call bind() first', options?: P2pdErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** No route to the requested node (unknown target, or no links at all). Code `ERR_NO_ROUTE`. */
+export class RoutingError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super('ERR_NO_ROUTE', message, options);
+  }
+}

@@ -14,3 +14,4 @@ export { bytesToIp, ipToBytes } from './interfaces/index.js';
 export * from './crypto/index.js';
 export type { FrameDecoder } from './pipes/index.js';
 export * from './dht/index.js';
+export * from './node/index.js';

@@ -6,6 +6,7 @@
  * p2pd nat  --stun HOST[:PORT] [--stun …] [-4|-6] [--iface NAME|--bind IP] [--timeout MS]
  *           [--no-delta] [--no-hairpin] [--no-portmap] [--classic] [--json] [--quiet]
  * p2pd stun --stun HOST[:PORT] [--tcp] [-4|-6] [--iface NAME|--bind IP[:PORT]] [--classic] [--timeout MS] [--json]
+ * p2pd node | connect ADDR | ping ADDR | serve   (P2P node commands: src/node/cli.ts)
  * ```
  *
  * Exit codes: 0 done (a `BLOCKED` NAT is a result, not a failure), 1 the operation failed
@@ -26,6 +27,7 @@ import { detectNat, type NatDetection } from '../nat/detect/nat-type.js';
 import { parseStunServer, stunGetMapping, STUN_PORT, type StunMapping } from '../nat/stun/client.js';
 import type { BindOptions, Proto } from '../pipes/types.js';
 import { getPortMappingProbe, type PortMappingProbeResult } from './portmap-probe.js';
+import { NODE_COMMANDS, NODE_USAGE, runNodeCommand } from '../node/cli.js';
 
 /** Where the CLI writes. */
 export interface CliIo {
@@ -49,6 +51,8 @@ commands:
   nat                      detect the NAT: external address, type, mapping/filtering,
                            port allocation delta, hairpin, port-mapping methods
   stun                     one STUN Binding: local and mapped (external) address
+  node, connect ADDR, ping ADDR, serve
+                           P2P node commands (see below)
   help                     this text
 
 options:
@@ -67,7 +71,8 @@ options:
   -V, --version            print the version
 
 exit codes: 0 done, 1 failed, 2 bad usage
-`;
+
+${NODE_USAGE}`;
 
 class UsageError extends Error {}
 
@@ -348,6 +353,7 @@ function printNat(r: NatDetection, pm: PortMappingProbeResult[] | undefined, ms:
  * Never throws: errors are printed to `io.stderr`.
  */
 export async function run(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  if ((NODE_COMMANDS as readonly string[]).includes(argv[0] ?? '') && !argv.includes('--help') && !argv.includes('-h')) return runNodeCommand(argv, io);
   let a: Args;
   try {
     a = parseArgs(argv);

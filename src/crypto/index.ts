@@ -82,3 +82,18 @@ export {
   type DecryptedFrame,
   type SecureChannelOptions,
 } from './transport.js';
+export {
+  SecurePipe,
+  SecureServer,
+  secure,
+  secureServer,
+  connectSecure,
+  listenSecure,
+  DEFAULT_HANDSHAKE_TIMEOUT,
+  DEFAULT_MAX_PENDING_HANDSHAKES,
+  type SecureOptions,
+  type ConnectSecureOptions,
+  type SecureServerOptions,
+  type SecureServerStats,
+  type ListenSecureOptions,
+} from './secure-pipe.js';

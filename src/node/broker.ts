@@ -1,0 +1,123 @@
+/**
+ * An MQTT broker in the process (aedes), so that a demo, a LAN or a test needs no outside
+ * server. It only carries p2pd signalling: clients may subscribe to and publish on
+ * `p2pd/1/<64 hex>` topics only (no wildcards, so nobody can watch everyone's inbox), and
+ * messages are bounded in size. The payloads are end-to-end signed and encrypted anyway.
+ * @module
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { Aedes } from 'aedes';
+import { InvalidArgumentError } from '../errors.js';
+import { checkPort, formatEndpoint, parseHost } from '../interfaces/endpoint.js';
+import { bindError } from '../pipes/socket-errors.js';
+import { MAX_ENVELOPE } from './envelope.js';
+
+/** Topic of a node's signalling inbox. */
+export function inboxTopic(idHex: string): string {
+  return `p2pd/1/${idHex}`;
+}
+const TOPIC_RE = /^p2pd\/1\/[0-9a-f]{64}$/;
+
+/** Options of {@link startBroker}. */
+export interface BrokerOptions {
+  /** Address to listen on. @default '::' (dual stack), falling back to '0.0.0.0' without IPv6 */
+  host?: string;
+  /** Port. @default 0 (a free port) */
+  port?: number;
+  /** Most concurrent client connections. @default 1024 */
+  maxConnections?: number;
+}
+
+/** A running embedded broker. */
+export interface Broker extends AsyncDisposable {
+  /** The port it listens on. */
+  readonly port: number;
+  /** The address it listens on. */
+  readonly host: string;
+  /** A URL that reaches it from this host (`mqtt://127.0.0.1:PORT` for a wildcard bind). */
+  readonly url: string;
+  /** Connected clients. */
+  readonly clients: number;
+  /** Stops it: closes every client connection and the listening socket. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an embedded MQTT broker (aedes) on `host:port`.
+ * @throws BindError when the port is taken.
+ */
+export async function startBroker(opts: BrokerOptions = {}): Promise<Broker> {
+  const port = checkPort(opts.port ?? 0);
+  if (opts.host !== undefined) parseHost(opts.host);
+  const maxConnections = opts.maxConnections ?? 1024;
+  if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new InvalidArgumentError('maxConnections must be a positive integer');
+  const aedes = await Aedes.createBroker({
+    authorizeSubscribe: (_client, sub, cb) => {
+      if (TOPIC_RE.test(sub.topic)) cb(null, sub);
+      else cb(null, null); // refused (SUBACK 0x80), the connection stays
+    },
+    authorizePublish: (_client, packet, cb) => {
+      const size = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
+      if (!TOPIC_RE.test(packet.topic) || size > MAX_ENVELOPE || packet.retain) cb(new Error('publish not allowed'));
+      else cb(null);
+    },
+  });
+  const sockets = new Set<Socket>();
+  const server: Server = createServer({ noDelay: true }, (sock) => {
+    sock.on('error', () => undefined);
+    if (sockets.size >= maxConnections) {
+      sock.destroy();
+      return;
+    }
+    sockets.add(sock);
+    sock.once('close', () => sockets.delete(sock));
+    aedes.handle(sock);
+  });
+  const listen = (host: string, ipv6Only: boolean): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const onErr = (e: Error): void => reject(e);
+      server.once('error', onErr);
+      server.listen({ host, port, ipv6Only }, () => {
+        server.off('error', onErr);
+        resolve();
+      });
+    });
+  let host = opts.host ?? '::';
+  try {
+    try {
+      await listen(host, false);
+    } catch (e) {
+      if (opts.host !== undefined || (e as { code?: string }).code !== 'EAFNOSUPPORT') throw e;
+      host = '0.0.0.0';
+      await listen(host, false);
+    }
+  } catch (e) {
+    await new Promise<void>((r) => aedes.close(() => r()));
+    throw bindError(e as Error, formatEndpoint({ host, port }));
+  }
+  const a = server.address();
+  const bound = a && typeof a === 'object' ? a.port : port;
+  const reach = host === '::' || host === '0.0.0.0' ? '127.0.0.1' : host;
+  let closing: Promise<void> | undefined;
+  const broker: Broker = {
+    port: bound,
+    host,
+    url: `mqtt://${formatEndpoint({ host: reach, port: bound })}`,
+    get clients() {
+      return sockets.size;
+    },
+    close() {
+      closing ??= (async () => {
+        const closed = new Promise<void>((r) => server.close(() => r()));
+        for (const s of sockets) s.destroy();
+        await closed;
+        await new Promise<void>((r) => aedes.close(() => r()));
+      })();
+      return closing;
+    },
+    [Symbol.asyncDispose]() {
+      return broker.close();
+    },
+  };
+  return broker;
+}

@@ -1,0 +1,391 @@
+/**
+ * The node commands of the `p2pd` CLI:
+ *
+ * ```
+ * p2pd node    [node options] [--chat]          start a node, print its address, echo (or chat with) peers
+ * p2pd connect ADDR [node options] [--strategy S]…  connect, show the path and time, then chat (stdin ↔ peer)
+ * p2pd ping    ADDR [node options] [--count N] [--interval MS]   round trips to a `p2pd node`
+ * p2pd serve   [--host IP] [--mqtt-port N] [--stun-port N] [--stun-alt IP]   MQTT broker + STUN server
+ *
+ * node options: --broker URL (repeatable; default: an embedded broker) --stun HOST[:PORT] (repeatable)
+ *   --turn USER:PASS@HOST[:PORT] (repeatable) --port N --identity FILE --loopback --no-portmap --timeout MS --json -q
+ * ```
+ * With `--json` every output line is one JSON object (`{"event":"address",…}`, `{"event":"connected",…}`,
+ * `{"event":"message",…}`, `{"event":"ping",…}`, `{"event":"summary",…}`), for scripts and tests.
+ * @module
+ */
+import { createInterface } from 'node:readline';
+import { Identity } from '../crypto/identity.js';
+import { P2pdError } from '../errors.js';
+import { formatEndpoint } from '../interfaces/endpoint.js';
+import { describeStunServer, startStunServer, type StunServer } from '../nat/stun/server.js';
+import { describeAddress, parseAddress, type AddrEndpointKind } from './address.js';
+import { startBroker, type Broker } from './broker.js';
+import { startP2pNode, type P2pNode } from './node.js';
+import { STRATEGIES, type NodePipe, type P2pNodeOptions, type Strategy, type TurnServerConfig } from './types.js';
+
+/** Where the node commands read and write. */
+export interface NodeCliIo {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+  /** Ends a long-running command (Ctrl-C). */
+  signal?: AbortSignal;
+  /** Lines to send (`connect`, `node --chat`). @default process.stdin */
+  stdin?: NodeJS.ReadableStream;
+}
+
+/** The commands this module runs. */
+export const NODE_COMMANDS = ['node', 'connect', 'ping', 'serve'] as const;
+
+/** Usage text of the node commands (appended to the CLI's). */
+export const NODE_USAGE = `node commands:
+  node                     start a P2P node, print its address, echo what peers send (--chat: talk)
+  connect ADDR             connect to a node: show the path that won and the time, then chat
+  ping ADDR                round trips to a node started with \`p2pd node\`
+  serve                    run an MQTT broker and a STUN server for your own infrastructure
+
+node options:
+  --broker URL             MQTT broker (repeatable); default: a broker embedded in the node
+  --stun HOST[:PORT]       STUN server (repeatable): external address and NAT type
+  --turn USER:PASS@HOST[:PORT]   TURN server for the relay strategy (repeatable)
+  --port N                 listen port (default: any)
+  --identity FILE          load the node's key from FILE (created, mode 0600, if missing)
+  --loopback               listen on loopback only
+  --no-portmap             do not ask the gateway for a port mapping
+  --keepalive MS           keep-alive interval of idle connections (default 15000)
+  --strategy S             (connect, ping) direct, reverse, punch or relay (repeatable, in order)
+  --via KIND               (connect, ping) direct only to these endpoints: loopback, lan,
+                           link-local, global, mapped, external (repeatable)
+  --count N                (ping) round trips (default 4)
+  --interval MS            (ping) pause between round trips (default 200)
+  --chat                   (node) send stdin lines to every connected peer instead of echoing
+  --timeout MS             connect time limit (default 15000)
+  --json                   one JSON object per output line
+  -q, --quiet              no progress on stderr
+
+serve options:
+  --host IP                address to listen on (default 0.0.0.0)
+  --mqtt-port N            MQTT port (default 1883)
+  --stun-port N            STUN port (default 3478; the alternate is N+1 with --stun-alt)
+  --stun-alt IP            second address: an RFC 5780 STUN server (NAT type detection)
+`;
+
+class UsageError extends Error {}
+
+const VIA: readonly AddrEndpointKind[] = ['loopback', 'lan', 'link-local', 'global', 'mapped', 'external'];
+
+interface Args {
+  command: string;
+  addr: string | undefined;
+  brokers: string[];
+  stun: string[];
+  turn: TurnServerConfig[];
+  port: number | undefined;
+  loopback: boolean;
+  portmap: boolean;
+  strategies: Strategy[];
+  via: AddrEndpointKind[];
+  count: number;
+  interval: number;
+  chat: boolean;
+  timeout: number;
+  json: boolean;
+  quiet: boolean;
+  host: string;
+  mqttPort: number;
+  stunPort: number;
+  stunAlt: string | undefined;
+  identity: string | undefined;
+  keepAlive: number | undefined;
+}
+
+function int(v: string, flag: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be an integer ${min}-${max}`);
+  return n;
+}
+
+function parseTurn(v: string): TurnServerConfig {
+  const m = /^([^:@]+):([^@]+)@(.+)$/.exec(v);
+  if (!m) throw new UsageError('--turn must be USER:PASS@HOST[:PORT]');
+  return { username: m[1] as string, password: m[2] as string, server: m[3] as string };
+}
+
+function parse(argv: readonly string[]): Args {
+  const a: Args = {
+    command: argv[0] as string, addr: undefined, brokers: [], stun: [], turn: [], port: undefined, loopback: false, portmap: true,
+    strategies: [], via: [], count: 4, interval: 200, chat: false, timeout: 15_000, json: false, quiet: false,
+    host: '0.0.0.0', mqttPort: 1883, stunPort: 3478, stunAlt: undefined, identity: undefined, keepAlive: undefined,
+  };
+  const rest = argv.slice(1);
+  while (rest.length > 0) {
+    const raw = rest.shift() as string;
+    const eq = raw.startsWith('--') ? raw.indexOf('=') : -1;
+    const flag = eq > 0 ? raw.slice(0, eq) : raw;
+    const value = (): string => {
+      if (eq > 0) return raw.slice(eq + 1);
+      const v = rest.shift();
+      if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--broker': a.brokers.push(value()); break;
+      case '--stun': a.stun.push(value()); break;
+      case '--turn': a.turn.push(parseTurn(value())); break;
+      case '--port': a.port = int(value(), '--port', 0, 65535); break;
+      case '--loopback': a.loopback = true; break;
+      case '--no-portmap': a.portmap = false; break;
+      case '--strategy': {
+        const s = value();
+        if (!(STRATEGIES as readonly string[]).includes(s)) throw new UsageError(`unknown strategy ${JSON.stringify(s)} (${STRATEGIES.join(', ')})`);
+        a.strategies.push(s as Strategy);
+        break;
+      }
+      case '--via': {
+        const k = value();
+        if (!VIA.includes(k as AddrEndpointKind)) throw new UsageError(`unknown endpoint kind ${JSON.stringify(k)} (${VIA.join(', ')})`);
+        a.via.push(k as AddrEndpointKind);
+        break;
+      }
+      case '--count': a.count = int(value(), '--count', 1, 1_000_000); break;
+      case '--interval': a.interval = int(value(), '--interval', 0, 86_400_000); break;
+      case '--chat': a.chat = true; break;
+      case '--timeout': a.timeout = int(value(), '--timeout', 1, 3_600_000); break;
+      case '--json': a.json = true; break;
+      case '-q': case '--quiet': a.quiet = true; break;
+      case '--host': a.host = value(); break;
+      case '--mqtt-port': a.mqttPort = int(value(), '--mqtt-port', 0, 65535); break;
+      case '--stun-port': a.stunPort = int(value(), '--stun-port', 0, 65535); break;
+      case '--stun-alt': a.stunAlt = value(); break;
+      case '--identity': a.identity = value(); break;
+      case '--keepalive': a.keepAlive = int(value(), '--keepalive', 100, 3_600_000); break;
+      default:
+        if (raw.startsWith('-')) throw new UsageError(`unknown option ${raw}`);
+        if ((a.command === 'connect' || a.command === 'ping') && a.addr === undefined) a.addr = raw;
+        else throw new UsageError(`unexpected argument ${JSON.stringify(raw.slice(0, 40))}`);
+    }
+  }
+  if ((a.command === 'connect' || a.command === 'ping') && a.addr === undefined) throw new UsageError(`${a.command} needs the peer's address`);
+  return a;
+}
+
+async function nodeOptions(a: Args): Promise<P2pNodeOptions> {
+  const o: P2pNodeOptions = { portMapping: a.portmap && !a.loopback };
+  if (a.identity !== undefined) o.identity = await Identity.loadOrGenerate(a.identity);
+  if (a.keepAlive !== undefined) o.keepAlive = a.keepAlive;
+  if (a.port !== undefined) o.port = a.port;
+  if (a.loopback) o.listen = 'loopback';
+  if (a.stun.length) o.stun = a.stun;
+  if (a.turn.length) o.turn = a.turn;
+  if (a.brokers.length) o.signalling = { brokers: a.brokers };
+  if (a.strategies.length) o.strategies = a.strategies;
+  return o;
+}
+
+/** Resolves when `signal` aborts. */
+function untilAborted(signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (!signal) return; // runs until the process ends
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
+function printable(b: Buffer): string {
+  const s = b.toString('utf8');
+  return /^[\x20-\x7e\t\u00a0-\uffff]*$/.test(s) ? s : `<${b.length} bytes: ${b.subarray(0, 32).toString('hex')}${b.length > 32 ? '…' : ''}>`;
+}
+
+class Out {
+  constructor(private readonly io: NodeCliIo, private readonly a: Args) {}
+  /** A result line: JSON with --json, else `text`. */
+  line(obj: Record<string, unknown>, text: string): void {
+    this.io.stdout.write(this.a.json ? JSON.stringify(obj) + '\n' : text + '\n');
+  }
+  /** Progress on stderr. */
+  info(text: string): void {
+    if (!this.a.quiet && !this.a.json) this.io.stderr.write(text + '\n');
+  }
+}
+
+function pathText(p: NodePipe): string {
+  const x = p.path;
+  return `${x.strategy} over ${x.transport}: ${formatEndpoint(x.local)} -> ${formatEndpoint(x.remote)}${x.server ? ` (TURN ${formatEndpoint(x.server)})` : ''}`;
+}
+
+function pathJson(p: NodePipe): Record<string, unknown> {
+  const x = p.path;
+  return { strategy: x.strategy, transport: x.transport, local: formatEndpoint(x.local), remote: formatEndpoint(x.remote), ...(x.server ? { server: formatEndpoint(x.server) } : {}), ms: x.ms };
+}
+
+async function cmdNode(a: Args, io: NodeCliIo, out: Out): Promise<number> {
+  const t0 = performance.now();
+  const node = await startP2pNode(await nodeOptions(a), { ...(io.signal ? { signal: io.signal } : {}) });
+  try {
+    const startMs = performance.now() - t0;
+    out.line({ event: 'address', addr: node.addr, id: node.idHex, port: node.listenPort, nat: node.nat?.type ?? null, startMs }, node.addr);
+    out.info(`started in ${startMs.toFixed(0)} ms`);
+    out.info(describeAddress(node.address));
+    node.onAddrChange((addr) => out.line({ event: 'address', addr, id: node.idHex }, addr));
+    node.onPipe((p) => out.line({ event: 'peer', id: p.remoteIdHex, path: pathJson(p) }, `+ peer ${p.remoteIdHex.slice(0, 16)}… via ${pathText(p)}`));
+    node.addMsgCb(async (msg, pipe) => {
+      if (!a.chat) {
+        await pipe.send(msg);
+        if (!a.json && !a.quiet) io.stderr.write(`< ${pipe.remoteIdHex.slice(0, 12)}… ${printable(msg)} (echoed)\n`);
+        return;
+      }
+      out.line({ event: 'message', from: pipe.remoteIdHex, text: msg.toString('utf8') }, `< ${pipe.remoteIdHex.slice(0, 12)}… ${printable(msg)}`);
+    });
+    if (a.chat) {
+      const rl = createInterface({ input: io.stdin ?? process.stdin, terminal: false });
+      rl.on('line', (line) => {
+        for (const p of node.pipes) void p.send(line).catch(() => undefined);
+      });
+      io.signal?.addEventListener('abort', () => rl.close(), { once: true });
+    }
+    await untilAborted(io.signal);
+    return 0;
+  } finally {
+    await node.close();
+  }
+}
+
+async function connectTo(a: Args, io: NodeCliIo, out: Out, queue: boolean): Promise<{ node: P2pNode; pipe: NodePipe }> {
+  const peer = parseAddress(a.addr as string);
+  const node = await startP2pNode(await nodeOptions(a), { ...(io.signal ? { signal: io.signal } : {}) });
+  try {
+    out.info(`connecting to ${peer.idHex.slice(0, 16)}…`);
+    const pipe = await node.connect(peer, {
+      timeout: a.timeout,
+      queue,
+      ...(a.via.length ? { via: a.via } : {}),
+      ...(a.strategies.length ? { strategies: a.strategies } : {}),
+      ...(io.signal ? { signal: io.signal } : {}),
+    });
+    out.line({ event: 'connected', id: pipe.remoteIdHex, path: pathJson(pipe) }, `connected via ${pathText(pipe)} in ${(pipe.path.ms ?? 0).toFixed(1)} ms`);
+    return { node, pipe };
+  } catch (e) {
+    await node.close();
+    throw e;
+  }
+}
+
+async function cmdConnect(a: Args, io: NodeCliIo, out: Out): Promise<number> {
+  const { node, pipe } = await connectTo(a, io, out, false);
+  try {
+    pipe.onMessage((m) => out.line({ event: 'message', text: m.data.toString('utf8') }, `< ${printable(m.data)}`));
+    const rl = createInterface({ input: io.stdin ?? process.stdin, terminal: false });
+    let over = false;
+    const ended = new Promise<void>((resolve) => {
+      rl.on('close', () => ((over = true), resolve()));
+      pipe.onClose(() => {
+        if (!over) out.info('peer closed the connection');
+        resolve();
+      });
+      io.signal?.addEventListener('abort', () => resolve(), { once: true });
+    });
+    rl.on('line', (line) => void pipe.send(line).catch(() => undefined));
+    await ended;
+    rl.close();
+    return 0;
+  } finally {
+    await node.close();
+  }
+}
+
+async function cmdPing(a: Args, io: NodeCliIo, out: Out): Promise<number> {
+  const { node, pipe } = await connectTo(a, io, out, true);
+  const rtts: number[] = [];
+  let lost = 0;
+  try {
+    for (let i = 1; i <= a.count; i++) {
+      if (io.signal?.aborted) break;
+      const text = `PING ${i} ${Date.now()}`;
+      const t0 = performance.now();
+      try {
+        await pipe.send(text);
+        for (;;) {
+          const r = await pipe.recv({ timeout: Math.max(2000, Math.min(a.timeout, 10_000)), ...(io.signal ? { signal: io.signal } : {}) });
+          if (r.data.toString() === text) break;
+        }
+        const ms = performance.now() - t0;
+        rtts.push(ms);
+        out.line({ event: 'ping', seq: i, ms }, `reply ${i}: ${ms.toFixed(2)} ms`);
+      } catch (e) {
+        if (io.signal?.aborted) break;
+        lost++;
+        out.line({ event: 'ping', seq: i, error: (e as Error).message }, `no reply ${i}: ${(e as Error).message}`);
+        if (pipe.closed) break;
+      }
+      if (i < a.count && a.interval > 0) await new Promise<void>((r) => {
+        const t = setTimeout(r, a.interval);
+        io.signal?.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
+      });
+    }
+    const sorted = [...rtts].sort((x, y) => x - y);
+    const avg = rtts.length ? rtts.reduce((s, x) => s + x, 0) / rtts.length : 0;
+    out.line(
+      { event: 'summary', sent: rtts.length + lost, received: rtts.length, lost, min: sorted[0] ?? null, avg: rtts.length ? avg : null, max: sorted.at(-1) ?? null, path: pathJson(pipe) },
+      `${rtts.length}/${rtts.length + lost} replies via ${pipe.path.strategy}/${pipe.path.transport}` +
+        (rtts.length ? `, rtt min/avg/max ${(sorted[0] as number).toFixed(2)}/${avg.toFixed(2)}/${(sorted.at(-1) as number).toFixed(2)} ms` : ''),
+    );
+    return rtts.length > 0 && lost === 0 ? 0 : 1;
+  } finally {
+    await pipe.close();
+    await node.close();
+  }
+}
+
+async function cmdServe(a: Args, io: NodeCliIo, out: Out): Promise<number> {
+  let broker: Broker | undefined;
+  let stun: StunServer | undefined;
+  try {
+    broker = await startBroker({ host: a.host, port: a.mqttPort });
+    const addresses = a.stunAlt ? [a.host, a.stunAlt] : [a.host];
+    stun = await startStunServer({ addresses, ports: a.stunAlt ? [a.stunPort, a.stunPort === 0 ? 0 : a.stunPort + 1] : [a.stunPort], protos: ['udp', 'tcp'] });
+    out.line({ event: 'serving', mqtt: `mqtt://${formatEndpoint({ host: broker.host, port: broker.port })}`, stun: describeStunServer(stun) },
+      `MQTT broker: mqtt://${formatEndpoint({ host: broker.host, port: broker.port })}\nSTUN server: ${describeStunServer(stun)}`);
+    await untilAborted(io.signal);
+    return 0;
+  } finally {
+    await stun?.close();
+    await broker?.close();
+  }
+}
+
+/**
+ * Runs a node command (`argv[0]` is one of {@link NODE_COMMANDS}); resolves with the exit
+ * code (0 ok, 1 failed, 2 bad usage). Never throws.
+ */
+export async function runNodeCommand(argv: readonly string[], io: NodeCliIo): Promise<number> {
+  let a: Args;
+  try {
+    a = parse(argv);
+  } catch (e) {
+    io.stderr.write(`p2pd: ${(e as Error).message}\n\n${NODE_USAGE}`);
+    return 2;
+  }
+  const out = new Out(io, a);
+  try {
+    switch (a.command) {
+      case 'node':
+        return await cmdNode(a, io, out);
+      case 'connect':
+        return await cmdConnect(a, io, out);
+      case 'ping':
+        return await cmdPing(a, io, out);
+      case 'serve':
+        return await cmdServe(a, io, out);
+      default:
+        io.stderr.write(`p2pd: unknown command ${JSON.stringify(a.command)}\n`);
+        return 2;
+    }
+  } catch (e) {
+    if (io.signal?.aborted) return 0;
+    const code = e instanceof P2pdError ? ` [${e.code}]` : '';
+    const msg = `${(e as Error)?.message ?? String(e)}${code}`;
+    if (a.json) io.stdout.write(JSON.stringify({ event: 'error', error: msg, name: (e as Error)?.name }) + '\n');
+    io.stderr.write(`p2pd: ${msg}\n`);
+    return 1;
+  }
+}

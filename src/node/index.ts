@@ -1,0 +1,20 @@
+/**
+ * The P2P node: peer addresses, signalling over MQTT (with an embedded broker), connection
+ * strategies (direct, reverse, hole punching, TURN relay), encrypted pipes to peers.
+ * @module
+ */
+export { P2pNode, startP2pNode } from './node.js';
+export * from './types.js';
+export { AddressError, SignalError, P2pConnectError, type SignalRejection, type StrategyFailure } from './errors.js';
+export {
+  encodeAddress, parseAddress, describeAddress, sameNode, checkBrokerUrl, ADDR_PREFIX, ADDR_VERSION, MAX_ADDR_TEXT, MAX_ADDR_BYTES,
+  MAX_ADDR_INTERFACES, MAX_ADDR_ENDPOINTS, MAX_ADDR_SIGNAL, MAX_BROKER_URL,
+  type PeerAddress, type PeerAddressInit, type AddrEndpoint, type AddrEndpointKind, type AddrInterface, type AddrNatType, type AddrDelta,
+  type SignalChannel, type ParseAddressOptions,
+} from './address.js';
+export { startBroker, inboxTopic, type Broker, type BrokerOptions } from './broker.js';
+export { Signalling, BROKER_CONNECT_TIMEOUT, DEFAULT_SIGNAL_TTL, type SignalMessage, type SignallingOptions, type SignallingStats } from './signalling.js';
+export { sealEnvelope, openEnvelope, deriveSignalKey, ReplayCache, MAX_SIGNAL_TTL, MAX_ENVELOPE, type OpenedEnvelope } from './envelope.js';
+export { directCandidates, sameSubnet, type DirectCandidate } from './candidates.js';
+export { base58Encode, base58Decode } from './base58.js';
+export type { PunchModule } from './punch-api.js';

@@ -1,0 +1,415 @@
+/**
+ * Signalling over MQTT: every node subscribes to its inbox topic (`p2pd/1/<node id hex>`) on
+ * each broker it uses; a message to a peer is an {@link sealEnvelope | envelope} (signed by
+ * us, encrypted to the peer, with an expiry and an id) published on the peer's inbox on a
+ * broker both use. Which broker: one we are connected to that the peer's address names;
+ * failing that, a connection is opened to one of the peer's brokers (a URL from its address,
+ * or the broker the peer hosts itself, at its addresses). Replies travel back through the
+ * broker the request came on.
+ *
+ * Everything that arrives is checked before it is looked at ({@link openEnvelope}): bad
+ * signature, wrong recipient, expired, too long a TTL, replayed, undecryptable or malformed
+ * messages are dropped and counted in {@link Signalling.stats}.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Identity } from '../crypto/identity.js';
+import type { X25519KeyPair } from '../crypto/noise.js';
+import { formatEndpoint } from '../interfaces/endpoint.js';
+import { cancellable, throwIfAborted, type AbortOptions } from '../util/abort.js';
+import type { PeerAddress } from './address.js';
+import { inboxTopic } from './broker.js';
+import { openEnvelope, ReplayCache, sealEnvelope } from './envelope.js';
+import { SignalError, type SignalRejection } from './errors.js';
+
+/** Default time to connect to a broker (ms). */
+export const BROKER_CONNECT_TIMEOUT = 2_000;
+/** Default TTL of a signalling message (ms). */
+export const DEFAULT_SIGNAL_TTL = 10_000;
+/** Most broker connections opened on demand for peers (beyond the configured ones). */
+export const MAX_PEER_BROKERS = 16;
+
+/** A verified signalling message. */
+export interface SignalMessage {
+  /** Sender's node id, hex (authenticated by the envelope signature). */
+  from: string;
+  /** Sender's Ed25519 identity key. */
+  senderKey: Buffer;
+  /** Message type. */
+  type: string;
+  /** Message body (an object; validate it before use). */
+  body: Record<string, unknown>;
+  /** Envelope id, hex. */
+  msgId: string;
+  /** The id of the message this one answers, if any. */
+  re: string | undefined;
+  /** The broker URL it came through. */
+  via: string;
+  /** Expiry, Unix ms. */
+  expires: number;
+}
+
+/** Options of {@link Signalling}. */
+export interface SignallingOptions {
+  /** Our identity (signs what we send; the inbox is its id). */
+  identity: Identity;
+  /** Our X25519 signalling key (decrypts what we receive). */
+  signalKey: X25519KeyPair;
+  /** Brokers to stay connected to (URLs such as `mqtt://host:1883`). @default [] */
+  brokers?: readonly string[];
+  /** Time allowed to connect to a broker (ms). @default 2000 */
+  connectTimeout?: number;
+  /** Clock difference tolerated between peers (ms). @default 5000 */
+  clockSkew?: number;
+  /** Called with each verified message. */
+  onMessage?: (m: SignalMessage) => void;
+  /** Delay before reconnecting a configured broker (ms). @default 1000 */
+  reconnectPeriod?: number;
+}
+
+/** Counters. */
+export interface SignallingStats {
+  /** Envelopes published. */
+  sent: number;
+  /** Verified messages received. */
+  received: number;
+  /** Envelopes dropped, by reason. */
+  rejected: Partial<Record<SignalRejection, number>>;
+}
+
+interface Conn {
+  url: string;
+  client: MqttClient;
+  configured: boolean;
+  /** Resolves when connected and subscribed; rejects if the first attempt fails. */
+  ready: Promise<void>;
+  up: boolean;
+}
+
+/** One node's signalling endpoint: broker connections, inbox, request/response. */
+export class Signalling {
+  /** Counters. */
+  readonly stats: SignallingStats = { sent: 0, received: 0, rejected: {} };
+  private readonly opts: SignallingOptions;
+  private readonly conns = new Map<string, Conn>();
+  private readonly replay = new ReplayCache();
+  private readonly pending = new Map<string, { from: string; resolve: (m: SignalMessage) => void }>();
+  private readonly listeners: ((m: SignalMessage) => void)[] = [];
+  private readonly topic: string;
+  private closed = false;
+  private pruneTimer: NodeJS.Timeout | undefined;
+
+  constructor(opts: SignallingOptions) {
+    this.opts = opts;
+    this.topic = inboxTopic(opts.identity.idHex);
+    if (opts.onMessage) this.listeners.push(opts.onMessage);
+  }
+
+  /** Registers a message listener; returns a remover. */
+  onMessage(cb: (m: SignalMessage) => void): () => void {
+    this.listeners.push(cb);
+    return () => {
+      const i = this.listeners.indexOf(cb);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
+
+  /**
+   * Connects to every configured broker (in parallel). Resolves when each has connected or
+   * failed its first attempt (bounded by `connectTimeout`); failed brokers keep retrying in
+   * the background, so a node starts offline and picks its brokers up later.
+   */
+  async start(opts: AbortOptions = {}): Promise<void> {
+    throwIfAborted(opts.signal);
+    this.pruneTimer = setInterval(() => this.replay.prune(), 30_000);
+    this.pruneTimer.unref();
+    const all = (this.opts.brokers ?? []).map((url) => this.open(url, true).ready.catch(() => undefined));
+    await Promise.all(all);
+  }
+
+  /** Broker URLs we are connected to now. */
+  get connected(): string[] {
+    return [...this.conns.values()].filter((c) => c.up).map((c) => c.url);
+  }
+
+  /** Configured broker URLs (connected or not). */
+  get configured(): string[] {
+    return [...this.conns.values()].filter((c) => c.configured).map((c) => c.url);
+  }
+
+  private open(url: string, configured: boolean): Conn {
+    const existing = this.conns.get(url);
+    if (existing) {
+      if (configured) existing.configured = true;
+      return existing;
+    }
+    const timeout = this.opts.connectTimeout ?? BROKER_CONNECT_TIMEOUT;
+    const client = mqtt.connect(url, {
+      protocolVersion: 4,
+      clean: true,
+      clientId: `p2pd-${randomBytes(8).toString('hex')}`,
+      connectTimeout: timeout,
+      reconnectPeriod: configured ? (this.opts.reconnectPeriod ?? 1000) : 0,
+      keepalive: 30,
+      resubscribe: true,
+      queueQoSZero: false,
+    });
+    const conn: Conn = { url, client, configured, ready: Promise.resolve(), up: false };
+    conn.ready = new Promise<void>((resolve, reject) => {
+      let first = true;
+      const timer = setTimeout(() => {
+        if (first) {
+          first = false;
+          reject(new SignalError('not-connected', `broker ${url} did not answer within ${timeout} ms`));
+        }
+      }, timeout + 100);
+      timer.unref();
+      client.on('connect', () => {
+        (client.stream as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true);
+        client.subscribe(this.topic, { qos: 1 }, (err) => {
+          if (err) {
+            if (first) {
+              first = false;
+              clearTimeout(timer);
+              reject(new SignalError('not-connected', `broker ${url} refused our subscription: ${err.message}`, { cause: err }));
+            }
+            return;
+          }
+          conn.up = true;
+          if (first) {
+            first = false;
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      const down = (err?: Error): void => {
+        conn.up = false;
+        if (first) {
+          first = false;
+          clearTimeout(timer);
+          reject(new SignalError('not-connected', `cannot connect to broker ${url}${err ? `: ${err.message}` : ''}`, err ? { cause: err } : undefined));
+        }
+        if (!conn.configured && !this.closed) this.drop(conn);
+      };
+      client.on('error', (e) => down(e));
+      client.on('close', () => down());
+      client.on('offline', () => (conn.up = false));
+    });
+    conn.ready.catch(() => undefined);
+    client.on('message', (topic, payload) => {
+      if (topic === this.topic) this.receive(payload, url);
+    });
+    this.conns.set(url, conn);
+    return conn;
+  }
+
+  private drop(conn: Conn): void {
+    if (this.conns.get(conn.url) === conn) this.conns.delete(conn.url);
+    conn.client.end(true);
+  }
+
+  private reject(reason: SignalRejection): void {
+    this.stats.rejected[reason] = (this.stats.rejected[reason] ?? 0) + 1;
+  }
+
+  private receive(payload: Buffer, via: string): void {
+    if (this.closed) return;
+    let env;
+    try {
+      env = openEnvelope(payload, {
+        identity: this.opts.identity,
+        signalKey: this.opts.signalKey,
+        replay: this.replay,
+        ...(this.opts.clockSkew !== undefined ? { clockSkew: this.opts.clockSkew } : {}),
+      });
+    } catch (e) {
+      this.reject(e instanceof SignalError ? e.reason : 'malformed');
+      return;
+    }
+    const p = env.payload;
+    const type = p.t;
+    const body = p.b;
+    const re = p.re;
+    if (typeof type !== 'string' || type.length > 32 || body === null || typeof body !== 'object' || Array.isArray(body) || (re !== undefined && (typeof re !== 'string' || !/^[0-9a-f]{32}$/.test(re)))) {
+      this.reject('malformed');
+      return;
+    }
+    this.stats.received++;
+    const m: SignalMessage = { from: env.senderIdHex, senderKey: env.senderKey, type, body: body as Record<string, unknown>, msgId: env.msgId, re, via, expires: env.expires };
+    if (re !== undefined) {
+      const w = this.pending.get(re);
+      if (w) {
+        if (w.from !== m.from) {
+          this.reject('unexpected-sender');
+          return;
+        }
+        this.pending.delete(re);
+        w.resolve(m);
+        return;
+      }
+    }
+    for (const cb of [...this.listeners]) {
+      try {
+        cb(m);
+      } catch (e) {
+        process.emitWarning(`p2pd: error in a signalling listener: ${String(e)}`, { code: 'P2PD_CALLBACK_ERROR' });
+      }
+    }
+  }
+
+  /** Broker URLs that may reach `peer`, best first: shared configured ones, then the peer's own. */
+  brokersFor(peer: PeerAddress): string[] {
+    const urls: string[] = [];
+    for (const s of peer.signal) {
+      if (s.type === 'mqtt') urls.push(s.url);
+      else {
+        // A broker the peer runs itself: at each of its addresses (loopback first: same host).
+        const hosts: string[] = [];
+        for (const iface of peer.interfaces) {
+          for (const e of iface.endpoints) {
+            if (e.proto !== 'tcp' || e.kind === 'link-local') continue;
+            const h = formatEndpoint({ host: e.host, port: s.port, family: e.family });
+            if (!hosts.includes(h)) hosts.push(h);
+          }
+        }
+        // Loopback first (same host), then LAN, then the rest, as advertised.
+        const rank = (h: string): number => (h.startsWith('127.') || h.startsWith('[::1]') ? 0 : 1);
+        hosts.sort((a, b) => rank(a) - rank(b));
+        for (const h of hosts) urls.push(`mqtt://${h}`);
+      }
+    }
+    return urls;
+  }
+
+  /** A connected broker that reaches `peer`, connecting to one of its brokers if needed. */
+  private async brokerFor(peer: PeerAddress, via: string | undefined, opts: AbortOptions): Promise<Conn> {
+    if (via !== undefined) {
+      const c = this.conns.get(via);
+      if (c?.up) return c;
+    }
+    const urls = this.brokersFor(peer);
+    for (const u of urls) {
+      const c = this.conns.get(u);
+      if (c?.up) return c;
+    }
+    if (urls.length === 0) throw new SignalError('no-broker', `peer ${peer.idHex.slice(0, 16)}… has no signalling channel in its address`);
+    // Configured but still connecting: wait for those first.
+    const connecting = urls.map((u) => this.conns.get(u)).filter((c): c is Conn => c !== undefined);
+    const fresh = urls.filter((u) => !this.conns.has(u)).slice(0, Math.max(0, MAX_PEER_BROKERS - this.peerBrokerCount()));
+    const candidates = [...connecting, ...fresh.map((u) => this.open(u, false))];
+    if (candidates.length === 0) throw new SignalError('no-broker', 'too many broker connections open');
+    return cancellable<Conn>(opts, 'broker connection', (resolve, reject) => {
+      let left = candidates.length;
+      const errors: unknown[] = [];
+      for (const c of candidates) {
+        c.ready.then(
+          () => resolve(c),
+          (e: unknown) => {
+            errors.push(e);
+            if (--left === 0) reject(new SignalError('no-broker', `no broker of peer ${peer.idHex.slice(0, 16)}… is reachable (${urls.join(', ')})`, { cause: errors[0] }));
+          },
+        );
+      }
+    });
+  }
+
+  private peerBrokerCount(): number {
+    let n = 0;
+    for (const c of this.conns.values()) if (!c.configured) n++;
+    return n;
+  }
+
+  /**
+   * Sends a message to `peer`. Resolves with the envelope id once the broker has it.
+   * @throws SignalError (`'no-broker'`, `'not-connected'`, `'closed'`), TimeoutError, AbortError.
+   */
+  send(
+    peer: PeerAddress,
+    type: string,
+    body: Record<string, unknown>,
+    opts: AbortOptions & { ttl?: number; re?: string; via?: string } = {},
+  ): Promise<string> {
+    return this.publish(peer, type, body, opts, undefined);
+  }
+
+  private async publish(
+    peer: PeerAddress,
+    type: string,
+    body: Record<string, unknown>,
+    opts: AbortOptions & { ttl?: number; re?: string; via?: string },
+    onId: ((msgId: string) => void) | undefined,
+  ): Promise<string> {
+    if (this.closed) throw new SignalError('closed', 'signalling is closed');
+    throwIfAborted(opts.signal);
+    const conn = await this.brokerFor(peer, opts.via, opts);
+    const ttl = Math.min(opts.ttl ?? DEFAULT_SIGNAL_TTL, 120_000);
+    const payload: Record<string, unknown> = { t: type, b: body };
+    if (opts.re !== undefined) payload.re = opts.re;
+    const { bytes, msgId } = sealEnvelope(this.opts.identity, peer, payload, ttl);
+    // The answer may come back before the broker's PUBACK: be ready for it first.
+    onId?.(msgId);
+    await cancellable<void>(opts, `publish to ${conn.url}`, (resolve, reject) => {
+      if (!conn.up) {
+        reject(new SignalError('not-connected', `broker ${conn.url} is not connected`));
+        return;
+      }
+      conn.client.publish(inboxTopic(peer.idHex), bytes, { qos: 1 }, (err) =>
+        err ? reject(new SignalError('not-connected', `publish to ${conn.url} failed: ${err.message}`, { cause: err })) : resolve(),
+      );
+      // A broker that vanishes mid-publish: fail now rather than wait for the caller's timeout.
+      const onClose = (): void => reject(new SignalError('not-connected', `broker ${conn.url} went away`));
+      conn.client.once('close', onClose);
+      return () => conn.client.off('close', onClose);
+    });
+    this.stats.sent++;
+    return msgId;
+  }
+
+  /**
+   * Sends a message and waits for the peer's answer (a message whose `re` is this one's id,
+   * from that peer). The TTL defaults to the timeout.
+   * @throws SignalError, TimeoutError, AbortError.
+   */
+  async request(
+    peer: PeerAddress,
+    type: string,
+    body: Record<string, unknown>,
+    opts: AbortOptions & { ttl?: number; via?: string } = {},
+  ): Promise<SignalMessage> {
+    let id: string | undefined;
+    let got: SignalMessage | undefined;
+    let wake: ((m: SignalMessage) => void) | undefined;
+    const reply = new Promise<SignalMessage>((resolve) => (wake = resolve));
+    const t0 = performance.now();
+    try {
+      await this.publish(peer, type, body, { ...opts, ttl: opts.ttl ?? opts.timeout ?? DEFAULT_SIGNAL_TTL }, (msgId) => {
+        id = msgId;
+        this.pending.set(msgId, { from: peer.idHex, resolve: (m) => ((got = m), wake?.(m)) });
+      });
+      const left = opts.timeout ? Math.max(1, opts.timeout - (performance.now() - t0)) : undefined;
+      return await cancellable<SignalMessage>({ signal: opts.signal, timeout: left }, `${type} reply from ${peer.idHex.slice(0, 16)}…`, (resolve) => {
+        if (got) resolve(got);
+        else void reply.then(resolve);
+      });
+    } finally {
+      if (id !== undefined) this.pending.delete(id);
+    }
+  }
+
+  /** Answers `m` (through the broker it came on). */
+  reply(m: SignalMessage, peer: PeerAddress, type: string, body: Record<string, unknown>, opts: AbortOptions & { ttl?: number } = {}): Promise<string> {
+    return this.send(peer, type, body, { ...opts, re: m.msgId, via: m.via });
+  }
+
+  /** Disconnects from every broker. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    const all = [...this.conns.values()];
+    this.conns.clear();
+    await Promise.all(all.map((c) => c.client.endAsync(true).catch(() => undefined)));
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * The P2P node in the NAT lab. Nodes run in the namespaces through the CLI (`p2pd node`,
+ * `p2pd ping`, JSON output) against the lab's mosquitto and coturn (STUN + TURN).
+ * - Both routers symmetric: a1 ↔ a2 on one LAN over IPv4 and over IPv6 link-local; a1's
+ *   port mapping (UPnP on rtrA) in its address and used by b1; a1 ↔ pub1 both ways (direct,
+ *   reverse); a1 → b1 (symmetric × symmetric: no direct path, no punch) through TURN.
+ * - Hole punching: full-cone × symmetric, port-restricted × port-restricted,
+ *   symmetric × restricted-cone.
+ * - Keep-alive: a punched path outlives 8 s of silence with 3 s NAT binding timeouts.
+ * Needs root and the lab packages; in CI a missing prerequisite fails the suite.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAddress } from '../src/node/address.js';
+import { execNodeInNs, labAvailable, labDown, labUp, requireRoot, type Lab, type NsProcess } from './helpers/lab.js';
+
+const SUITE = 'P2P node in the NAT lab (LAN, link-local, public host, symmetric × symmetric via TURN)';
+const CLI = 'src/cli/main.ts';
+
+type Line = Record<string, unknown> & { event: string };
+const lines = (t: string): Line[] => t.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
+
+describe.runIf(labAvailable(SUITE))(SUITE, () => {
+  let lab: Lab;
+  const procs: NsProcess[] = [];
+  const addrs: Record<string, string> = {};
+
+  const infra = (): string[] => {
+    const e = lab.env;
+    const stun = e.NATLAB_STUN_HOST as string;
+    return ['--broker', `mqtt://${e.NATLAB_MQTT_HOST}:1883`, '--stun', stun, '--turn', `${e.NATLAB_TURN_USER}:${e.NATLAB_TURN_PASS}@${stun}:3478`];
+  };
+
+  // Distinct ports: a1 and a2 share rtrA, whose UPnP would give the second one another external port.
+  const PORTS: Record<string, number> = { a1: 40101, a2: 40102, pub1: 40103, b1: 40104 };
+
+  async function startNode(host: string): Promise<string> {
+    const p = lab.spawnNode(host, CLI, ['node', '--json', '--port', String(PORTS[host]), ...infra()], { timeoutMs: 300_000 });
+    procs.push(p);
+    await p.waitFor('"event":"address"', { timeoutMs: 20_000 });
+    const addr = lines(p.stdout()).find((l) => l.event === 'address')?.addr as string;
+    parseAddress(addr);
+    return addr;
+  }
+
+  async function ping(from: string, to: string, extra: string[] = []): Promise<{ connected: Line; summary: Line; stderr: string }> {
+    const r = await execNodeInNs(lab.ns(from), CLI, ['ping', to, '--json', '--count', '3', '--interval', '50', ...infra(), ...extra], { timeoutMs: 40_000 });
+    const ls = lines(r.stdout);
+    const connected = ls.find((l) => l.event === 'connected');
+    const summary = ls.find((l) => l.event === 'summary');
+    if (!connected || !summary) throw new Error(`ping from ${from} failed (code ${r.code}):\n${r.stdout}\n${r.stderr}`);
+    return { connected, summary, stderr: r.stderr };
+  }
+
+  beforeAll(async () => {
+    requireRoot();
+    lab = await labUp({ natA: 'symmetric', natB: 'symmetric' });
+    const [a2, pub1, b1, a1] = await Promise.all(['a2', 'pub1', 'b1', 'a1'].map((h) => startNode(h)));
+    Object.assign(addrs, { a2, pub1, b1, a1 });
+  }, 90_000);
+
+  afterAll(async () => {
+    await Promise.all(procs.map((p) => p.stop()));
+    await labDown();
+  });
+
+  it('the address of a node behind the NAT carries its LAN, link-local, global v6 and external addresses and NAT kind', () => {
+    const a = parseAddress(addrs.a2 as string);
+    const eps = a.interfaces.flatMap((i) => i.endpoints);
+    expect(eps).toContainEqual(expect.objectContaining({ kind: 'lan', host: lab.env.NATLAB_A2_IP4 }));
+    expect(eps).toContainEqual(expect.objectContaining({ kind: 'link-local', host: lab.env.NATLAB_A2_LL6 }));
+    expect(eps).toContainEqual(expect.objectContaining({ kind: 'global', host: lab.env.NATLAB_A2_IP6 }));
+    expect(eps).toContainEqual(expect.objectContaining({ kind: 'external', host: lab.env.NATLAB_RTRA_WAN4 }));
+    expect(a.interfaces.map((i) => i.nat)).toContain('SYMMETRIC');
+    expect(a.signal).toEqual([{ type: 'mqtt', url: `mqtt://${lab.env.NATLAB_MQTT_HOST}:1883` }]);
+  });
+
+  it('the gateway (UPnP on rtrA) maps the listen port; the address is updated with it; b1 reaches a1 through it', async () => {
+    const p = procs[procs.length - 1] as NsProcess; // a1's node
+    await p.waitFor(/"event":"address".*\n.*"event":"address"/, { timeoutMs: 15_000 });
+    const all = lines(p.stdout()).filter((l) => l.event === 'address');
+    const last = parseAddress(all[all.length - 1]?.addr as string);
+    expect(last.interfaces.flatMap((i) => i.endpoints)).toContainEqual(expect.objectContaining({ kind: 'mapped', proto: 'tcp', host: lab.env.NATLAB_RTRA_WAN4, port: 40101 }));
+    addrs.a1 = last.text;
+    const r = await ping('b1', addrs.a1, ['--strategy', 'direct']);
+    expect(r.connected.path).toMatchObject({ strategy: 'direct', remote: `${lab.env.NATLAB_RTRA_WAN4}:40101` });
+    expect(r.summary).toMatchObject({ received: 3, lost: 0 });
+  });
+
+  it('a1 → a2 on the LAN over IPv4', async () => {
+    const r = await ping('a1', addrs.a2 as string, ['--via', 'lan']);
+    expect(r.connected.path).toMatchObject({ strategy: 'direct', transport: 'tcp' });
+    expect(String((r.connected.path as Line).remote)).toBe(`${lab.env.NATLAB_A2_IP4}:40102`);
+    expect(r.summary).toMatchObject({ received: 3, lost: 0 });
+  });
+
+  it('a1 → a2 over IPv6 link-local', async () => {
+    const r = await ping('a1', addrs.a2 as string, ['--via', 'link-local']);
+    expect(r.connected.path).toMatchObject({ strategy: 'direct', transport: 'tcp' });
+    expect(String((r.connected.path as Line).remote)).toMatch(new RegExp(`^\\[${lab.env.NATLAB_A2_LL6}%eth0\\]:40102$`));
+    expect(r.summary).toMatchObject({ received: 3, lost: 0 });
+  });
+
+  it('a1 → pub1 directly; pub1 → a1 (behind the NAT) by reverse connect', async () => {
+    const r = await ping('a1', addrs.pub1 as string);
+    expect(r.connected.path).toMatchObject({ strategy: 'direct' });
+    expect(r.summary).toMatchObject({ received: 3, lost: 0 });
+    const back = await ping('pub1', addrs.a1 as string, ['--strategy', 'reverse']);
+    expect(back.connected.path).toMatchObject({ strategy: 'reverse', transport: 'tcp' });
+    expect(back.summary).toMatchObject({ received: 3, lost: 0 });
+  });
+
+  it('a1 → b1, symmetric × symmetric: through the TURN relay', async () => {
+    // No port mapping on a1's side (rtrA has UPnP: b1 could otherwise connect back to it).
+    const r = await ping('a1', addrs.b1 as string, ['--no-portmap']);
+    expect(r.connected.path).toMatchObject({ strategy: 'relay', transport: 'turn' });
+    expect(r.summary).toMatchObject({ received: 3, lost: 0 });
+    expect((r.connected.path as Line).ms as number).toBeLessThan(6000);
+  });
+});
+
+/**
+ * Hole punching pairs of the CI subset: a1 → b1 for NAT pairs where the lab's UDP punch
+ * matrix succeeds. No port mappings (they would give a direct path), so the path must be
+ * punched: reverse connect cannot pass the NATs, and the relay is left out.
+ */
+const PUNCH_PAIRS: [NatKindName, NatKindName][] = [
+  ['full-cone', 'symmetric'],
+  ['port-restricted', 'port-restricted'],
+  ['symmetric', 'restricted-cone'],
+];
+type NatKindName = 'full-cone' | 'restricted-cone' | 'port-restricted' | 'symmetric';
+
+for (const [natA, natB] of PUNCH_PAIRS) {
+  const S = `P2P node in the NAT lab: a1 (${natA}) → b1 (${natB}) by hole punching`;
+  describe.runIf(labAvailable(S))(S, () => {
+    let lab: Lab;
+    let peer: NsProcess | undefined;
+    beforeAll(async () => {
+      requireRoot();
+      lab = await labUp({ natA, natB, upnpA: false });
+    }, 60_000);
+    afterAll(async () => {
+      await peer?.stop();
+      await labDown();
+    });
+
+    it('connects over a punched UDP path; data both ways', async () => {
+      const e = lab.env;
+      const stun = e.NATLAB_STUN_HOST as string;
+      const common = ['--json', '--no-portmap', '--broker', `mqtt://${e.NATLAB_MQTT_HOST}:1883`, '--stun', stun];
+      peer = lab.spawnNode('b1', CLI, ['node', ...common], { timeoutMs: 120_000 });
+      await peer.waitFor('"event":"address"', { timeoutMs: 20_000 });
+      const addr = lines(peer.stdout()).find((l) => l.event === 'address')?.addr as string;
+      expect(parseAddress(addr).interfaces.map((i) => i.nat)).toContain(natB === 'full-cone' ? 'FULL_CONE' : natB === 'symmetric' ? 'SYMMETRIC' : natB === 'restricted-cone' ? 'RESTRICTED_CONE' : 'PORT_RESTRICTED_CONE');
+      const r = await execNodeInNs(lab.ns('a1'), CLI, ['ping', addr, '--count', '3', '--interval', '50', ...common], { timeoutMs: 40_000 });
+      const ls = lines(r.stdout);
+      const connected = ls.find((l) => l.event === 'connected');
+      if (!connected) throw new Error(`no connection:\n${r.stdout}\n${r.stderr}`);
+      expect(connected.path).toMatchObject({ strategy: 'punch', transport: 'udp' });
+      expect((connected.path as Line).ms as number).toBeLessThan(2500);
+      expect(ls.find((l) => l.event === 'summary')).toMatchObject({ received: 3, lost: 0 });
+    });
+  });
+}
+
+/**
+ * Keep-alives: the routers forget idle UDP bindings after 3 s (`--ct-udp-timeout 3`); with
+ * 1 s keep-alives a punched path still carries data after 8 s of silence.
+ */
+{
+  const S = 'P2P node in the NAT lab: a punched path survives idle time longer than the NAT binding timeout';
+  describe.runIf(labAvailable(S))(S, () => {
+    let lab: Lab;
+    let peer: NsProcess | undefined;
+    beforeAll(async () => {
+      requireRoot();
+      lab = await labUp({ natA: 'port-restricted', natB: 'port-restricted', upnpA: false, ctUdpTimeout: 3 });
+    }, 60_000);
+    afterAll(async () => {
+      await peer?.stop();
+      await labDown();
+    });
+
+    it('ping, 8 s idle, ping: both answered on the same path', async () => {
+      const e = lab.env;
+      const common = ['--json', '--no-portmap', '--keepalive', '1000', '--broker', `mqtt://${e.NATLAB_MQTT_HOST}:1883`, '--stun', e.NATLAB_STUN_HOST as string];
+      peer = lab.spawnNode('b1', CLI, ['node', ...common], { timeoutMs: 120_000 });
+      await peer.waitFor('"event":"address"', { timeoutMs: 20_000 });
+      const addr = lines(peer.stdout()).find((l) => l.event === 'address')?.addr as string;
+      const r = await execNodeInNs(lab.ns('a1'), CLI, ['ping', addr, '--count', '2', '--interval', '8000', '--strategy', 'punch', ...common], { timeoutMs: 60_000 });
+      const ls = lines(r.stdout);
+      expect(ls.find((l) => l.event === 'connected')?.path).toMatchObject({ strategy: 'punch' });
+      expect(ls.find((l) => l.event === 'summary'), r.stdout + r.stderr).toMatchObject({ received: 2, lost: 0 });
+    }, 60_000);
+  });
+}
