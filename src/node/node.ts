@@ -46,6 +46,19 @@ import {
 const DEFAULT_TIMEOUTS: Required<NodeTimeouts> = { connect: 15_000, direct: 2_000, reverse: 4_000, punch: 6_000, relay: 10_000, handshake: 5_000, nat: 2_500 };
 /** When each strategy starts if the earlier ones are still running (ms after `connect()`). */
 const START_AFTER: Readonly<Record<Strategy, number>> = { direct: 0, reverse: 150, punch: 400, relay: 1_500 };
+/** NAT types that filter by port: hole punching towards a symmetric NAT behind one of these fails. */
+const PORT_FILTERING = new Set<string>(['PORT_RESTRICTED_CONE', 'SYMMETRIC', 'SYMMETRIC_UDP_FIREWALL']);
+
+/**
+ * True when UDP hole punching cannot work between NAT types `a` and `b` (one side maps per
+ * destination, the other filters by port): the relay then starts with punching instead of
+ * waiting for it to fail.
+ */
+export function punchHopeless(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined) return false;
+  return (a === 'SYMMETRIC' && PORT_FILTERING.has(b)) || (b === 'SYMMETRIC' && PORT_FILTERING.has(a));
+}
+
 /** Gap between two direct attempts ("happy eyeballs"). */
 const DIRECT_STAGGER = 25;
 /** Most reverse/punch/relay requests served at once. */
@@ -622,6 +635,9 @@ export class P2pNode implements AsyncDisposable {
       else if (!plan.includes(s)) plan.push(s);
     }
     if (plan.length === 0) throw new P2pConnectError(`cannot connect to ${peer.idHex.slice(0, 16)}…: no usable strategy`, failures);
+    const peerNat = peer.interfaces.find((i) => i.nat !== 'UNKNOWN')?.nat;
+    const hopeless = punchHopeless(this.nat?.type, peerNat);
+    const startAfter = (s: Strategy): number => (s === 'relay' && hopeless ? START_AFTER.punch : START_AFTER[s]);
     const pipe = await cancellable<NodePipe>({ signal: opts.signal, timeout }, `connect to ${peer.idHex.slice(0, 16)}…`, (resolve, reject) => {
       let done = false;
       let running = 0;
@@ -665,7 +681,7 @@ export class P2pNode implements AsyncDisposable {
         const t = setTimeout(() => {
           // Start strategy i if it has not started yet (earlier failures start it sooner).
           if (next <= i) while (next <= i && !done) launch();
-        }, START_AFTER[plan[i] as Strategy]);
+        }, startAfter(plan[i] as Strategy));
         t.unref();
         timers.push(t);
       }
