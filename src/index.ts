@@ -15,3 +15,8 @@ export * from './crypto/index.js';
 export type { FrameDecoder } from './pipes/index.js';
 export * from './dht/index.js';
 export * from './node/index.js';
+// Swarm, synced dict and testnet: their main API here; wire-level helpers stay in their modules.
+export { SwarmPeer, resolveProtocol, sameProtocol, type SwarmPeerEvents, type ResolvedProtocol, type SwarmProtocol } from './swarm/index.js';
+export type { BroadcastOptions, SendOptions, SwarmBindOptions, SwarmConnection, SwarmHandler, SwarmHooks, SwarmMessage, SwarmPeerInfo, SwarmPeerOptions, SwarmStats, SwarmTarget } from './swarm/index.js';
+export { SyncDict, type SyncDictEvents, type SyncDictOptions, type SyncMeta } from './sync/index.js';
+export { createTestnet, isConverged, SwarmDhtTransport, type Testnet, type TestnetOptions } from './testnet/index.js';

@@ -1,0 +1,418 @@
+/**
+ * `SwarmCore`: the running part of a bound swarm node — listening, link setup and dedupe,
+ * membership gossip, neighbour maintenance, and frame dispatch to the {@link Router}.
+ * `SwarmPeer` is the public facade over it.
+ * @module
+ */
+import { setMaxListeners } from 'node:events';
+import { DecodeError, MessageTooBigError, PipeClosedError, ProtocolMismatchError } from '../errors.js';
+import type { Identity } from '../crypto/identity.js';
+import type { Endpoint } from '../interfaces/endpoint.js';
+import type { TcpServer } from '../pipes/tcp-server.js';
+import { cancellable, type AbortOptions } from '../util/abort.js';
+import {
+  ANNOUNCE_INTERVAL, DIAL_BACKOFF, LINK_IDLE_TIMEOUT, PING_INTERVAL, UNREACHABLE_AFTER, HARD_MAX_LINKS, MAX_CONCURRENT_DIALS, MAX_LINK_MALFORMED, MAX_PAYLOAD_SIZE, MAX_PENDING_SETUPS, SEEN_TTL,
+} from './constants.js';
+import { buildEnvelope, decodeEnvelope, FRAME_BCAST, FRAME_DATA, type Envelope } from './envelope.js';
+import { decodeMembers, encodeMembers, FRAME_MEMBERS, FRAME_PING, MEMBERS_END_OF_SNAPSHOT } from './frames.js';
+import { Link, resetPipe } from './link.js';
+import { LinkSet } from './links.js';
+import { Neighbours } from './neighbours.js';
+import { MemberTable, nodeIdHex, signAnnouncement, type ApplyResult, type Member } from './member.js';
+import type { ResolvedProtocol } from './protocol.js';
+import { Router } from './routing.js';
+import { acceptLink, dialLink, type SetupContext, type SetupResult } from './setup.js';
+import { emptyStats, type SwarmStats } from './types.js';
+
+/** Configuration of a core (validated by `SwarmPeer`). */
+export interface CoreConfig {
+  identity: Identity;
+  protocol: ResolvedProtocol;
+  now: () => number;
+  linksPerBucket: number;
+  maxLinks: number;
+  redundancy: number;
+  linkTimeout: number;
+  seenCacheSize: number;
+  maintainInterval: number;
+}
+
+/** What the core reports to its owner. Callbacks must not throw. */
+export interface CoreEvents {
+  /** A verified message addressed to us (directed) or a broadcast we should deliver. */
+  deliver(env: Envelope, from: Link | undefined): void;
+  /** A new neighbour. */
+  linkUp(link: Link): void;
+  /** A neighbour is gone (its last link closed). */
+  linkDown(link: Link, err: Error | undefined): void;
+  /** A peer was refused for speaking another protocol. */
+  mismatch(err: ProtocolMismatchError, remote: Endpoint | undefined): void;
+  /** Membership changed. */
+  member(m: Member, change: ApplyResult | 'expired'): void;
+}
+
+/** The running swarm node. */
+export class SwarmCore {
+  readonly members: MemberTable;
+  readonly links: LinkSet;
+  readonly router: Router;
+  readonly stats: SwarmStats = emptyStats();
+  readonly #cfg: CoreConfig;
+  readonly #ev: CoreEvents;
+  readonly #server: TcpServer;
+  readonly #closeCtrl = new AbortController();
+  readonly #ctx: SetupContext;
+  readonly #snapshotWaiters = new Set<() => void>();
+  readonly #nb: Neighbours;
+  #announcement: Buffer;
+  #seq: number;
+  #pendingSetups = 0;
+  #timer: NodeJS.Timeout;
+  #soon: NodeJS.Timeout | undefined;
+  #gossip: Buffer[] = [];
+  #gossipScheduled = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(cfg: CoreConfig, events: CoreEvents, server: TcpServer, readonly endpoint: Endpoint) {
+    setMaxListeners(0, this.#closeCtrl.signal); // every link setup listens for close
+    this.#cfg = cfg;
+    this.#ev = events;
+    this.#server = server;
+    const selfId = cfg.identity.id;
+    this.members = new MemberTable(selfId, cfg.protocol.hash);
+    this.links = new LinkSet(selfId);
+    this.router = new Router(
+      {
+        selfId,
+        protocolHash: cfg.protocol.hash,
+        links: this.links,
+        reachable: (b) => this.#nb.reachableCount(b),
+        isMember: (id) => this.members.get(id)?.leaving === false,
+        stats: this.stats,
+        redundancy: cfg.redundancy,
+        now: cfg.now,
+        deliver: (env, from) => {
+          this.stats.delivered++;
+          events.deliver(env, from);
+        },
+        penalize: (link, reason) => this.#penalize(link, reason),
+      },
+      cfg.seenCacheSize,
+      SEEN_TTL,
+    );
+    this.#nb = new Neighbours({
+      links: this.links,
+      members: this.members,
+      linksPerBucket: cfg.linksPerBucket,
+      maxLinks: cfg.maxLinks,
+      now: cfg.now,
+      dial: async (m) => {
+        try {
+          this.#register(await dialLink(this.#ctx, m.endpoint, { timeout: cfg.linkTimeout, signal: this.#closeCtrl.signal }));
+        } catch (e) {
+          this.#setupFailed(e, m.endpoint);
+          throw e;
+        }
+      },
+    });
+    this.#seq = cfg.now();
+    this.#announcement = signAnnouncement(cfg.identity, cfg.protocol.hash, endpoint, this.#seq);
+    this.#ctx = { identity: cfg.identity, protocol: cfg.protocol, announcement: () => this.#announcement, now: cfg.now };
+    this.#timer = setInterval(() => this.#maintain(), cfg.maintainInterval);
+    this.#timer.unref();
+    void this.#acceptLoop();
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /** Our signed announcement. */
+  get announcement(): Buffer {
+    return this.#announcement;
+  }
+
+  // -------------------------------------------------------------------------------- links --
+
+  async #acceptLoop(): Promise<void> {
+    for (;;) {
+      let p;
+      try {
+        p = await this.#server.accept();
+      } catch {
+        return; // server closed
+      }
+      if (this.closed || this.#pendingSetups >= MAX_PENDING_SETUPS || this.links.all.size >= HARD_MAX_LINKS) {
+        resetPipe(p);
+        continue;
+      }
+      this.#pendingSetups++;
+      const remote = p.remote;
+      acceptLink(this.#ctx, p, { timeout: this.#cfg.linkTimeout, signal: this.#closeCtrl.signal }).then(
+        (r) => {
+          this.#pendingSetups--;
+          this.#register(r);
+        },
+        (e: unknown) => {
+          this.#pendingSetups--;
+          this.#setupFailed(e, remote);
+        },
+      );
+    }
+  }
+
+  #setupFailed(e: unknown, remote: Endpoint | undefined): void {
+    if (e instanceof ProtocolMismatchError) {
+      this.stats.protocolMismatches++;
+      this.#ev.mismatch(e, remote);
+    } else if (!this.closed) this.stats.setupFailures++;
+  }
+
+  /** Registers a set-up link; returns it (even when it lost a duplicate race), or undefined when refused. */
+  #register(r: SetupResult): Link | undefined {
+    const now = this.#cfg.now();
+    if (this.closed) {
+      void r.io.close();
+      return undefined;
+    }
+    const res = this.members.apply(r.hello, now);
+    const idHex = nodeIdHex(r.hello.publicKey);
+    const member = this.members.get(idHex);
+    if (res === 'invalid' || res === 'full' || !member || member.leaving) {
+      this.stats.setupFailures++;
+      r.io.reset();
+      return undefined;
+    }
+    const link = new Link(r.io, member, r.initiator);
+    const hadNeighbor = this.links.get(idHex) !== undefined;
+    const loser = this.links.add(link);
+    r.io.onClose((err) => this.#onLinkClosed(link, err));
+    r.io.setHandler((f) => this.#onFrame(link, f));
+    if (r.io.closed) return link;
+    this.#sendSnapshot(link);
+    if (loser) void loser.io.close();
+    if (res === 'new' || res === 'updated') {
+      this.#queueGossip([member.raw]);
+      this.#ev.member(member, res);
+    }
+    if (!hadNeighbor && this.links.get(idHex) === link) this.#ev.linkUp(link);
+    this.#nb.reachable(idHex);
+    this.#maintainSoon();
+    return link;
+  }
+
+  #onLinkClosed(link: Link, err: Error | undefined): void {
+    const wasActive = this.links.remove(link);
+    for (const w of [...this.#snapshotWaiters]) w();
+    if (wasActive && !this.links.get(link.remoteIdHex)) {
+      this.#ev.linkDown(link, err);
+      this.#maintainSoon();
+    }
+  }
+
+  #sendSnapshot(link: Link): void {
+    const all = [this.#announcement];
+    for (const m of this.members.all()) all.push(m.raw);
+    for (const f of encodeMembers(all, MEMBERS_END_OF_SNAPSHOT)) if (link.send(f)) this.stats.framesSent.members++;
+  }
+
+  #penalize(link: Link, _reason: string): void {
+    this.stats.invalid++;
+    if (++link.malformed > MAX_LINK_MALFORMED) {
+      link.retired = true;
+      link.io.reset();
+    }
+  }
+
+  /**
+   * Dials `dest` and registers the link; resolves once the neighbour's member snapshot has
+   * arrived. Rejects with the setup error (e.g. {@link ProtocolMismatchError}).
+   */
+  async connect(dest: Endpoint, opts: AbortOptions): Promise<Link> {
+    const t0 = performance.now();
+    let r: SetupResult;
+    try {
+      r = await dialLink(this.#ctx, dest, { timeout: opts.timeout ?? this.#cfg.linkTimeout, signal: linked(opts.signal, this.#closeCtrl.signal) });
+    } catch (e) {
+      this.#setupFailed(e, dest);
+      throw e;
+    }
+    const link = this.#register(r);
+    if (!link) throw new PipeClosedError('the link was refused (node closing, or a bad announcement)');
+    const left = opts.timeout ? Math.max(1, opts.timeout - (performance.now() - t0)) : undefined;
+    await cancellable<void>({ signal: opts.signal, ...(left ? { timeout: left } : {}) }, 'member snapshot', (resolve, reject) => {
+      const check = (): void => {
+        const active = this.links.get(link.remoteIdHex);
+        if (link.snapshotDone || (active && active.snapshotDone)) resolve();
+        else if (link.io.closed && !active) reject(new PipeClosedError('the link closed before the member snapshot arrived'));
+      };
+      this.#snapshotWaiters.add(check);
+      check();
+      return () => this.#snapshotWaiters.delete(check);
+    });
+    return link;
+  }
+
+  // ------------------------------------------------------------------------------- frames --
+
+  #onFrame(link: Link, frame: Buffer): void {
+    this.stats.framesReceived++;
+    link.lastRecv = performance.now();
+    try {
+      switch (frame[0]) {
+        case FRAME_PING:
+          if (frame.length !== 1) throw new DecodeError('malformed PING');
+          break;
+        case FRAME_MEMBERS:
+          this.#onMembers(link, frame);
+          break;
+        case FRAME_DATA:
+          this.router.onData(link, decodeEnvelope(frame));
+          break;
+        case FRAME_BCAST:
+          this.router.onBcast(link, decodeEnvelope(frame));
+          break;
+        default:
+          throw new DecodeError(`unknown swarm frame type ${String(frame[0])}`);
+      }
+    } catch (e) {
+      // Never let a frame take the process down: a decode error is the sender's fault; anything
+      // else is ours, reported, and the frame is dropped.
+      if (e instanceof DecodeError) this.#penalize(link, e.message);
+      else {
+        this.stats.invalid++;
+        process.emitWarning(`p2pd swarm: error handling a frame: ${e instanceof Error ? e.stack ?? e.message : String(e)}`, { code: 'P2PD_SWARM' });
+      }
+    }
+  }
+
+  #onMembers(link: Link, frame: Buffer): void {
+    const { flags, announcements } = decodeMembers(frame);
+    const now = this.#cfg.now();
+    const fresh: Buffer[] = [];
+    let bad = false;
+    for (const a of announcements) {
+      const res = this.members.apply(a, now);
+      if (res === 'new' || res === 'updated' || res === 'left') {
+        fresh.push(a.raw);
+        this.#nb.reachable(nodeIdHex(a.publicKey)); // a newer announcement: worth trying again
+        const m = this.members.get(nodeIdHex(a.publicKey));
+        if (m) this.#ev.member(m, res);
+      } else if (res === 'invalid') bad = true;
+    }
+    if (bad) this.#penalize(link, 'invalid member announcement');
+    if (fresh.length > 0) {
+      this.#queueGossip(fresh);
+      this.#maintainSoon();
+    }
+    if (flags & MEMBERS_END_OF_SNAPSHOT) {
+      link.snapshotDone = true;
+      for (const w of [...this.#snapshotWaiters]) w();
+    }
+  }
+
+  #queueGossip(raws: Buffer[]): void {
+    for (const r of raws) this.#gossip.push(r);
+    if (this.#gossipScheduled) return;
+    this.#gossipScheduled = true;
+    setImmediate(() => {
+      this.#gossipScheduled = false;
+      const batch = this.#gossip;
+      this.#gossip = [];
+      if (this.closed || batch.length === 0) return;
+      const frames = encodeMembers(batch);
+      for (const l of this.links.values()) for (const f of frames) if (l.send(f)) this.stats.framesSent.members++;
+    }).unref();
+  }
+
+  // ----------------------------------------------------------------------------- messages --
+
+  /**
+   * Builds, signs and routes a message we originate. Returns the envelope and the number of
+   * first hops it went to (directed; 0 when delivered locally).
+   */
+  originate(type: typeof FRAME_DATA | typeof FRAME_BCAST, kind: number, payload: Buffer, target?: Buffer, exclude?: Buffer[], duplicates = 0): { env: Envelope; hops: number } {
+    if (payload.length > MAX_PAYLOAD_SIZE) throw new MessageTooBigError(`swarm message of ${payload.length} bytes exceeds ${MAX_PAYLOAD_SIZE}`);
+    const env = buildEnvelope(this.#cfg.identity, this.#cfg.protocol.hash, {
+      type, kind, payload, timestamp: this.#cfg.now(), ...(target ? { target } : {}), ...(exclude ? { exclude } : {}),
+    });
+    if (type === FRAME_DATA) return { env, hops: this.router.originateData(env, duplicates) };
+    this.router.originateBcast(env);
+    return { env, hops: this.links.size };
+  }
+
+  // -------------------------------------------------------------------------- maintenance --
+
+  /** Live members in `bucket` that we do not consider unreachable. */
+  reachableCount(bucket: number): number {
+    return this.#nb.reachableCount(bucket);
+  }
+
+  /** Whether we gave up dialing this member for now. */
+  isUnreachable(idHex: string): boolean {
+    return this.#nb.isUnreachable(idHex);
+  }
+
+  #maintainSoon(): void {
+    if (this.#soon || this.closed) return;
+    this.#soon = setTimeout(() => {
+      this.#soon = undefined;
+      this.#maintain();
+    }, 20);
+    this.#soon.unref();
+  }
+
+  #maintain(): void {
+    if (this.closed) return;
+    const now = this.#cfg.now();
+    this.router.seenData.sweep(now);
+    this.router.seenBcast.sweep(now);
+    for (const m of this.members.expire(now, (id) => this.links.get(id) !== undefined)) {
+      this.#nb.reachable(m.idHex);
+      this.#ev.member(m, 'expired');
+    }
+    if (now - this.#seq >= ANNOUNCE_INTERVAL) {
+      this.#seq = Math.max(now, this.#seq + 1);
+      this.#announcement = signAnnouncement(this.#cfg.identity, this.#cfg.protocol.hash, this.endpoint, this.#seq);
+      this.#queueGossip([this.#announcement]);
+    }
+    this.#nb.tick();
+  }
+
+  /** Stops at once without a goodbye: links reset, listener closed (simulates a crash; tests). */
+  kill(): Promise<void> {
+    return this.#shutdown(false);
+  }
+
+  /** Says goodbye (signed leaving announcement), closes every link, the server and the timers. Idempotent. */
+  close(): Promise<void> {
+    return this.#shutdown(true);
+  }
+
+  #shutdown(graceful: boolean): Promise<void> {
+    if (this.#closing) return this.#closing;
+    this.#closeCtrl.abort(new PipeClosedError('swarm node closed'));
+    clearInterval(this.#timer);
+    if (this.#soon) clearTimeout(this.#soon);
+    for (const w of [...this.#snapshotWaiters]) w();
+    const links = [...this.links.all];
+    if (!graceful) {
+      for (const l of links) l.io.reset();
+      this.#closing = this.#server.close();
+      return this.#closing;
+    }
+    const bye = signAnnouncement(this.#cfg.identity, this.#cfg.protocol.hash, this.endpoint, Math.max(this.#cfg.now(), this.#seq + 1), true);
+    for (const l of links) for (const f of encodeMembers([bye])) l.send(f);
+    this.#closing = (async () => {
+      await Promise.all(links.map((l) => l.io.close().catch(() => undefined)));
+      await this.#server.close();
+    })();
+    return this.#closing;
+  }
+}
+
+/** One signal aborting when either does. */
+function linked(a: AbortSignal | undefined, b: AbortSignal): AbortSignal {
+  return a ? AbortSignal.any([a, b]) : b;
+}
