@@ -445,3 +445,19 @@ describe('argument validation', () => {
     expect(err).toBeInstanceOf(P2pdError);
   });
 });
+
+describe('reset after close', () => {
+  it('reset() after a graceful close() has begun still closes the socket', async () => {
+    const { pipeOpen } = await import('../src/index.js');
+    const server = await pipeOpen('tcp', undefined, { bind: '127.0.0.1:0' });
+    const client = await pipeOpen('tcp', server.local);
+    const conn = await server.accept({ timeout: 5_000 });
+    const closed = new Promise<void>((r) => client.onClose(() => r()));
+    void client.close(); // graceful: FIN sent, waiting for the peer
+    client.reset();
+    await Promise.race([closed, new Promise((_, rej) => setTimeout(() => rej(new Error('never closed')), 3_000))]);
+    expect(client.socket.destroyed).toBe(true);
+    await conn.close();
+    await server.close();
+  });
+});

@@ -258,7 +258,10 @@ export class TcpPipe extends Pipe {
     const b = this.batch;
     this.batch = undefined;
     b?.reject(this.closedErr()); // its bytes are discarded with the socket
-    this.socket.resetAndDestroy();
+    if (this.socket.destroyed) return;
+    // After a graceful end() has begun, Node 20's reset path never emits 'close': destroy instead.
+    if (this.socket.writableEnded) this.socket.destroy();
+    else this.socket.resetAndDestroy();
   }
 
   private onSocketClose(): void {
