@@ -151,8 +151,15 @@ export class Identity {
 
   /** Generates a new random identity. */
   static generate(): Identity {
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    return new Identity(privateKey, ed25519PublicRaw(publicKey));
+    // The public key is encoded by generateKeyPairSync itself: exporting a fresh KeyObject as
+    // JWK can deadlock Node 20 (see generateX25519KeyPair in noise.ts).
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519', { publicKeyEncoding: { type: 'spki', format: 'jwk' } } as never) as unknown as {
+      publicKey: { x?: string };
+      privateKey: KeyObject;
+    };
+    const raw = Buffer.from(String(publicKey.x), 'base64url');
+    if (raw.length !== ED25519_KEY_LENGTH) throw new InvalidArgumentError('unexpected Ed25519 key encoding');
+    return new Identity(privateKey, raw);
   }
 
   /**

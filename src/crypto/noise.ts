@@ -79,10 +79,22 @@ function rawPublicFromKeyObject(key: KeyObject): Buffer {
   return x;
 }
 
-/** Generates a fresh X25519 key pair (Noise `GENERATE_KEYPAIR()`). */
+/**
+ * Generates a fresh X25519 key pair (Noise `GENERATE_KEYPAIR()`).
+ *
+ * `generateKeyPairSync` encodes the public key itself (JWK): on Node 20, exporting a freshly
+ * generated public `KeyObject` with `export({ format: 'jwk' })` can deadlock the process when a
+ * GC finalizes an earlier key-generation job at the same moment (seen within seconds in a loop
+ * of handshakes). Asking for the encoding up front avoids that and is faster.
+ */
 export function generateX25519KeyPair(): X25519KeyPair {
-  const { publicKey, privateKey } = generateKeyPairSync('x25519');
-  return { publicKey: rawPublicFromKeyObject(publicKey), privateKey };
+  const { publicKey, privateKey } = generateKeyPairSync('x25519', { publicKeyEncoding: { type: 'spki', format: 'jwk' } } as never) as unknown as {
+    publicKey: { x?: string };
+    privateKey: KeyObject;
+  };
+  const raw = Buffer.from(String(publicKey.x), 'base64url');
+  if (raw.length !== DH_LEN) throw new HandshakeError('unexpected X25519 public key encoding');
+  return { publicKey: raw, privateKey };
 }
 
 /**

@@ -18,6 +18,7 @@
  * `PipeClosedError`, never silently.
  * @module
  */
+import type { KeyObject } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { FrameError, HandshakeError, InvalidArgumentError, MessageTooBigError, PipeClosedError } from '../errors.js';
 import { sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
@@ -38,6 +39,7 @@ import {
 } from '../pipes/types.js';
 import { SecureHandshake, type SecureHandshakeResult } from './handshake.js';
 import { Identity } from './identity.js';
+import { generateX25519KeyPair, type X25519KeyPair } from './noise.js';
 import { decodeHandshakeFrame, encodeHandshakeFrame, FRAME_HEADER_SIZE, FrameDecoder, MAX_SECURE_MESSAGE, SecureChannel } from './transport.js';
 
 /** Default bound of the whole handshake (ms). */
@@ -311,6 +313,9 @@ export class SecurePipe extends Pipe {
 
 // ------------------------------------------------------------------------------ secure() --
 
+/** A fresh X25519 key pair for one handshake (see `generateX25519KeyPair` for the Node 20 deadlock it avoids). */
+const ephemeralKeyPair = (): X25519KeyPair => generateX25519KeyPair();
+
 function uncork(sock: Socket): void {
   sock.uncork();
 }
@@ -385,6 +390,7 @@ function runSecure(pipe: TcpPipe, opts: SecureOptions, onReady: ((p: SecurePipe)
       ...(opts.remoteId !== undefined ? { remoteId: opts.remoteId } : {}),
       ...(opts.prologue !== undefined ? { prologue: opts.prologue } : {}),
       ...(opts.extensions !== undefined ? { extensions: opts.extensions } : {}),
+      ephemeralKeyPair: ephemeralKeyPair(),
     });
     if (pipe.closed || pipe.socket.destroyed) throw new PipeClosedError('the TCP pipe is closed');
   } catch (e) {

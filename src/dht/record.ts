@@ -313,8 +313,11 @@ export function decideStore(existing: DhtRecord | undefined, incoming: DhtRecord
  * nodes pass their `Identity`.
  */
 export function generateSigner(): Signer {
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-  const spki = publicKey.export({ format: 'der', type: 'spki' });
+  // generateKeyPairSync encodes the public key itself (exporting a fresh KeyObject can deadlock Node 20).
+  const { publicKey: spki, privateKey } = generateKeyPairSync('ed25519', { publicKeyEncoding: { type: 'spki', format: 'der' } } as never) as unknown as {
+    publicKey: Buffer;
+    privateKey: KeyObject;
+  };
   const raw = new Uint8Array(spki.subarray(spki.length - PUBLIC_KEY_BYTES));
   return {
     publicKey: raw,
