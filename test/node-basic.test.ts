@@ -271,12 +271,40 @@ describe.runIf(HAVE_TURN || CI)('P2P node: punch and relay on loopback', () => {
     expect(performance.now() - t0).toBeLessThan(5000);
   });
 
-  it('the peer cannot relay (no TURN there): typed refusal', async () => {
+  it('relay with a TURN server on one side only (ours): the peer sends from a plain UDP socket', async () => {
     const a = await node(withInfra());
     const b = await node({ stun: [stunAddr], natDetection: false });
+    pong(b);
+    const p = await a.connect(b.addr, { strategies: ['relay'], timeout: 8000 });
+    expect(p.path).toMatchObject({ strategy: 'relay', transport: 'turn' });
+    expect(p.path.server).toBeDefined();
+    expect(await roundTrip(p)).toBe('PONG');
+    await p.close();
+  });
+
+  it('relay with a TURN server on one side only (the peer\'s): we send from a plain UDP socket', async () => {
+    const a = await node({ stun: [stunAddr], natDetection: false });
+    const b = await node(withInfra());
+    pong(b);
+    const p = await a.connect(b.addr, { strategies: ['relay'], timeout: 8000 });
+    expect(p.path).toMatchObject({ strategy: 'relay', transport: 'turn' });
+    expect(await roundTrip(p)).toBe('PONG');
+    const big = Buffer.alloc(100_000, 7);
+    b.addMsgCb((msg, pipe) => void (msg.length === big.length ? pipe.send(msg).catch(() => undefined) : undefined));
+    await p.send(big);
+    const echoed = await p.recv({ timeout: 5000 });
+    expect(echoed.data.equals(big)).toBe(true);
+    await p.close();
+  });
+
+  it('no TURN server on either side: typed refusal', async () => {
+    const a = await node({ stun: [stunAddr], natDetection: false });
+    const b = await node({ stun: [stunAddr], natDetection: false });
+    const t0 = performance.now();
     const err = await a.connect(b.addr, { strategies: ['relay'], timeout: 4000 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(P2pConnectError);
-    expect((err as Error).message).toMatch(/refused the relay/);
+    expect((err as Error).message).toMatch(/refused the relay.*no TURN server on either side/);
+    expect(performance.now() - t0).toBeLessThan(4000);
   });
 
   it('when direct is impossible the next strategies take over (fallback order)', async () => {

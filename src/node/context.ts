@@ -1,0 +1,51 @@
+/**
+ * What the connection strategies (direct, reverse, punch, relay) need from their node. The
+ * node builds one {@link NodeContext} and hands it to each strategy module, so that every
+ * strategy lives in a file of its own and sees only this surface.
+ * @module
+ */
+import type { Identity } from '../crypto/identity.js';
+import type { SecurePipe } from '../crypto/secure-pipe.js';
+import type { Interface } from '../interfaces/interfaces.js';
+import type { TurnPipe } from '../nat/turn/pipe.js';
+import type { Pipe } from '../pipes/pipe.js';
+import type { Message } from '../pipes/types.js';
+import type { PeerAddress } from './address.js';
+import type { PunchModule } from './punch-api.js';
+import type { Signalling } from './signalling.js';
+import type { NodeEvent, NodePipe, NodeTimeouts, P2pNodeOptions, PipePath } from './types.js';
+
+/** TCP keep-alive and reliable-stream keep-alive on node pipes (ms): shorter than NAT binding timeouts. */
+export const KEEPALIVE_MS = 15_000;
+
+/** The node as its strategies see it. */
+export interface NodeContext {
+  /** The node's identity. */
+  readonly identity: Identity;
+  /** The node's options, as given. */
+  readonly opts: P2pNodeOptions;
+  /** Effective timeouts. */
+  readonly timeouts: Required<NodeTimeouts>;
+  /** The node's interfaces. */
+  readonly nics: readonly Interface[];
+  /** Signalling, when enabled. */
+  readonly signalling: Signalling | undefined;
+  /** The node's current address text. */
+  readonly addr: string;
+  /** Aborted when the node closes. */
+  readonly lifeSignal: AbortSignal;
+  /** The node's NAT type, when detected. */
+  readonly natType: string | undefined;
+  /** Relay allocations alive (closed with the node). */
+  readonly relays: Set<TurnPipe>;
+  /** Message dispatcher for new pipes. */
+  readonly dispatch: (m: Message) => void;
+  /** Registers a pipe with the node (bookkeeping, keep-alive; `announce`: onPipe callbacks). */
+  adopt(p: SecurePipe | Pipe, path: PipePath, announce: boolean): NodePipe;
+  /** The hole punching / reliable stream module, or null when it cannot be loaded. */
+  punchModule(): Promise<PunchModule | null>;
+  /** Reports a node event. */
+  event(e: NodeEvent): void;
+  /** True when `peer` is this node. */
+  isSelf(peer: PeerAddress): boolean;
+}

@@ -1,0 +1,130 @@
+/**
+ * The direct and reverse strategies.
+ * - **direct**: TCP connects + secure handshakes to every direct candidate of the peer's
+ *   address (same host, LAN, link-local, public, port-mapped), staggered ("happy eyeballs");
+ *   the first authenticated pipe wins.
+ * - **reverse**: ask the peer through signalling to dial us directly; its pipe arrives on
+ *   our listener carrying the exchange's connection id in its hello.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { ConnectError } from '../errors.js';
+import { connectSecure, type SecurePipe } from '../crypto/secure-pipe.js';
+import { formatEndpoint } from '../interfaces/endpoint.js';
+import { cancellable } from '../util/abort.js';
+import type { PeerAddress } from './address.js';
+import { directCandidates } from './candidates.js';
+import type { NodeContext } from './context.js';
+import { encodeHello, errorOf, type Hello } from './hello.js';
+import type { Signalling } from './signalling.js';
+import type { ConnectOptions, NodePipe } from './types.js';
+
+/** Gap between two direct attempts ("happy eyeballs"), ms. */
+export const DIRECT_STAGGER = 25;
+
+/** Races TCP connects + handshakes to the peer's direct candidates; the first authenticated one wins. */
+export function dialDirect(ctx: NodeContext, peer: PeerAddress, hello: Hello, signal: AbortSignal, via?: ConnectOptions['via']): Promise<SecurePipe> {
+  const cands = directCandidates(peer, ctx.nics, { self: ctx.isSelf(peer) }).filter((c) => !via || via.includes(c.kind));
+  if (cands.length === 0) return Promise.reject(new ConnectError('no direct endpoint to try'));
+  const ext = encodeHello(hello);
+  return cancellable<SecurePipe>({ signal }, 'direct connect', (resolve, reject) => {
+    const ac = new AbortController();
+    const sig = AbortSignal.any([ac.signal, signal]);
+    let done = false;
+    let left = cands.length;
+    const errors: string[] = [];
+    const timers: NodeJS.Timeout[] = [];
+    cands.forEach((c, i) => {
+      const t = setTimeout(() => {
+        if (done) return;
+        connectSecure(c.dest, {
+          identity: ctx.identity,
+          remoteId: peer.id,
+          extensions: ext,
+          timeout: ctx.timeouts.direct,
+          signal: sig,
+          onMessage: ctx.dispatch,
+        }).then(
+          (p) => {
+            if (done) {
+              void p.close();
+              return;
+            }
+            done = true;
+            resolve(p);
+          },
+          (e: unknown) => {
+            errors.push(`${formatEndpoint(c.dest)}: ${errorOf(e).message}`);
+            if (--left === 0 && !done) {
+              done = true;
+              reject(new ConnectError(`no direct endpoint answered (${errors.join('; ')})`));
+            }
+          },
+        );
+      }, i * DIRECT_STAGGER);
+      t.unref();
+      timers.push(t);
+    });
+    return () => {
+      for (const t of timers) clearTimeout(t);
+      done = true;
+      ac.abort();
+    };
+  });
+}
+
+/** The direct strategy: {@link dialDirect}, adopted as a `direct` pipe. */
+export async function connectDirect(ctx: NodeContext, peer: PeerAddress, signal: AbortSignal, via?: ConnectOptions['via']): Promise<NodePipe> {
+  const p = await dialDirect(ctx, peer, { v: 1, s: 'direct' }, signal, via);
+  return ctx.adopt(p, { strategy: 'direct', transport: 'tcp', local: p.local, remote: p.remote }, false);
+}
+
+/** Pipes we wait for after asking peers to connect back, by connection id. */
+export class ReverseWaiters {
+  private readonly waiters = new Map<string, { peer: string; resolve: (p: SecurePipe) => void }>();
+
+  /**
+   * Offers an inbound pipe: true if it is the answer to one of our reverse requests (its
+   * hello names a pending connection id and it comes from the peer we asked).
+   */
+  offer(conn: string | undefined, strategy: string | undefined, p: SecurePipe): boolean {
+    if (conn === undefined || strategy !== 'reverse') return false;
+    const w = this.waiters.get(conn);
+    if (!w || w.peer !== p.remoteIdHex) return false;
+    this.waiters.delete(conn);
+    w.resolve(p);
+    return true;
+  }
+
+  /**
+   * The reverse strategy: asks `peer` through signalling to dial us, and waits for its pipe.
+   * @throws TimeoutError after `timeouts.reverse`; SignalError if the request cannot be sent.
+   */
+  async connect(ctx: NodeContext, peer: PeerAddress, signal: AbortSignal): Promise<NodePipe> {
+    const sig = ctx.signalling as Signalling;
+    const conn = randomBytes(16).toString('hex');
+    const arrived = new Promise<SecurePipe>((resolve) => this.waiters.set(conn, { peer: peer.idHex, resolve }));
+    try {
+      const timeout = ctx.timeouts.reverse;
+      const t0 = performance.now();
+      await sig.send(peer, 'reverse', { addr: ctx.addr, conn }, { ttl: timeout, signal, timeout });
+      const p = await cancellable<SecurePipe>({ signal, timeout: Math.max(1, timeout - (performance.now() - t0)) }, 'reverse connect', (resolve) => {
+        void arrived.then(resolve);
+      });
+      return ctx.adopt(p, { strategy: 'reverse', transport: 'tcp', local: p.local, remote: p.remote }, false);
+    } finally {
+      this.waiters.delete(conn);
+      // A pipe that came just as we gave up: nobody will use it.
+      void arrived.then((p) => {
+        if (!(p as { path?: unknown }).path) void p.close();
+      });
+    }
+  }
+}
+
+/** Serves a peer's reverse request: dials it directly with the exchange's connection id. */
+export async function serveReverse(ctx: NodeContext, peer: PeerAddress, conn: string): Promise<void> {
+  const signal = AbortSignal.any([ctx.lifeSignal, AbortSignal.timeout(ctx.timeouts.reverse)]);
+  const p = await dialDirect(ctx, peer, { v: 1, s: 'reverse', c: conn }, signal);
+  ctx.adopt(p, { strategy: 'reverse', transport: 'tcp', local: p.local, remote: p.remote }, true);
+}
