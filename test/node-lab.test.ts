@@ -31,10 +31,16 @@ describe.runIf(labAvailable(SUITE))(SUITE, () => {
   };
 
   // Distinct ports: a1 and a2 share rtrA, whose UPnP would give the second one another external port.
-  const PORTS: Record<string, number> = { a1: 40101, a2: 40102, pub1: 40103, b1: 40104 };
+  const PORTS: Record<string, number> = { a1: 40101, a2: 40102, pub1: 40103, b1: 40104, b1NoTurn: 40105 };
+  /** The infrastructure arguments without the TURN server. */
+  const noTurn = (): string[] => {
+    const a = infra();
+    const i = a.indexOf('--turn');
+    return [...a.slice(0, i), ...a.slice(i + 2)];
+  };
 
-  async function startNode(host: string): Promise<string> {
-    const p = lab.spawnNode(host, CLI, ['node', '--json', '--port', String(PORTS[host]), ...infra()], { timeoutMs: 300_000 });
+  async function startNode(host: string, opts: { key?: string; turn?: boolean } = {}): Promise<string> {
+    const p = lab.spawnNode(host, CLI, ['node', '--json', '--port', String(PORTS[opts.key ?? host]), ...(opts.turn === false ? noTurn() : infra())], { timeoutMs: 300_000 });
     procs.push(p);
     await p.waitFor('"event":"address"', { timeoutMs: 20_000 });
     const addr = lines(p.stdout()).find((l) => l.event === 'address')?.addr as string;
@@ -74,12 +80,19 @@ describe.runIf(labAvailable(SUITE))(SUITE, () => {
     expect(a.signal).toEqual([{ type: 'mqtt', url: `mqtt://${lab.env.NATLAB_MQTT_HOST}:1883` }]);
   });
 
-  it('the gateway (UPnP on rtrA) maps the listen port; the address is updated with it; b1 reaches a1 through it', async () => {
+  it('the gateway (UPnP on rtrA) maps the TCP and UDP listen ports; the address is updated with it; b1 reaches a1 through it', async () => {
     const p = procs[procs.length - 1] as NsProcess; // a1's node
     await p.waitFor(/"event":"address".*\n.*"event":"address"/, { timeoutMs: 15_000 });
+    // TCP and UDP are mapped one after the other: wait for the address carrying both.
+    const mappedOf = (): { proto: string; host: string; port: number }[] => {
+      const all = lines(p.stdout()).filter((l) => l.event === 'address');
+      return parseAddress(all[all.length - 1]?.addr as string).interfaces.flatMap((i) => i.endpoints).filter((e) => e.kind === 'mapped');
+    };
+    for (let i = 0; i < 100 && mappedOf().length < 2; i++) await new Promise((r) => setTimeout(r, 100));
     const all = lines(p.stdout()).filter((l) => l.event === 'address');
     const last = parseAddress(all[all.length - 1]?.addr as string);
     expect(last.interfaces.flatMap((i) => i.endpoints)).toContainEqual(expect.objectContaining({ kind: 'mapped', proto: 'tcp', host: lab.env.NATLAB_RTRA_WAN4, port: 40101 }));
+    expect(last.interfaces.flatMap((i) => i.endpoints)).toContainEqual(expect.objectContaining({ kind: 'mapped', proto: 'udp', host: lab.env.NATLAB_RTRA_WAN4, port: 40101 }));
     addrs.a1 = last.text;
     const r = await ping('b1', addrs.a1, ['--strategy', 'direct']);
     expect(r.connected.path).toMatchObject({ strategy: 'direct', remote: `${lab.env.NATLAB_RTRA_WAN4}:40101` });
@@ -115,6 +128,19 @@ describe.runIf(labAvailable(SUITE))(SUITE, () => {
     expect(r.connected.path).toMatchObject({ strategy: 'relay', transport: 'turn' });
     expect(r.summary).toMatchObject({ received: 3, lost: 0 });
     expect((r.connected.path as Line).ms as number).toBeLessThan(6000);
+  });
+
+  it('a1 → b1, symmetric × symmetric, TURN on one side only (either side): relayed through that side\'s allocation', async () => {
+    const b1NoTurn = await startNode('b1', { key: 'b1NoTurn', turn: false });
+    // a1 has the TURN server, b1 has none: b1 sends from a plain UDP socket to a1's relay.
+    const r = await ping('a1', b1NoTurn, ['--no-portmap', '--strategy', 'relay']);
+    expect(r.connected.path).toMatchObject({ strategy: 'relay', transport: 'turn' });
+    expect(r.summary).toMatchObject({ received: 3, lost: 0 });
+    // a1 has none, b1 has one: a1 sends to b1's relay.
+    const back = await execNodeInNs(lab.ns('a1'), CLI, ['ping', addrs.b1 as string, '--json', '--count', '3', '--interval', '50', '--no-portmap', '--strategy', 'relay', ...noTurn()], { timeoutMs: 40_000 });
+    const ls = lines(back.stdout);
+    expect(ls.find((l) => l.event === 'connected')?.path, back.stderr).toMatchObject({ strategy: 'relay', transport: 'turn' });
+    expect(ls.find((l) => l.event === 'summary')).toMatchObject({ received: 3, lost: 0 });
   });
 });
 

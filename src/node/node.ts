@@ -260,7 +260,7 @@ export class P2pNode implements AsyncDisposable {
     for (const [host, family] of hosts) {
       if (!this.families.has(family)) continue;
       try {
-        this.udp.push(await pipeOpen('udp', undefined, { bind: { host, port: this.port }, ipv6Only: true, onMessage: () => undefined }));
+        this.udp.push(await pipeOpen('udp', undefined, { bind: { host, port: this.port }, ...(family === 6 ? { ipv6Only: true } : {}), onMessage: () => undefined }));
       } catch {
         /* port taken for UDP: TCP is what matters */
       }
