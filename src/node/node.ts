@@ -13,55 +13,39 @@
  * ```
  * @module
  */
-import { ConnectError, InvalidArgumentError, StateError, TimeoutError } from '../errors.js';
+import { InvalidArgumentError, StateError } from '../errors.js';
 import { Identity } from '../crypto/identity.js';
 import type { X25519KeyPair } from '../crypto/noise.js';
 import { secureServer, type SecurePipe, type SecureServer } from '../crypto/secure-pipe.js';
 import { formatEndpoint, type Endpoint, type Family } from '../interfaces/endpoint.js';
 import { initP2pd, Interfaces, type Interface } from '../interfaces/interfaces.js';
-import { detectNat, type NatDetection } from '../nat/detect/nat-type.js';
-import { mapPort } from '../nat/portmap/map-port.js';
+import type { NatDetection } from '../nat/detect/nat-type.js';
 import type { PortMapping } from '../nat/portmap/mapping.js';
-import { parseStunServer, stunGetMapping } from '../nat/stun/client.js';
-import { turnServerEndpoint } from '../nat/turn/allocate.js';
 import type { TurnPipe } from '../nat/turn/pipe.js';
-import { pipeOpen } from '../pipes/open.js';
 import type { Pipe } from '../pipes/pipe.js';
 import type { TcpServer } from '../pipes/tcp-server.js';
 import { SUB_ALL, type Message } from '../pipes/types.js';
 import type { UdpPipe } from '../pipes/udp.js';
-import { cancellable, throwIfAborted, type AbortOptions } from '../util/abort.js';
-import { checkBrokerUrl, parseAddress, type PeerAddress, type SignalChannel } from './address.js';
+import { throwIfAborted, type AbortOptions } from '../util/abort.js';
+import { parseAddress, type PeerAddress, type SignalChannel } from './address.js';
 import { startBroker, type Broker } from './broker.js';
 import { buildAddress } from './build-address.js';
-import { raceStrategies, START_AFTER } from './connect-race.js';
 import { KEEPALIVE_MS, type NodeContext } from './context.js';
 import { deriveSignalKey } from './envelope.js';
-import { P2pConnectError, type StrategyFailure } from './errors.js';
 import { asNodePipe, CONN_ID, decodeHello, errorOf, safe } from './hello.js';
 import { loadPunch, type PunchModule } from './punch-api.js';
 import { Signalling, type SignalMessage } from './signalling.js';
-import { connectDirect, ReverseWaiters, serveReverse } from './strategy-direct.js';
-import { connectPunch, servePunch } from './strategy-punch.js';
-import { connectRelay, relayPossible, serveRelay } from './strategy-relay.js';
-import {
-  STRATEGIES, type ConnectOptions, type NodeEvent, type NodeMessageCallback, type NodePipe, type NodeTimeouts, type P2pNodeOptions,
-  type PipePath, type Strategy,
-} from './types.js';
+import { ReverseWaiters, serveReverse } from './strategy-direct.js';
+import { servePunch } from './strategy-punch.js';
+import { serveRelay } from './strategy-relay.js';
+import { connectPeer } from './connect.js';
+import { listenEverywhere } from './listen.js';
+import { learnExternal, mapListenPorts } from './external.js';
+import { validateNodeOptions } from './options.js';
+import type { ConnectOptions, NodeEvent, NodeMessageCallback, NodePipe, NodeTimeouts, P2pNodeOptions, PipePath } from './types.js';
 
 const DEFAULT_TIMEOUTS: Required<NodeTimeouts> = { connect: 15_000, direct: 2_000, reverse: 4_000, punch: 6_000, relay: 10_000, handshake: 5_000, nat: 2_500 };
-/** NAT types that filter by port: hole punching towards a symmetric NAT behind one of these fails. */
-const PORT_FILTERING = new Set<string>(['PORT_RESTRICTED_CONE', 'SYMMETRIC', 'SYMMETRIC_UDP_FIREWALL']);
-
-/**
- * True when UDP hole punching cannot work between NAT types `a` and `b` (one side maps per
- * destination, the other filters by port): the relay then starts with punching instead of
- * waiting for it to fail.
- */
-export function punchHopeless(a: string | undefined, b: string | undefined): boolean {
-  if (a === undefined || b === undefined) return false;
-  return (a === 'SYMMETRIC' && PORT_FILTERING.has(b)) || (b === 'SYMMETRIC' && PORT_FILTERING.has(a));
-}
+export { punchHopeless } from './connect.js';
 
 /** Most reverse/punch/relay requests served at once. */
 const MAX_SERVING = 16;
@@ -116,38 +100,7 @@ export class P2pNode implements AsyncDisposable {
   private readonly ctx: NodeContext;
 
   constructor(opts: P2pNodeOptions = {}) {
-    if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('P2pNode options must be an object');
-    if (opts.identity !== undefined && !(opts.identity instanceof Identity)) throw new InvalidArgumentError('identity must be an Identity');
-    if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port >= 0 && opts.port <= 65535)) throw new InvalidArgumentError('port must be 0-65535');
-    if (opts.listen !== undefined && opts.listen !== 'all' && opts.listen !== 'loopback') throw new InvalidArgumentError("listen must be 'all' or 'loopback'");
-    if (opts.keepAlive !== undefined && !(Number.isFinite(opts.keepAlive) && opts.keepAlive >= 100)) throw new InvalidArgumentError('keepAlive must be >= 100 ms');
-    for (const s of opts.strategies ?? []) if (!STRATEGIES.includes(s)) throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(s)}`);
-    for (const s of opts.stun ?? []) {
-      try {
-        parseStunServer(s);
-      } catch (e) {
-        throw new InvalidArgumentError(`bad STUN server ${JSON.stringify(s)}: ${errorOf(e).message}`, { cause: e });
-      }
-    }
-    for (const t of opts.turn ?? []) {
-      if (t === null || typeof t !== 'object' || typeof t.username !== 'string' || typeof t.password !== 'string') {
-        throw new InvalidArgumentError('a TURN server needs { server, username, password }');
-      }
-      try {
-        turnServerEndpoint(t.server);
-      } catch (e) {
-        throw new InvalidArgumentError(`bad TURN server ${JSON.stringify(t.server)}: ${errorOf(e).message}`, { cause: e });
-      }
-    }
-    if (opts.signalling) {
-      for (const url of opts.signalling.brokers ?? []) {
-        try {
-          checkBrokerUrl(url);
-        } catch (e) {
-          throw new InvalidArgumentError(`bad broker URL ${JSON.stringify(url)}: ${errorOf(e).message}`, { cause: e });
-        }
-      }
-    }
+    validateNodeOptions(opts);
     this.opts = opts;
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
     this.identity = opts.identity ?? Identity.generate();
@@ -215,36 +168,11 @@ export class P2pNode implements AsyncDisposable {
   }
 
   private async listen(): Promise<void> {
-    const loop = this.opts.listen === 'loopback';
-    const hosts: [string, Family][] = loop ? [['127.0.0.1', 4], ['::1', 6]] : [['0.0.0.0', 4], ['::', 6]];
-    const fixed = this.opts.port ?? 0;
-    for (let attempt = 0; ; attempt++) {
-      const opened: [TcpServer, Family][] = [];
-      let port = fixed;
-      try {
-        for (const [host, family] of hosts) {
-          try {
-            const s = await pipeOpen('tcp', undefined, { bind: { host, port }, framing: 'raw', ipv6Only: true });
-            opened.push([s, family]);
-            port = s.local.port;
-          } catch (e) {
-            // A family this machine does not have is skipped; a taken port is not.
-            if ((e as { code?: string }).code === 'ERR_ADDRESS_IN_USE') throw e;
-          }
-        }
-        if (opened.length === 0) throw new StateError('could not listen on any address');
-        this.port = port;
-        for (const [s, family] of opened) {
-          this.tcpServers.push(s);
-          this.families.add(family);
-        }
-        break;
-      } catch (e) {
-        await Promise.all(opened.map(([s]) => s.close()));
-        // Port 0 gave IPv4 a port already taken on IPv6: try another.
-        if (fixed !== 0 || attempt >= 5 || (e as { code?: string }).code !== 'ERR_ADDRESS_IN_USE') throw e;
-      }
-    }
+    const l = await listenEverywhere({ loopback: this.opts.listen === 'loopback', port: this.opts.port ?? 0 });
+    this.port = l.port;
+    this.families = l.families;
+    this.tcpServers = l.tcp;
+    this.udp = l.udp;
     for (const s of this.tcpServers) {
       this.servers.push(
         secureServer(s, {
@@ -255,15 +183,6 @@ export class P2pNode implements AsyncDisposable {
           onHandshakeError: () => undefined,
         }),
       );
-    }
-    // UDP on the same port where it is free (hole punching, datagrams); not fatal.
-    for (const [host, family] of hosts) {
-      if (!this.families.has(family)) continue;
-      try {
-        this.udp.push(await pipeOpen('udp', undefined, { bind: { host, port: this.port }, ...(family === 6 ? { ipv6Only: true } : {}), onMessage: () => undefined }));
-      } catch {
-        /* port taken for UDP: TCP is what matters */
-      }
     }
   }
 
@@ -293,70 +212,35 @@ export class P2pNode implements AsyncDisposable {
   private async learnExternal(opts: AbortOptions): Promise<void> {
     const stun = this.opts.stun ?? [];
     if (stun.length === 0 || this.opts.listen === 'loopback') return;
-    const signal = opts.signal ? AbortSignal.any([opts.signal, this.life.signal]) : this.life.signal;
-    const budget = this.timeouts.nat;
-    const udp4 = this.udp.find((u) => u.local.family === 4);
-    const v4 = stun.filter((s) => {
-      try {
-        return parseStunServer(s).family === 4;
-      } catch {
-        return false;
-      }
+    const v = await learnExternal({
+      stun,
+      udp4: this.udp.find((u) => u.local.family === 4),
+      detect: this.opts.natDetection !== false,
+      budget: this.timeouts.nat,
+      signal: opts.signal ? AbortSignal.any([opts.signal, this.life.signal]) : this.life.signal,
+      warn: (detail) => this.event({ type: 'warning', detail }),
     });
-    const jobs: Promise<void>[] = [];
-    if (this.opts.natDetection !== false && v4.length > 0) {
-      jobs.push(
-        detectNat({ servers: v4, family: 4, signal, timeout: budget, bindingTimeout: Math.min(1000, budget), delta: { count: 4 } }).then(
-          (r) => {
-            this.nat = r;
-          },
-          (e: unknown) => this.event({ type: 'warning', detail: `NAT detection failed: ${errorOf(e).message}` }),
-        ),
-      );
-    }
-    if (udp4 && v4[0] !== undefined) {
-      jobs.push(
-        stunGetMapping({ server: v4[0], pipe: udp4, signal, timeout: Math.min(1500, budget), rto: 200 }).then(
-          (m) => {
-            this.externalUdp = m.mapped;
-          },
-          () => undefined,
-        ),
-      );
-    }
-    await Promise.all(jobs);
+    this.nat = v.nat;
+    this.externalUdp = v.externalUdp;
   }
 
   /** Asks the gateway to map the TCP and the UDP listen ports (renewed until close). */
-  private async mapPorts(): Promise<void> {
-    const def = this.nics.find((i) => i.up && !i.loopback && i.isDefault[4]);
-    if (!def || !def.gateways[4]) return;
-    const primary = def.primary(4);
-    if (!primary || primary.scope === 'global') return;
-    const one = async (protocol: 'tcp' | 'udp'): Promise<void> => {
-      try {
-        const m = await mapPort({
-          internalPort: this.port,
-          protocol,
-          interface: def.name,
-          methodTimeout: 2_000,
-          signal: this.life.signal,
-          onChange: () => this.rebuildAddr(),
-          onExpire: () => this.rebuildAddr(),
-        });
-        if (this.state !== 'running') {
-          await m.close();
-          return;
-        }
-        if (protocol === 'tcp') this.portMapping = m;
+  private mapPorts(): Promise<void> {
+    return mapListenPorts({
+      nics: this.nics,
+      port: this.port,
+      protocols: this.udp.some((u) => u.local.family === 4) ? ['tcp', 'udp'] : ['tcp'],
+      signal: this.life.signal,
+      onMapping: (m) => {
+        if (this.state !== 'running') return false;
+        if (m.protocol === 'tcp') this.portMapping = m;
         else this.udpPortMapping = m;
         this.rebuildAddr();
-      } catch (e) {
-        this.event({ type: 'warning', detail: `no ${protocol.toUpperCase()} port mapping: ${errorOf(e).message}` });
-      }
-    };
-    await one('tcp');
-    if (this.udp.some((u) => u.local.family === 4)) await one('udp');
+        return true;
+      },
+      onChange: () => this.rebuildAddr(),
+      warn: (detail) => this.event({ type: 'warning', detail }),
+    });
   }
 
   private track<T>(p: Promise<T>): void {
@@ -545,96 +429,10 @@ export class P2pNode implements AsyncDisposable {
   async connect(addr: string | PeerAddress, opts: ConnectOptions = {}): Promise<NodePipe> {
     if (this.state !== 'running') throw new StateError(`node is ${this.state}`);
     throwIfAborted(opts.signal);
-    const peer = typeof addr === 'string' ? parseAddress(addr) : addr;
-    const wanted = opts.strategies ?? this.opts.strategies ?? [...STRATEGIES];
-    for (const s of wanted) if (!STRATEGIES.includes(s)) throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(s)}`);
-    const timeout = opts.timeout ?? this.timeouts.connect;
-    const t0 = performance.now();
-    const ac = new AbortController();
-    const signals = [ac.signal, this.life.signal, ...(opts.signal ? [opts.signal] : [])];
-    const signal = AbortSignal.any(signals);
-    const failures: StrategyFailure[] = [];
-    const plan: Strategy[] = [];
-    for (const s of wanted) {
-      const why = await this.unavailable(s, peer);
-      if (why) failures.push({ strategy: s, error: new ConnectError(`skipped: ${why}`) });
-      else if (!plan.includes(s)) plan.push(s);
-    }
-    if (plan.length === 0) throw new P2pConnectError(`cannot connect to ${peer.idHex.slice(0, 16)}…: no usable strategy`, failures);
-    const peerNat = peer.interfaces.find((i) => i.nat !== 'UNKNOWN')?.nat;
-    const hopeless = punchHopeless(this.nat?.type, peerNat);
-    const startAfter = (s: Strategy): number => (s === 'relay' && hopeless ? START_AFTER.punch : START_AFTER[s]);
-    const pipe = await cancellable<NodePipe>({ signal: opts.signal, timeout }, `connect to ${peer.idHex.slice(0, 16)}…`, (resolve, reject) => {
-      const stop = raceStrategies<NodePipe>(
-        {
-          plan,
-          startAfter,
-          run: (s) => this.runStrategy(s, peer, signal, opts.via),
-          discard: (p) => void p.close(),
-          onStart: (s) => this.event({ type: 'strategy-start', strategy: s, peer: peer.idHex, ms: performance.now() - t0 }),
-          onWin: (s, p) => {
-            const path = { ...p.path, ms: performance.now() - t0 };
-            Object.defineProperty(p, 'path', { value: path, enumerable: true, configurable: true });
-            this.event({ type: 'strategy-win', strategy: s, peer: peer.idHex, ms: path.ms, detail: `${path.transport} ${formatEndpoint(path.remote)}` });
-          },
-          onFail: (s, err) => this.event({ type: 'strategy-fail', strategy: s, peer: peer.idHex, ms: performance.now() - t0, detail: err.message }),
-        },
-        resolve,
-        (f) => reject(new P2pConnectError(`cannot connect to ${peer.idHex.slice(0, 16)}…`, f)),
-        failures,
-      );
-      return () => {
-        stop();
-        ac.abort(new TimeoutError('connect ended'));
-      };
-    }).catch((e: unknown) => {
-      if (e instanceof TimeoutError && failures.length > 0) {
-        throw new TimeoutError(`${e.message} (${failures.map((f) => `${f.strategy}: ${f.error.message}`).join('; ')})`, { cause: new P2pConnectError('strategies failed', failures) });
-      }
-      throw e;
-    });
+    const pipe = await connectPeer(this.ctx, this.reverseWaiters, typeof addr === 'string' ? parseAddress(addr) : addr, opts);
     if (opts.queue !== false) pipe.subscribe(SUB_ALL);
     if (!this.pipes.has(pipe)) this.adopt(pipe, pipe.path, false);
     return pipe;
-  }
-
-  /** Why `s` cannot be used for `peer`, or undefined. */
-  private async unavailable(s: Strategy, peer: PeerAddress): Promise<string | undefined> {
-    const self = this.ctx.isSelf(peer);
-    switch (s) {
-      case 'direct':
-        return peer.interfaces.some((i) => i.endpoints.some((e) => e.proto === 'tcp')) ? undefined : 'no TCP endpoint in the address';
-      case 'reverse':
-        if (self) return 'not needed to reach ourselves';
-        if (!this.signalling) return 'signalling is disabled';
-        return peer.signal.length ? undefined : 'the peer has no signalling channel';
-      case 'punch':
-        if (self) return 'not needed to reach ourselves';
-        if (!this.signalling) return 'signalling is disabled';
-        if (!peer.signal.length) return 'the peer has no signalling channel';
-        if ((this.opts.stun ?? []).length === 0) return 'no STUN server configured';
-        return (await this.ctx.punchModule()) ? undefined : 'the hole punching module is not available';
-      case 'relay':
-        if (self) return 'not needed to reach ourselves';
-        if (!this.signalling) return 'signalling is disabled';
-        if (!peer.signal.length) return 'the peer has no signalling channel';
-        if (this.opts.relay === false) return 'relaying is disabled';
-        if (!relayPossible(this.ctx)) return 'no TURN server configured (and no STUN server to use the peer\'s relay)';
-        return (await this.ctx.punchModule()) ? undefined : 'the reliable stream module (src/node/punch) is not available';
-    }
-  }
-
-  private async runStrategy(s: Strategy, peer: PeerAddress, signal: AbortSignal, via: ConnectOptions['via']): Promise<NodePipe> {
-    switch (s) {
-      case 'direct':
-        return connectDirect(this.ctx, peer, signal, via);
-      case 'reverse':
-        return this.reverseWaiters.connect(this.ctx, peer, signal);
-      case 'punch':
-        return connectPunch(this.ctx, this.punchMod as PunchModule, peer, signal);
-      case 'relay':
-        return connectRelay(this.ctx, this.punchMod as PunchModule, peer, signal);
-    }
   }
 
   // ---------------------------------------------------------------------------- close --

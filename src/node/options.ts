@@ -1,0 +1,51 @@
+/**
+ * Validation of {@link P2pNodeOptions}: every field is checked when the node is created, so
+ * a bad STUN/TURN server, broker URL or strategy fails at once with a clear error.
+ * @module
+ */
+import { InvalidArgumentError } from '../errors.js';
+import { Identity } from '../crypto/identity.js';
+import { parseStunServer } from '../nat/stun/client.js';
+import { turnServerEndpoint } from '../nat/turn/allocate.js';
+import { checkBrokerUrl } from './address.js';
+import { errorOf } from './hello.js';
+import { STRATEGIES, type P2pNodeOptions } from './types.js';
+
+/**
+ * Checks node options.
+ * @throws InvalidArgumentError naming the bad field.
+ */
+export function validateNodeOptions(opts: P2pNodeOptions): void {
+  if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('P2pNode options must be an object');
+  if (opts.identity !== undefined && !(opts.identity instanceof Identity)) throw new InvalidArgumentError('identity must be an Identity');
+  if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port >= 0 && opts.port <= 65535)) throw new InvalidArgumentError('port must be 0-65535');
+  if (opts.listen !== undefined && opts.listen !== 'all' && opts.listen !== 'loopback') throw new InvalidArgumentError("listen must be 'all' or 'loopback'");
+  if (opts.keepAlive !== undefined && !(Number.isFinite(opts.keepAlive) && opts.keepAlive >= 100)) throw new InvalidArgumentError('keepAlive must be >= 100 ms');
+  for (const s of opts.strategies ?? []) if (!STRATEGIES.includes(s)) throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(s)}`);
+  for (const s of opts.stun ?? []) {
+    try {
+      parseStunServer(s);
+    } catch (e) {
+      throw new InvalidArgumentError(`bad STUN server ${JSON.stringify(s)}: ${errorOf(e).message}`, { cause: e });
+    }
+  }
+  for (const t of opts.turn ?? []) {
+    if (t === null || typeof t !== 'object' || typeof t.username !== 'string' || typeof t.password !== 'string') {
+      throw new InvalidArgumentError('a TURN server needs { server, username, password }');
+    }
+    try {
+      turnServerEndpoint(t.server);
+    } catch (e) {
+      throw new InvalidArgumentError(`bad TURN server ${JSON.stringify(t.server)}: ${errorOf(e).message}`, { cause: e });
+    }
+  }
+  if (opts.signalling) {
+    for (const url of opts.signalling.brokers ?? []) {
+      try {
+        checkBrokerUrl(url);
+      } catch (e) {
+        throw new InvalidArgumentError(`bad broker URL ${JSON.stringify(url)}: ${errorOf(e).message}`, { cause: e });
+      }
+    }
+  }
+}
