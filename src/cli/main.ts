@@ -26,6 +26,7 @@ import { initP2pd, type Interface } from '../interfaces/interfaces.js';
 import { detectNat, type NatDetection } from '../nat/detect/nat-type.js';
 import { parseStunServer, stunGetMapping, STUN_PORT, type StunMapping } from '../nat/stun/client.js';
 import type { BindOptions, Proto } from '../pipes/types.js';
+import { scanArgs, UsageError } from '../util/cli-args.js';
 import { getPortMappingProbe, type PortMappingProbeResult } from './portmap-probe.js';
 import { NODE_COMMANDS, NODE_USAGE, runNodeCommand } from '../node/cli.js';
 
@@ -74,8 +75,6 @@ exit codes: 0 done, 1 failed, 2 bad usage
 
 ${NODE_USAGE}`;
 
-class UsageError extends Error {}
-
 interface Args {
   command: string | undefined;
   stun: string[];
@@ -94,42 +93,43 @@ interface Args {
   version: boolean;
 }
 
-/** Parses the command line (without `node` and the script). Throws on bad usage. */
+const ARG_SPEC = {
+  flags: [
+    '-4', '-6', '--tcp', '--udp', '--classic', '--no-delta', '--no-hairpin', '--no-portmap', '--json',
+    '-q', '--quiet', '-h', '--help', '-V', '--version',
+  ],
+  options: ['--stun', '--family', '--iface', '--bind', '--timeout'],
+} as const;
+
+/** Parses the command line (without `node` and the script). Throws {@link UsageError} on bad usage. */
 function parseArgs(argv: readonly string[]): Args {
   const a: Args = {
     command: undefined, stun: [], family: undefined, iface: undefined, bind: undefined, tcp: false, classic: false,
     timeout: 10_000, delta: true, hairpin: true, portmap: true, json: false, quiet: false, help: false, version: false,
   };
-  const rest = [...argv];
-  while (rest.length > 0) {
-    const raw = rest.shift() as string;
-    const eq = raw.startsWith('--') ? raw.indexOf('=') : -1;
-    const flag = eq > 0 ? raw.slice(0, eq) : raw;
-    const value = (): string => {
-      if (eq > 0) return raw.slice(eq + 1);
-      const v = rest.shift();
-      if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case '--stun': a.stun.push(value()); break;
+  for (const t of scanArgs(argv, ARG_SPEC)) {
+    if (t.kind === 'positional') {
+      if (a.command !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(t.value)}`);
+      a.command = t.value;
+      continue;
+    }
+    switch (t.name) {
+      case '--stun': a.stun.push(t.value); break;
       case '-4': a.family = 4; break;
       case '-6': a.family = 6; break;
-      case '--family': {
-        const f = value();
-        if (f !== '4' && f !== '6') throw new UsageError('--family must be 4 or 6');
-        a.family = Number(f) as Family;
+      case '--family':
+        if (t.value !== '4' && t.value !== '6') throw new UsageError('--family must be 4 or 6');
+        a.family = Number(t.value) as Family;
         break;
-      }
-      case '--iface': a.iface = value(); break;
-      case '--bind': a.bind = value(); break;
+      case '--iface': a.iface = t.value; break;
+      case '--bind': a.bind = t.value; break;
       case '--tcp': a.tcp = true; break;
       case '--udp': a.tcp = false; break;
       case '--classic': a.classic = true; break;
       case '--timeout': {
-        const t = Number(value());
-        if (!Number.isFinite(t) || t <= 0) throw new UsageError('--timeout must be a positive number of milliseconds');
-        a.timeout = t;
+        const ms = Number(t.value);
+        if (!Number.isFinite(ms) || ms <= 0) throw new UsageError('--timeout must be a positive number of milliseconds');
+        a.timeout = ms;
         break;
       }
       case '--no-delta': a.delta = false; break;
@@ -139,10 +139,6 @@ function parseArgs(argv: readonly string[]): Args {
       case '-q': case '--quiet': a.quiet = true; break;
       case '-h': case '--help': a.help = true; break;
       case '-V': case '--version': a.version = true; break;
-      default:
-        if (raw.startsWith('-')) throw new UsageError(`unknown option ${raw}`);
-        if (a.command !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(raw)}`);
-        a.command = raw;
     }
   }
   return a;

@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { EndpointError } from '../errors.js';
+import { describeInput as describe } from '../util/describe.js';
 
 /** IP address family. */
 export type Family = 4 | 6;
@@ -28,11 +29,6 @@ export type EndpointLike = string | { host: string; port: number; scopeId?: stri
 export const MAX_ENDPOINT_LENGTH = 128;
 
 const ZONE_RE = /^[A-Za-z0-9_.\-:@]{1,64}$/;
-
-/** Short, never-throwing description of a bad input for error messages. */
-function describe(x: unknown): string {
-  return typeof x === 'string' ? JSON.stringify(x.slice(0, 80)) : x === null ? 'null' : typeof x;
-}
 
 /** Validates a port number; throws {@link EndpointError}. */
 export function checkPort(port: unknown, what = 'port'): number {

@@ -6,16 +6,16 @@
  */
 export * from './endpoint.js';
 export {
-  ADDRESS_SCOPES,
   MAX_IP_LITERAL_LENGTH,
   bytesToIp,
   ipFamily,
-  ipScope,
   ipToBytes,
-  isUnspecified,
+  isMappedIPv4,
   unmapIPv4,
-  type AddressScope,
-} from './scope.js';
+  type BytesToIpOptions,
+  type MappedIPv4Format,
+} from './ip.js';
+export { ADDRESS_SCOPES, ipScope, isUnspecified, type AddressScope } from './scope.js';
 export {
   PROC_NET_IPV6_ROUTE,
   PROC_NET_ROUTE,

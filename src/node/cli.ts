@@ -18,6 +18,7 @@ import { createInterface } from 'node:readline';
 import { Identity } from '../crypto/identity.js';
 import { P2pdError } from '../errors.js';
 import { formatEndpoint } from '../interfaces/endpoint.js';
+import { choiceArg, intArg, scanArgs, UsageError } from '../util/cli-args.js';
 import { describeStunServer, startStunServer, type StunServer } from '../nat/stun/server.js';
 import { describeAddress, parseAddress, type AddrEndpointKind } from './address.js';
 import { startBroker, type Broker } from './broker.js';
@@ -70,8 +71,6 @@ serve options:
   --stun-alt IP            second address: an RFC 5780 STUN server (NAT type detection)
 `;
 
-class UsageError extends Error {}
-
 const VIA: readonly AddrEndpointKind[] = ['loopback', 'lan', 'link-local', 'global', 'mapped', 'external'];
 
 interface Args {
@@ -99,17 +98,19 @@ interface Args {
   keepAlive: number | undefined;
 }
 
-function int(v: string, flag: string, min: number, max: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be an integer ${min}-${max}`);
-  return n;
-}
-
 function parseTurn(v: string): TurnServerConfig {
   const m = /^([^:@]+):([^@]+)@(.+)$/.exec(v);
   if (!m) throw new UsageError('--turn must be USER:PASS@HOST[:PORT]');
   return { username: m[1] as string, password: m[2] as string, server: m[3] as string };
 }
+
+const ARG_SPEC = {
+  flags: ['--loopback', '--no-portmap', '--chat', '--json', '-q', '--quiet'],
+  options: [
+    '--broker', '--stun', '--turn', '--port', '--strategy', '--via', '--count', '--interval', '--timeout', '--host',
+    '--mqtt-port', '--stun-port', '--stun-alt', '--identity', '--keepalive',
+  ],
+} as const;
 
 function parse(argv: readonly string[]): Args {
   const a: Args = {
@@ -117,55 +118,37 @@ function parse(argv: readonly string[]): Args {
     strategies: [], via: [], count: 4, interval: 200, chat: false, timeout: 15_000, json: false, quiet: false,
     host: '0.0.0.0', mqttPort: 1883, stunPort: 3478, stunAlt: undefined, identity: undefined, keepAlive: undefined,
   };
-  const rest = argv.slice(1);
-  while (rest.length > 0) {
-    const raw = rest.shift() as string;
-    const eq = raw.startsWith('--') ? raw.indexOf('=') : -1;
-    const flag = eq > 0 ? raw.slice(0, eq) : raw;
-    const value = (): string => {
-      if (eq > 0) return raw.slice(eq + 1);
-      const v = rest.shift();
-      if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case '--broker': a.brokers.push(value()); break;
-      case '--stun': a.stun.push(value()); break;
-      case '--turn': a.turn.push(parseTurn(value())); break;
-      case '--port': a.port = int(value(), '--port', 0, 65535); break;
+  const takesAddr = a.command === 'connect' || a.command === 'ping';
+  for (const t of scanArgs(argv.slice(1), ARG_SPEC)) {
+    if (t.kind === 'positional') {
+      if (!takesAddr || a.addr !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(t.value.slice(0, 40))}`);
+      a.addr = t.value;
+      continue;
+    }
+    switch (t.name) {
+      case '--broker': a.brokers.push(t.value); break;
+      case '--stun': a.stun.push(t.value); break;
+      case '--turn': a.turn.push(parseTurn(t.value)); break;
+      case '--port': a.port = intArg(t.value, t.name, 0, 65535); break;
       case '--loopback': a.loopback = true; break;
       case '--no-portmap': a.portmap = false; break;
-      case '--strategy': {
-        const s = value();
-        if (!(STRATEGIES as readonly string[]).includes(s)) throw new UsageError(`unknown strategy ${JSON.stringify(s)} (${STRATEGIES.join(', ')})`);
-        a.strategies.push(s as Strategy);
-        break;
-      }
-      case '--via': {
-        const k = value();
-        if (!VIA.includes(k as AddrEndpointKind)) throw new UsageError(`unknown endpoint kind ${JSON.stringify(k)} (${VIA.join(', ')})`);
-        a.via.push(k as AddrEndpointKind);
-        break;
-      }
-      case '--count': a.count = int(value(), '--count', 1, 1_000_000); break;
-      case '--interval': a.interval = int(value(), '--interval', 0, 86_400_000); break;
+      case '--strategy': a.strategies.push(choiceArg(t.value, STRATEGIES, 'strategy')); break;
+      case '--via': a.via.push(choiceArg(t.value, VIA, 'endpoint kind')); break;
+      case '--count': a.count = intArg(t.value, t.name, 1, 1_000_000); break;
+      case '--interval': a.interval = intArg(t.value, t.name, 0, 86_400_000); break;
       case '--chat': a.chat = true; break;
-      case '--timeout': a.timeout = int(value(), '--timeout', 1, 3_600_000); break;
+      case '--timeout': a.timeout = intArg(t.value, t.name, 1, 3_600_000); break;
       case '--json': a.json = true; break;
       case '-q': case '--quiet': a.quiet = true; break;
-      case '--host': a.host = value(); break;
-      case '--mqtt-port': a.mqttPort = int(value(), '--mqtt-port', 0, 65535); break;
-      case '--stun-port': a.stunPort = int(value(), '--stun-port', 0, 65535); break;
-      case '--stun-alt': a.stunAlt = value(); break;
-      case '--identity': a.identity = value(); break;
-      case '--keepalive': a.keepAlive = int(value(), '--keepalive', 100, 3_600_000); break;
-      default:
-        if (raw.startsWith('-')) throw new UsageError(`unknown option ${raw}`);
-        if ((a.command === 'connect' || a.command === 'ping') && a.addr === undefined) a.addr = raw;
-        else throw new UsageError(`unexpected argument ${JSON.stringify(raw.slice(0, 40))}`);
+      case '--host': a.host = t.value; break;
+      case '--mqtt-port': a.mqttPort = intArg(t.value, t.name, 0, 65535); break;
+      case '--stun-port': a.stunPort = intArg(t.value, t.name, 0, 65535); break;
+      case '--stun-alt': a.stunAlt = t.value; break;
+      case '--identity': a.identity = t.value; break;
+      case '--keepalive': a.keepAlive = intArg(t.value, t.name, 100, 3_600_000); break;
     }
   }
-  if ((a.command === 'connect' || a.command === 'ping') && a.addr === undefined) throw new UsageError(`${a.command} needs the peer's address`);
+  if (takesAddr && a.addr === undefined) throw new UsageError(`${a.command} needs the peer's address`);
   return a;
 }
 

@@ -8,7 +8,8 @@
 import { InvalidArgumentError, PortMappingError, TimeoutError, type PortMappingMethod } from '../../errors.js';
 import { toEndpoint, type Endpoint, type EndpointLike, type Family } from '../../interfaces/endpoint.js';
 import { initP2pd, type Interface } from '../../interfaces/interfaces.js';
-import { ipFamily, ipScope, ipToBytes } from '../../interfaces/scope.js';
+import { ipFamily, ipToBytes } from '../../interfaces/ip.js';
+import { ipScope } from '../../interfaces/scope.js';
 import { throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
 import { ExternalPortUnavailableError, startNatPmp, startPcp, startUpnp, startUpnpPinhole, type StartRequest, type Started } from './drivers.js';
 import { PortMapping, type PortMappingCallbacks } from './mapping.js';

@@ -6,7 +6,7 @@
  * @module
  */
 import { InvalidArgumentError, PortMappingError } from '../../errors.js';
-import { ipFamily } from '../../interfaces/scope.js';
+import { ipFamily } from '../../interfaces/ip.js';
 import type { Endpoint } from '../../interfaces/endpoint.js';
 import {
   NATPMP_RECOMMENDED_LIFETIME,

@@ -8,7 +8,7 @@
  * @module
  */
 import { InvalidArgumentError, PortMappingError } from '../../errors.js';
-import { ipFamily } from '../../interfaces/scope.js';
+import { ipFamily } from '../../interfaces/ip.js';
 import type { Endpoint } from '../../interfaces/endpoint.js';
 import { natPmpResultName } from './natpmp-codec.js';
 import {

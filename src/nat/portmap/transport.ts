@@ -8,7 +8,8 @@
 import { createSocket } from 'node:dgram';
 import { PortMappingError, TimeoutError, UnreachableError, type PortMappingMethod } from '../../errors.js';
 import { formatEndpoint, nodeHost, toEndpoint, type Endpoint, type Family } from '../../interfaces/endpoint.js';
-import { ipFamily, isUnspecified } from '../../interfaces/scope.js';
+import { ipFamily } from '../../interfaces/ip.js';
+import { isUnspecified } from '../../interfaces/scope.js';
 import { pipeOpen } from '../../pipes/open.js';
 import { cancellable, throwIfAborted } from '../../util/abort.js';
 import type { EpochCheck, EpochObservation } from './retransmit.js';

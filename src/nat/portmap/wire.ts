@@ -4,8 +4,9 @@
  * first two bytes of both protocols, and the response source-address check.
  * @module
  */
-import { isIP } from 'node:net';
 import { DecodeError, InvalidArgumentError } from '../../errors.js';
+import { bytesToIp, ipFamily, ipToBytes } from '../../interfaces/ip.js';
+import { describeInput } from '../../util/describe.js';
 
 /** UDP port a NAT-PMP / PCP server listens on (RFC 6886 §3, RFC 6887 §19.1). */
 export const PORTMAP_SERVER_PORT = 5351;
@@ -79,18 +80,23 @@ export function wrU32(buf: Uint8Array, off: number, v: number): void {
 }
 
 // ---------------------------------------------------------------------------------------
-// Addresses.
+// Addresses: PCP / NAT-PMP views of the one converter in src/interfaces/ip.ts.
 
 /** Parses a dotted-quad IPv4 literal into 4 bytes; throws {@link InvalidArgumentError}. */
 export function ipv4ToBytes(addr: string): Uint8Array {
-  if (typeof addr !== 'string' || isIP(addr) !== 4) throw new InvalidArgumentError(`not an IPv4 address: ${JSON.stringify(String(addr).slice(0, 64))}`);
-  return Uint8Array.from(addr.split('.').map(Number));
+  if (ipFamily(addr) !== 4 || addr.includes('%')) throw new InvalidArgumentError(`not an IPv4 address: ${describeInput(addr, 64)}`);
+  return ipToBytes(addr);
+}
+
+/** Throws {@link DecodeError} unless `len` bytes from `off` lie inside `buf`. */
+function checkAddressBounds(buf: Uint8Array, off: number, len: number): void {
+  if (off < 0 || off + len > buf.length) throw new DecodeError(`IPv${len === 4 ? 4 : 6} address truncated at offset ${off}`);
 }
 
 /** Formats 4 bytes at `off` as a dotted-quad IPv4 literal. */
 export function bytesToIpv4(buf: Uint8Array, off = 0): string {
-  if (off < 0 || off + 4 > buf.length) throw new DecodeError(`IPv4 address truncated at offset ${off}`);
-  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
+  checkAddressBounds(buf, off, 4);
+  return bytesToIp(buf.subarray(off, off + 4));
 }
 
 /**
@@ -99,67 +105,24 @@ export function bytesToIpv4(buf: Uint8Array, off = 0): string {
  * Throws {@link InvalidArgumentError}.
  */
 export function ipToBytes16(addr: string): Uint8Array {
-  if (typeof addr !== 'string') throw new InvalidArgumentError(`not an IP address: ${String(addr)}`);
-  const v = isIP(addr);
-  if (v === 4) {
-    const out = new Uint8Array(16);
-    out[10] = 0xff;
-    out[11] = 0xff;
-    out.set(ipv4ToBytes(addr), 12);
-    return out;
-  }
-  if (v !== 6 || addr.includes('%')) throw new InvalidArgumentError(`not an IP address: ${JSON.stringify(addr.slice(0, 64))}`);
-  return parseIpv6(addr);
-}
-
-function parseIpv6(addr: string): Uint8Array {
-  // `addr` has passed isIP() === 6 (no zone), so it is well formed.
+  if (ipFamily(addr) === undefined || addr.includes('%')) throw new InvalidArgumentError(`not an IP address: ${describeInput(addr, 64)}`);
+  const b = ipToBytes(addr);
+  if (b.length === 16) return b;
   const out = new Uint8Array(16);
-  let s = addr;
-  let tail: number[] = [];
-  const lastColon = s.lastIndexOf(':');
-  if (s.indexOf('.', lastColon) >= 0) {
-    tail = Array.from(ipv4ToBytes(s.slice(lastColon + 1)));
-    s = `${s.slice(0, lastColon + 1)}0:0`;
-  }
-  const groupsOf = (part: string): number[] => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
-  let groups: number[];
-  const dbl = s.indexOf('::');
-  if (dbl >= 0) {
-    const head = groupsOf(s.slice(0, dbl));
-    const rest = groupsOf(s.slice(dbl + 2));
-    groups = [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest];
-  } else {
-    groups = groupsOf(s);
-  }
-  for (let i = 0; i < 8; i++) wrU16(out, i * 2, groups[i] ?? 0);
-  if (tail.length === 4) out.set(tail, 12);
+  out[10] = 0xff;
+  out[11] = 0xff;
+  out.set(b, 12);
   return out;
 }
 
-/** Formats 16 bytes as an RFC 5952 IPv6 literal (lowercase, longest zero run compressed). */
+/**
+ * Formats 16 bytes at `off` as RFC 5952 IPv6 text with hex groups throughout, including an
+ * IPv4-mapped address (`::ffff:102:304`) — the form WHATWG URL normalises to. Use
+ * {@link bytes16ToIp} for PCP address fields.
+ */
 export function formatIpv6(buf: Uint8Array, off = 0): string {
-  if (off < 0 || off + 16 > buf.length) throw new DecodeError(`IPv6 address truncated at offset ${off}`);
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push(((buf[off + 2 * i] as number) << 8) | (buf[off + 2 * i + 1] as number));
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
-  if (bestLen < 2) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+  checkAddressBounds(buf, off, 16);
+  return bytesToIp(buf.subarray(off, off + 16), { mapped: 'hex' });
 }
 
 /**
@@ -167,10 +130,8 @@ export function formatIpv6(buf: Uint8Array, off = 0): string {
  * dotted-quad IPv4 literal, anything else an RFC 5952 IPv6 literal. Inverse of {@link ipToBytes16}.
  */
 export function bytes16ToIp(buf: Uint8Array, off = 0): string {
-  if (off < 0 || off + 16 > buf.length) throw new DecodeError(`IPv6 address truncated at offset ${off}`);
-  let mapped = buf[off + 10] === 0xff && buf[off + 11] === 0xff;
-  for (let i = 0; mapped && i < 10; i++) if (buf[off + i] !== 0) mapped = false;
-  return mapped ? bytesToIpv4(buf, off + 12) : formatIpv6(buf, off);
+  checkAddressBounds(buf, off, 16);
+  return bytesToIp(buf.subarray(off, off + 16), { mapped: 'unmap' });
 }
 
 /**
@@ -179,13 +140,7 @@ export function bytes16ToIp(buf: Uint8Array, off = 0): string {
  * `undefined` for anything that is not an IP literal.
  */
 export function canonicalIp(addr: string): string | undefined {
-  if (typeof addr !== 'string') return undefined;
-  const pct = addr.indexOf('%');
-  const host = pct >= 0 ? addr.slice(0, pct) : addr;
-  const v = isIP(host);
-  if (v === 4) return host;
-  if (v === 6) return bytes16ToIp(parseIpv6(host));
-  return undefined;
+  return ipFamily(addr) === undefined ? undefined : bytesToIp(ipToBytes(addr), { mapped: 'unmap' });
 }
 
 /**

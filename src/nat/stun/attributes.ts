@@ -10,7 +10,7 @@ import {
   ADDRESS_FAMILY, ATTR, CHANGE_IP_FLAG, CHANGE_PORT_FLAG, INTEGRITY_SHA1_SIZE, INTEGRITY_SHA256_MIN_SIZE,
   INTEGRITY_SHA256_SIZE, MAX_TEXT_BYTES, MAX_TEXT_CHARS, MAX_USERNAME_BYTES,
 } from './constants.js';
-import { bytesToIp, ipToBytes } from './ip.js';
+import { bytesToIp, ipToBytes } from '../../interfaces/ip.js';
 
 /** ERROR-CODE value: `code` 300–699 and a UTF-8 reason phrase. */
 export interface StunErrorValue {

@@ -20,7 +20,8 @@ import { InvalidArgumentError, PipeClosedError, StunError } from '../../errors.j
 import {
   formatEndpoint, nodeHost, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike, type Family,
 } from '../../interfaces/endpoint.js';
-import { isUnspecified, unmapIPv4 } from '../../interfaces/scope.js';
+import { unmapIPv4 } from '../../interfaces/ip.js';
+import { isUnspecified } from '../../interfaces/scope.js';
 import { pipeOpen } from '../../pipes/open.js';
 import type { Pipe } from '../../pipes/pipe.js';
 import type { TcpPipe } from '../../pipes/tcp.js';

@@ -28,7 +28,7 @@ export {
   type StreamFrame, type StreamSplitterOptions,
   DEFAULT_MAX_STREAM_FRAME, StunStreamSplitter, splitStunStream, streamFrameSize,
 } from './stream.js';
-export { bytesToIp, ipToBytes } from './ip.js';
+export { bytesToIp, ipToBytes } from '../../interfaces/ip.js';
 export { StunTransport, type StunReceived, type TransactionOptions, type PacketListener, type StunPacket, STUN_RTO, STUN_MAX_TRIES, STUN_RM, STUN_TCP_TIMEOUT, MAX_PENDING_TRANSACTIONS } from './transport.js';
 export { StunError } from '../../errors.js';
 export {

@@ -17,7 +17,8 @@
  */
 import { InvalidArgumentError } from '../../errors.js';
 import { formatEndpoint, nodeHost, parseHost, type Endpoint } from '../../interfaces/endpoint.js';
-import { isUnspecified, unmapIPv4 } from '../../interfaces/scope.js';
+import { ipToBytes, unmapIPv4 } from '../../interfaces/ip.js';
+import { isUnspecified } from '../../interfaces/scope.js';
 import { pipeOpen } from '../../pipes/open.js';
 import type { Pipe } from '../../pipes/pipe.js';
 import type { TcpPipe } from '../../pipes/tcp.js';
@@ -30,7 +31,6 @@ import {
   ADDRESS_FAMILY, ATTR, CLASS, ERROR_CODE, ERROR_REASON, MAGIC_COOKIE, MAX_STUN_ATTRIBUTES, MAX_TEXT_BYTES, METHOD, STUN_HEADER_SIZE,
 } from './constants.js';
 import { fingerprintOf } from './integrity.js';
-import { ipToBytes } from './ip.js';
 import { decodeStun, encodeStun, getAttr, verifyFingerprint, type DecodedStunMessage } from './message.js';
 import { StunStreamSplitter } from './stream.js';
 import { STUN_PORT, STUN_SOFTWARE } from './client.js';
