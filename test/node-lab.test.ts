@@ -5,7 +5,7 @@
  *   port mapping (UPnP on rtrA) in its address and used by b1; a1 ↔ pub1 both ways (direct,
  *   reverse); a1 → b1 (symmetric × symmetric: no direct path, no punch) through TURN.
  * - Hole punching: full-cone × symmetric, port-restricted × port-restricted,
- *   symmetric × restricted-cone.
+ *   symmetric × restricted-cone, over UDP (TCP punching off) and by default (TCP preferred).
  * - Keep-alive: a punched path outlives 8 s of silence with 3 s NAT binding timeouts.
  * Needs root and the lab packages; in CI a missing prerequisite fails the suite.
  */
@@ -170,19 +170,33 @@ for (const [natA, natB] of PUNCH_PAIRS) {
       await labDown();
     });
 
-    it('connects over a punched UDP path; data both ways', async () => {
+    async function pingPeer(extra: string[]): Promise<Line[]> {
       const e = lab.env;
-      const stun = e.NATLAB_STUN_HOST as string;
-      const common = ['--json', '--no-portmap', '--broker', `mqtt://${e.NATLAB_MQTT_HOST}:1883`, '--stun', stun];
-      peer = lab.spawnNode('b1', CLI, ['node', ...common], { timeoutMs: 120_000 });
-      await peer.waitFor('"event":"address"', { timeoutMs: 20_000 });
+      const common = ['--json', '--no-portmap', '--broker', `mqtt://${e.NATLAB_MQTT_HOST}:1883`, '--stun', e.NATLAB_STUN_HOST as string];
+      if (!peer) {
+        peer = lab.spawnNode('b1', CLI, ['node', ...common], { timeoutMs: 120_000 });
+        await peer.waitFor('"event":"address"', { timeoutMs: 20_000 });
+      }
       const addr = lines(peer.stdout()).find((l) => l.event === 'address')?.addr as string;
       expect(parseAddress(addr).interfaces.map((i) => i.nat)).toContain(natB === 'full-cone' ? 'FULL_CONE' : natB === 'symmetric' ? 'SYMMETRIC' : natB === 'restricted-cone' ? 'RESTRICTED_CONE' : 'PORT_RESTRICTED_CONE');
-      const r = await execNodeInNs(lab.ns('a1'), CLI, ['ping', addr, '--count', '3', '--interval', '50', ...common], { timeoutMs: 40_000 });
+      const r = await execNodeInNs(lab.ns('a1'), CLI, ['ping', addr, '--count', '3', '--interval', '50', ...common, ...extra], { timeoutMs: 40_000 });
       const ls = lines(r.stdout);
-      const connected = ls.find((l) => l.event === 'connected');
-      if (!connected) throw new Error(`no connection:\n${r.stdout}\n${r.stderr}`);
+      if (!ls.some((l) => l.event === 'connected')) throw new Error(`no connection:\n${r.stdout}\n${r.stderr}`);
+      return ls;
+    }
+
+    it('connects over a punched UDP path (TCP punching off); data both ways', async () => {
+      const ls = await pingPeer(['--no-tcp-punch']);
+      const connected = ls.find((l) => l.event === 'connected') as Line;
       expect(connected.path).toMatchObject({ strategy: 'punch', transport: 'udp' });
+      expect((connected.path as Line).ms as number).toBeLessThan(2500);
+      expect(ls.find((l) => l.event === 'summary')).toMatchObject({ received: 3, lost: 0 });
+    });
+
+    it('by default prefers a punched TCP connection (simultaneous open / listener); data both ways', async () => {
+      const ls = await pingPeer([]);
+      const connected = ls.find((l) => l.event === 'connected') as Line;
+      expect(connected.path).toMatchObject({ strategy: 'punch', transport: 'tcp' });
       expect((connected.path as Line).ms as number).toBeLessThan(2500);
       expect(ls.find((l) => l.event === 'summary')).toMatchObject({ received: 3, lost: 0 });
     });
@@ -209,7 +223,7 @@ for (const [natA, natB] of PUNCH_PAIRS) {
 
     it('ping, 8 s idle, ping: both answered on the same path', async () => {
       const e = lab.env;
-      const common = ['--json', '--no-portmap', '--keepalive', '1000', '--broker', `mqtt://${e.NATLAB_MQTT_HOST}:1883`, '--stun', e.NATLAB_STUN_HOST as string];
+      const common = ['--json', '--no-portmap', '--no-tcp-punch', '--keepalive', '1000', '--broker', `mqtt://${e.NATLAB_MQTT_HOST}:1883`, '--stun', e.NATLAB_STUN_HOST as string];
       peer = lab.spawnNode('b1', CLI, ['node', ...common], { timeoutMs: 120_000 });
       await peer.waitFor('"event":"address"', { timeoutMs: 20_000 });
       const addr = lines(peer.stdout()).find((l) => l.event === 'address')?.addr as string;

@@ -8,7 +8,7 @@
  * p2pd serve   [--host IP] [--mqtt-port N] [--stun-port N] [--stun-alt IP]   MQTT broker + STUN server
  *
  * node options: --broker URL (repeatable; default: an embedded broker) --stun HOST[:PORT] (repeatable)
- *   --turn USER:PASS@HOST[:PORT] (repeatable) --port N --identity FILE --loopback --no-portmap --timeout MS --json -q
+ *   --turn USER:PASS@HOST[:PORT] (repeatable) --port N --identity FILE --loopback --no-portmap --no-tcp-punch --timeout MS --json -q
  * ```
  * With `--json` every output line is one JSON object (`{"event":"address",…}`, `{"event":"connected",…}`,
  * `{"event":"message",…}`, `{"event":"ping",…}`, `{"event":"summary",…}`), for scripts and tests.
@@ -53,6 +53,7 @@ node options:
   --identity FILE          load the node's key from FILE (created, mode 0600, if missing)
   --loopback               listen on loopback only
   --no-portmap             do not ask the gateway for a port mapping
+  --no-tcp-punch           punch UDP only (no TCP simultaneous open)
   --keepalive MS           keep-alive interval of idle connections (default 15000)
   --strategy S             (connect, ping) direct, reverse, punch or relay (repeatable, in order)
   --via KIND               (connect, ping) direct only to these endpoints: loopback, lan,
@@ -82,6 +83,7 @@ interface Args {
   port: number | undefined;
   loopback: boolean;
   portmap: boolean;
+  tcpPunch: boolean;
   strategies: Strategy[];
   via: AddrEndpointKind[];
   count: number;
@@ -105,7 +107,7 @@ function parseTurn(v: string): TurnServerConfig {
 }
 
 const ARG_SPEC = {
-  flags: ['--loopback', '--no-portmap', '--chat', '--json', '-q', '--quiet'],
+  flags: ['--loopback', '--no-portmap', '--no-tcp-punch', '--chat', '--json', '-q', '--quiet'],
   options: [
     '--broker', '--stun', '--turn', '--port', '--strategy', '--via', '--count', '--interval', '--timeout', '--host',
     '--mqtt-port', '--stun-port', '--stun-alt', '--identity', '--keepalive',
@@ -114,7 +116,7 @@ const ARG_SPEC = {
 
 function parse(argv: readonly string[]): Args {
   const a: Args = {
-    command: argv[0] as string, addr: undefined, brokers: [], stun: [], turn: [], port: undefined, loopback: false, portmap: true,
+    command: argv[0] as string, addr: undefined, brokers: [], stun: [], turn: [], port: undefined, loopback: false, portmap: true, tcpPunch: true,
     strategies: [], via: [], count: 4, interval: 200, chat: false, timeout: 15_000, json: false, quiet: false,
     host: '0.0.0.0', mqttPort: 1883, stunPort: 3478, stunAlt: undefined, identity: undefined, keepAlive: undefined,
   };
@@ -132,6 +134,7 @@ function parse(argv: readonly string[]): Args {
       case '--port': a.port = intArg(t.value, t.name, 0, 65535); break;
       case '--loopback': a.loopback = true; break;
       case '--no-portmap': a.portmap = false; break;
+      case '--no-tcp-punch': a.tcpPunch = false; break;
       case '--strategy': a.strategies.push(choiceArg(t.value, STRATEGIES, 'strategy')); break;
       case '--via': a.via.push(choiceArg(t.value, VIA, 'endpoint kind')); break;
       case '--count': a.count = intArg(t.value, t.name, 1, 1_000_000); break;
@@ -153,7 +156,7 @@ function parse(argv: readonly string[]): Args {
 }
 
 async function nodeOptions(a: Args): Promise<P2pNodeOptions> {
-  const o: P2pNodeOptions = { portMapping: a.portmap && !a.loopback };
+  const o: P2pNodeOptions = { portMapping: a.portmap && !a.loopback, ...(a.tcpPunch ? {} : { tcpPunch: false }) };
   if (a.identity !== undefined) o.identity = await Identity.loadOrGenerate(a.identity);
   if (a.keepAlive !== undefined) o.keepAlive = a.keepAlive;
   if (a.port !== undefined) o.port = a.port;

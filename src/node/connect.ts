@@ -14,20 +14,10 @@ import type { PunchModule } from './punch-api.js';
 import { connectDirect, type ReverseWaiters } from './strategy-direct.js';
 import { connectPunch } from './strategy-punch.js';
 import { connectRelay, relayPossible } from './strategy-relay.js';
+import { punchHopeless } from './nat-pairs.js';
 import { STRATEGIES, type ConnectOptions, type NodePipe, type Strategy } from './types.js';
 
-/** NAT types that filter by port: hole punching towards a symmetric NAT behind one of these fails. */
-const PORT_FILTERING = new Set<string>(['PORT_RESTRICTED_CONE', 'SYMMETRIC', 'SYMMETRIC_UDP_FIREWALL']);
-
-/**
- * True when UDP hole punching cannot work between NAT types `a` and `b` (one side maps per
- * destination, the other filters by port): the relay then starts with punching instead of
- * waiting for it to fail.
- */
-export function punchHopeless(a: string | undefined, b: string | undefined): boolean {
-  if (a === undefined || b === undefined) return false;
-  return (a === 'SYMMETRIC' && PORT_FILTERING.has(b)) || (b === 'SYMMETRIC' && PORT_FILTERING.has(a));
-}
+export { punchHopeless };
 
 /**
  * Connects to `peer` with the strategies wanted (default: all, in order), each started at its

@@ -6,7 +6,7 @@
 import type * as Punch from './punch/index.js';
 
 /** What the node uses from `src/node/punch/`. */
-export type PunchModule = Pick<typeof Punch, 'punch' | 'openReliable' | 'keepAlive'>;
+export type PunchModule = Pick<typeof Punch, 'punch' | 'openReliable' | 'keepAlive' | 'tcpPunch' | 'tcpMapping'>;
 
 let cached: Promise<PunchModule | null> | undefined;
 
@@ -15,7 +15,7 @@ export function loadPunch(): Promise<PunchModule | null> {
   cached ??= (async () => {
     try {
       const m = (await import('./punch/index.js')) as Partial<PunchModule>;
-      return typeof m.punch === 'function' && typeof m.openReliable === 'function' ? (m as PunchModule) : null;
+      return typeof m.punch === 'function' && typeof m.openReliable === 'function' && typeof m.tcpPunch === 'function' && typeof m.tcpMapping === 'function' ? (m as PunchModule) : null;
     } catch {
       return null;
     }

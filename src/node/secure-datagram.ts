@@ -64,3 +64,25 @@ export async function secureDatagram(ctx: NodeContext, mod: PunchModule, dgram: 
   });
   return sp;
 }
+
+/**
+ * The secure handshake straight over a TCP pipe (a punched TCP connection). The returned pipe
+ * owns it.
+ * @throws HandshakeError / PeerIdMismatchError / TimeoutError / AbortError; the TCP pipe is closed then.
+ */
+export async function secureStream(ctx: NodeContext, stream: TcpPipe, o: Omit<SecureDatagramOptions, 'rtt'>): Promise<SecurePipe> {
+  try {
+    return await secure(stream, {
+      identity: ctx.identity,
+      initiator: o.initiator,
+      remoteId: o.peer.id,
+      signal: o.signal,
+      timeout: ctx.timeouts.handshake,
+      onMessage: ctx.dispatch,
+      ...(o.hello ? { extensions: encodeHello(o.hello) } : {}),
+    });
+  } catch (e) {
+    await stream.close();
+    throw e;
+  }
+}

@@ -13,9 +13,11 @@ import { pipeOpen } from '../pipes/open.js';
 import type { UdpPipe } from '../pipes/udp.js';
 import type { PeerAddress } from './address.js';
 import type { NodeContext } from './context.js';
-import { decodeHello, endpointsFrom } from './hello.js';
+import { endpointsFrom } from './hello.js';
+import { punchHopeless } from './nat-pairs.js';
+import { punchAsInitiator, punchAsResponder, type PunchLegs } from './punch-legs.js';
+import type { TcpMapping } from './punch/tcp-mapping.js';
 import type { PunchModule } from './punch-api.js';
-import { secureDatagram } from './secure-datagram.js';
 import type { SignalMessage, Signalling } from './signalling.js';
 import type { NodePipe } from './types.js';
 
@@ -53,31 +55,82 @@ export function openPunchSocket(): Promise<UdpPipe> {
   return pipeOpen('udp', undefined, { bind: { host: '0.0.0.0', port: 0 }, onMessage: () => undefined }) as Promise<UdpPipe>;
 }
 
-/** The punch strategy (the connecting side). */
+/** How long the TCP mapping may take beyond the UDP candidates (ms): a STUN server without TCP must not slow the punch down. */
+export const TCP_MAPPING_GRACE = 250;
+
+/** A TCP mapping for the TCP leg, or undefined (no STUN server, no TCP on it, or too slow). */
+async function tcpLeg(ctx: NodeContext, mod: PunchModule, udpReady: Promise<unknown>, signal: AbortSignal): Promise<TcpMapping | undefined> {
+  const stun = (ctx.opts.stun ?? [])[0];
+  if (stun === undefined || ctx.opts.tcpPunch === false) return undefined;
+  const ac = new AbortController();
+  const m = mod.tcpMapping({ server: stun, signal: AbortSignal.any([signal, ac.signal]), timeout: 1500 }).catch(() => undefined);
+  const late = udpReady.then(() => new Promise<undefined>((r) => setTimeout(() => r(undefined), TCP_MAPPING_GRACE).unref()));
+  const r = await Promise.race([m, late]);
+  if (!r) {
+    ac.abort();
+    void m.then((x) => x?.close());
+  }
+  return r;
+}
+
+/** Our TCP candidates: the mapped endpoint, then LAN addresses on the same port. */
+function tcpCandidates(ctx: NodeContext, m: TcpMapping): Endpoint[] {
+  const out: Endpoint[] = [m.mapped];
+  for (const i of ctx.nics) {
+    if (!i.up || i.loopback) continue;
+    for (const a of i.addresses) if (a.family === m.local.family && a.scope !== 'link-local' && !out.some((o) => o.host === a.address)) out.push({ host: a.address, port: m.local.port, family: a.family });
+  }
+  return out.slice(0, MAX_PUNCH_CANDIDATES);
+}
+
+/** Everything one side sends and keeps for a punch. */
+async function gather(ctx: NodeContext, mod: PunchModule, peer: PeerAddress, signal: AbortSignal): Promise<{ udp: UdpPipe; cands: Endpoint[]; tcp: TcpMapping | undefined; tcands: Endpoint[] }> {
+  const udp = await openPunchSocket();
+  try {
+    const candsP = udpCandidates(ctx, udp, signal);
+    // TCP punching cannot pass where UDP cannot (a symmetric NAT facing a port-filtering one).
+    const peerNat = peer.interfaces.find((i) => i.nat !== 'UNKNOWN')?.nat;
+    const tcpP = punchHopeless(ctx.natType, peerNat) ? Promise.resolve(undefined) : tcpLeg(ctx, mod, candsP, signal);
+    const [cands, tcp] = await Promise.all([candsP, tcpP]);
+    return { udp, cands, tcp, tcands: tcp ? tcpCandidates(ctx, tcp) : [] };
+  } catch (e) {
+    await udp.close();
+    throw e;
+  }
+}
+
+/** The punch strategy (the connecting side): UDP and TCP legs from one exchange. */
 export async function connectPunch(ctx: NodeContext, mod: PunchModule, peer: PeerAddress, signal: AbortSignal): Promise<NodePipe> {
   const sig = ctx.signalling as Signalling;
   const sub = AbortSignal.any([signal, AbortSignal.timeout(ctx.timeouts.punch)]);
-  const udp = await openPunchSocket();
+  const g = await gather(ctx, mod, peer, sub);
   try {
-    const cands = await udpCandidates(ctx, udp, sub);
     const conn = randomBytes(16).toString('hex');
     const nonce = randomBytes(32);
     const reply = await sig.request(
       peer,
       'punch',
-      { addr: ctx.addr, conn, nonce: nonce.toString('hex'), cands: cands.map((c) => formatEndpoint(c)) },
+      { addr: ctx.addr, conn, nonce: nonce.toString('hex'), cands: g.cands.map((c) => formatEndpoint(c)), tcands: g.tcands.map((c) => formatEndpoint(c)) },
       { signal: sub, timeout: ctx.timeouts.punch / 2 },
     );
     if (reply.type !== 'punch-ok') throw new ConnectError(`peer refused to punch: ${String(reply.body.error ?? reply.type).slice(0, 200)}`);
     const theirs = endpointsFrom(reply.body.cands, MAX_PUNCH_CANDIDATES);
     if (theirs.length === 0) throw new ConnectError('peer sent no usable candidates');
-    const predict = predictOf(peer);
-    const r = await mod.punch({ pipe: udp, peerCandidates: theirs, nonce, signal: sub, timeout: ctx.timeouts.punch, ...(predict ? { predictDelta: predict } : {}) });
-    const sp = await secureDatagram(ctx, mod, udp, r.remote, { initiator: true, peer, hello: { v: 1, s: 'punch', c: conn }, signal: sub, rtt: r.rtt });
-    return ctx.adopt(sp, { strategy: 'punch', transport: 'udp', local: udp.local, remote: r.remote }, false);
+    const legs: PunchLegs = {
+      udp: g.udp,
+      udpRemotes: theirs,
+      ...(g.tcp ? { tcpPort: g.tcp.local.port } : {}),
+      tcpRemotes: g.tcp ? endpointsFrom(reply.body.tcands, MAX_PUNCH_CANDIDATES) : [],
+      nonce,
+      predict: predictOf(peer),
+    };
+    const { sp, path } = await punchAsInitiator(ctx, mod, peer, legs, { v: 1, s: 'punch', c: conn }, sub);
+    return ctx.adopt(sp, path, false);
   } catch (e) {
-    await udp.close();
+    await g.udp.close();
     throw e;
+  } finally {
+    void g.tcp?.close();
   }
 }
 
@@ -97,21 +150,25 @@ export async function servePunch(ctx: NodeContext, m: SignalMessage, peer: PeerA
     await sig.reply(m, peer, 'punch-err', { error: mod ? 'bad punch request' : 'no hole punching here' }).catch(() => undefined);
     return;
   }
+  const theirTcp = endpointsFrom(m.body.tcands, MAX_PUNCH_CANDIDATES);
   const sub = AbortSignal.any([ctx.lifeSignal, AbortSignal.timeout(ctx.timeouts.punch)]);
-  const udp = await openPunchSocket();
+  const g = await gather(ctx, mod, peer, sub);
   try {
-    const cands = await udpCandidates(ctx, udp, sub);
-    await sig.reply(m, peer, 'punch-ok', { cands: cands.map((c) => formatEndpoint(c)) }, { signal: sub });
-    const predict = predictOf(peer);
-    const r = await mod.punch({ pipe: udp, peerCandidates: theirs, nonce, signal: sub, timeout: ctx.timeouts.punch, ...(predict ? { predictDelta: predict } : {}) });
-    const sp = await secureDatagram(ctx, mod, udp, r.remote, { initiator: false, peer, signal: sub, rtt: r.rtt });
-    if (decodeHello(sp.remoteExtensions)?.c !== conn) {
-      await sp.close();
-      return;
-    }
-    ctx.adopt(sp, { strategy: 'punch', transport: 'udp', local: udp.local, remote: r.remote }, true);
+    await sig.reply(m, peer, 'punch-ok', { cands: g.cands.map((c) => formatEndpoint(c)), tcands: g.tcands.map((c) => formatEndpoint(c)) }, { signal: sub });
+    const legs: PunchLegs = {
+      udp: g.udp,
+      udpRemotes: theirs,
+      ...(g.tcp ? { tcpPort: g.tcp.local.port } : {}),
+      tcpRemotes: g.tcp ? theirTcp : [],
+      nonce,
+      predict: predictOf(peer),
+    };
+    const { sp, path } = await punchAsResponder(ctx, mod, peer, legs, conn, sub);
+    ctx.adopt(sp, path, true);
   } catch (e) {
-    await udp.close();
+    await g.udp.close();
     throw e;
+  } finally {
+    void g.tcp?.close();
   }
 }

@@ -108,6 +108,12 @@ export interface P2pNodeOptions {
   turn?: TurnServerConfig[];
   /** Use TURN relays (needs `turn`). @default true when a TURN server is configured */
   relay?: boolean;
+  /**
+   * Punch TCP too (simultaneous open, from a port whose mapping is learned over STUN/TCP), beside
+   * UDP; the connecting side prefers a punched TCP connection (kernel TCP carries bulk data faster).
+   * @default true when a STUN server is configured
+   */
+  tcpPunch?: boolean;
   /** Ask the gateway (UPnP / NAT-PMP / PCP) to map the listen port, in the background, and renew it. @default true */
   portMapping?: boolean;
   /** Signalling over MQTT; `false` disables it (direct connections only). @default `{ embedded: true }` */

@@ -36,3 +36,10 @@ export {
 } from './reliable-wire.js';
 export { Sender, RttEstimator, type SenderOptions, type SenderCounters, type TxSegment } from './reliable-send.js';
 export { Receiver, type AcceptResult } from './reliable-recv.js';
+export {
+  tcpPunch,
+  DEFAULT_TCP_PUNCH_TIMEOUT, DEFAULT_TCP_ATTEMPT_INTERVAL, DEFAULT_TCP_MAX_ATTEMPT_INTERVAL, TCP_PUNCH_FIRST_GAP, MAX_TCP_PUNCH_REMOTES,
+  MAX_TCP_PUNCH_UNVERIFIED, TCP_PUNCH_REFUSED_RETRY, TCP_PUNCH_FAST_RETRIES,
+  type TcpPunchOptions, type TcpPunchResult, type TcpPunchStats,
+} from './tcp-punch.js';
+export { tcpMapping, DEFAULT_TCP_MAPPING_TIMEOUT, type TcpMapping, type TcpMappingOptions } from './tcp-mapping.js';
