@@ -303,7 +303,7 @@ async function benchUdp(): Promise<void> {
   const [recv, send] = await pair('udp', 'udp-recv.ts', 'recv', 'send');
   try {
     type R = { rate: number; loss: number; recvCpuUs: number; sendRate: number; extra: Record<string, number> };
-    const res = await rounds(modes(['raw', 'p2pd-3sub', 'p2pd-cb']), async (mode): Promise<R> => {
+    const res = await rounds(modes(['raw', 'p2pd-3sub', 'p2pd-1sub', 'p2pd-cb']), async (mode): Promise<R> => {
       const { port } = await recv.call<{ port: number }>('begin', { mode });
       const s = await send.call<Timed & { sent: number }>('run', { port, n: W.udpN });
       // Wait until the receiver stops counting.
@@ -326,6 +326,8 @@ async function benchUdp(): Promise<void> {
     };
     addRow(res, 'raw', 'p2pd-3sub', (r) => r.rate, { id: 'udp.rate', what: 'UDP 1 KiB receive rate, 3 subscriptions consumed with `await recv()`', unit: 'dgram/s', target: { op: '>=', value: 0.8 }, note: (m) => `${lossNote('raw')}; ${lossNote(m)}` });
     addRow(res, 'raw', 'p2pd-3sub', (r) => r.recvCpuUs, { id: 'udp.cpu', what: 'UDP receiver CPU per datagram, 3 subscriptions', unit: 'µs' });
+    addRow(res, 'raw', 'p2pd-1sub', (r) => r.rate, { id: 'udp.1sub.rate', what: 'UDP 1 KiB receive rate, SUB_ALL only, one `await recv()` loop', unit: 'dgram/s', note: (m) => lossNote(m) });
+    addRow(res, 'raw', 'p2pd-1sub', (r) => r.recvCpuUs, { id: 'udp.1sub.cpu', what: 'UDP receiver CPU per datagram, one `await recv()` loop', unit: 'µs' });
     addRow(res, 'raw', 'p2pd-cb', (r) => r.rate, { id: 'udp.cb.rate', what: 'UDP 1 KiB receive rate, one `onMessage` callback', unit: 'dgram/s', note: (m) => lossNote(m) });
     addRow(res, 'raw', 'p2pd-cb', (r) => r.recvCpuUs, { id: 'udp.cb.cpu', what: 'UDP receiver CPU per datagram, one callback', unit: 'µs' });
   } finally {

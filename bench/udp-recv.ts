@@ -7,6 +7,8 @@
  * - `p2pd-3sub`: a p2pd UDP pipe with three subscriptions (a bytes-prefix pattern, a source
  *   filter, and SUB_ALL), each consumed by its own `for (;;) await pipe.recv({ sub })` loop.
  *   Every datagram matches all three. The rate counts SUB_ALL.
+ * - `p2pd-1sub`: a p2pd UDP pipe with SUB_ALL only, consumed by one `await pipe.recv()` loop
+ *   (diagnostic: the cost of one pull-mode subscription).
  * - `p2pd-cb`: a p2pd UDP pipe with one `onMessage` callback (diagnostic).
  * @module
  */
@@ -60,10 +62,10 @@ if (role === 'recv') {
       if (mode === 'p2pd-cb') {
         p = await lib.pipeOpen('udp', undefined, { bind: `${HOST}:0`, recvBufferSize: RCVBUF, onMessage: stamp });
         extra = () => ({ rcvbuf: p.socket.getRecvBufferSize(), dropped: p.stats.dropped });
-      } else if (mode === 'p2pd-3sub') {
+      } else if (mode === 'p2pd-3sub' || mode === 'p2pd-1sub') {
         p = await lib.pipeOpen('udp', undefined, { bind: `${HOST}:0`, recvBufferSize: RCVBUF });
         const pipe = p;
-        const subs: Sub[] = [lib.SUB_ALL, pipe.subscribe({ pattern: Buffer.from(PREFIX) }), pipe.subscribe({ source: { host: HOST } })];
+        const subs: Sub[] = mode === 'p2pd-1sub' ? [lib.SUB_ALL] : [lib.SUB_ALL, pipe.subscribe({ pattern: Buffer.from(PREFIX) }), pipe.subscribe({ source: { host: HOST } })];
         const got = [0, 0, 0];
         subs.forEach((sub, i) => {
           void (async () => {

@@ -8,6 +8,9 @@ import type { Endpoint } from '../interfaces/endpoint.js';
 import { cancellable, type AbortOptions } from '../util/abort.js';
 import { DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, type Message, type Pattern, type QueueLimits, type Sub } from './types.js';
 
+/** Byte prefixes up to this length are matched with a JavaScript loop; longer ones with `Buffer#compare`. */
+export const SHORT_PREFIX = 32;
+
 /** A compiled predicate for a subscription. */
 export type Matcher = (data: Buffer, from: Endpoint) => boolean;
 
@@ -23,8 +26,15 @@ function patternMatcher(p: Pattern): Matcher {
   }
   if (p instanceof Uint8Array) {
     const prefix = Buffer.from(p);
-    if (prefix.length === 0) return () => true;
-    return (d) => d.length >= prefix.length && d.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
+    const n = prefix.length;
+    if (n === 0) return () => true;
+    if (n > SHORT_PREFIX) return (d) => d.length >= n && d.compare(prefix, 0, n, 0, n) === 0;
+    // Short prefixes: a byte loop beats Buffer#compare's argument checks and native call.
+    return (d) => {
+      if (d.length < n) return false;
+      for (let i = 0; i < n; i++) if (d[i] !== prefix[i]) return false;
+      return true;
+    };
   }
   if (typeof p === 'function') return p;
   throw new InvalidArgumentError('subscription pattern must be a RegExp, string, Uint8Array or function');
@@ -45,9 +55,17 @@ export function compileSub(sub: Sub): Matcher | undefined {
   return (d, f) => srcOk(f) && pm(d, f);
 }
 
-interface Waiter {
-  resolve: (m: Message) => void;
-  reject: (e: unknown) => void;
+type Resolve = (m: Message) => void;
+type Reject = (e: unknown) => void;
+
+/**
+ * The queue a bare `next()` promise is being created for. The executor below runs synchronously
+ * inside `new Promise`, so one module-level executor serves every queue: no closure and no
+ * waiter object per `recv()` (a hot path when consumers keep up with the traffic).
+ */
+let enqueueOn: SubQueue | undefined;
+function enqueueWaiter(resolve: Resolve, reject: Reject): void {
+  (enqueueOn as SubQueue).addWaiter(resolve, reject);
 }
 
 /** Why a queue signals its owner. */
@@ -71,7 +89,11 @@ export class SubQueue {
   private items: Message[] = [];
   private head = 0;
   private bytes = 0;
-  private waiters: Waiter[] = [];
+  /** The oldest waiting receiver (most queues have at most one), then the others in order. */
+  private waitRes: Resolve | undefined;
+  private waitRej: Reject | undefined;
+  /** Receivers waiting behind `waitRes`, oldest first, as flat pairs `[resolve, reject, …]`. */
+  private moreWaiters: (Resolve | Reject)[] | undefined;
   private full = false;
   private readonly maxQueue: number;
   private readonly maxBytes: number;
@@ -99,9 +121,10 @@ export class SubQueue {
 
   /** Hands `m` to a waiting receiver or queues it, applying the limits. */
   push(m: Message): void {
-    const w = this.waiters.length > 0 ? this.waiters.shift() : undefined;
-    if (w) {
-      w.resolve(m);
+    const resolve = this.waitRes;
+    if (resolve !== undefined) {
+      this.shiftWaiter();
+      resolve(m);
       return;
     }
     this.items.push(m);
@@ -149,18 +172,39 @@ export class SubQueue {
     if (this.closedError) return Promise.reject(this.closedError);
     if (signal === undefined && !(opts?.timeout && opts.timeout > 0)) {
       // Nothing to cancel it: a bare promise, without cancellable()'s timer/abort plumbing.
-      return new Promise<Message>((resolve, reject) => {
-        this.waiters.push({ resolve, reject });
-      });
+      enqueueOn = this;
+      const p = new Promise<Message>(enqueueWaiter);
+      enqueueOn = undefined;
+      return p;
     }
     return cancellable<Message>(opts, 'recv', (resolve, reject) => {
-      const w: Waiter = { resolve, reject };
-      this.waiters.push(w);
+      this.addWaiter(resolve, reject);
       return () => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) this.waiters.splice(i, 1);
+        if (this.waitRes === resolve) return this.shiftWaiter();
+        const more = this.moreWaiters;
+        const i = more ? more.indexOf(resolve) : -1;
+        if (i >= 0) (more as (Resolve | Reject)[]).splice(i, 2);
       };
     });
+  }
+
+  /** @internal Appends a waiting receiver. */
+  addWaiter(resolve: Resolve, reject: Reject): void {
+    if (this.waitRes === undefined) {
+      this.waitRes = resolve;
+      this.waitRej = reject;
+    } else (this.moreWaiters ??= []).push(resolve, reject);
+  }
+
+  /** Removes the oldest waiter; the next one, if any, takes its place. */
+  private shiftWaiter(): void {
+    const more = this.moreWaiters;
+    if (more === undefined || more.length === 0) {
+      this.waitRes = this.waitRej = undefined;
+      return;
+    }
+    this.waitRes = more.shift() as Resolve;
+    this.waitRej = more.shift() as Reject;
   }
 
   /** Ends the queue: waiting receivers reject; queued messages stay readable. */
@@ -168,11 +212,13 @@ export class SubQueue {
     this.isClosed = true;
     this.closeCause = err;
     this.closedErr = undefined;
-    const ws = this.waiters;
-    if (ws.length === 0) return;
-    this.waiters = [];
+    const first = this.waitRej;
+    if (first === undefined) return;
+    const more = this.moreWaiters ?? [];
+    this.waitRes = this.waitRej = this.moreWaiters = undefined;
     const e = this.closedError;
-    for (const w of ws) w.reject(e);
+    first(e);
+    for (let i = 1; i < more.length; i += 2) (more[i] as Reject)(e);
   }
 
   /** Drops everything queued (used on unsubscribe). */

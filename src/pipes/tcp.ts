@@ -160,6 +160,12 @@ export class TcpPipe extends Pipe {
     if (!a && !b) st.unmatched++;
   }
 
+  /**
+   * Sends one message on the connection (`dest`, if given, must be the remote end).
+   * The first send of a tick is written at once; the tick's later sends are written together
+   * (one write) when the tick ends, or as soon as they reach 64 KiB. The promise resolves once
+   * the message's bytes were handed to the kernel; sends are written in call order.
+   */
   send(data: SendData, dest?: EndpointLike, opts?: AbortOptions): Promise<void> {
     try {
       if (dest !== undefined && dest !== this.remote && !sameEndpoint(toEndpoint(dest), this.remote)) {
@@ -171,13 +177,19 @@ export class TcpPipe extends Pipe {
       const frame = encodeFrame(this.framing, buf, this.maxMessageSize);
       this.stats.messagesOut++;
       this.stats.bytesOut += buf.length;
-      // Sends of one tick leave together when the tick ends (one writev for a burst, TCP_NODELAY
-      // latency for a lone message) and share one promise; a large send leaves at once.
+      // The first send of a tick leaves at once. The tick's later sends are coalesced: they leave
+      // together when the tick ends (one write for a burst) and share one promise. Writing the
+      // head of a burst at once lets the peer start on it while the rest is produced, so a
+      // request/response exchange pipelines instead of going lock-step burst by burst.
+      if (!this.tickOpen) {
+        this.tickOpen = true;
+        process.nextTick(this.flush);
+        return this.writeNow(frame);
+      }
       let b = this.batch;
       if (b === undefined) {
         if (buf.length >= BATCH_BYTES) return this.writeNow(frame);
         b = this.batch = newBatch();
-        process.nextTick(this.flush);
       } else {
         if (!b.corked) {
           this.socket.cork();
@@ -195,10 +207,14 @@ export class TcpPipe extends Pipe {
     }
   }
 
+  /** The tick's later sends, written when it ends. */
   private batch: Batch | undefined;
+  /** Whether this tick has sent already (its end is scheduled to run `flush`). */
+  private tickOpen = false;
 
-  /** Writes the tick's batch: its last frame carries the callback. */
+  /** Ends the tick: writes its batch, if any; its last frame carries the callback. */
   private readonly flush = (): void => {
+    this.tickOpen = false;
     const b = this.batch;
     if (b === undefined) return;
     this.batch = undefined;
@@ -217,7 +233,7 @@ export class TcpPipe extends Pipe {
     }
   }
 
-  /** A large send outside any batch: written at once, with its own promise. */
+  /** A send outside any batch (the first of a tick, or a large one): written at once, with its own promise. */
   private writeNow(frame: Buffer | [Buffer, Buffer]): Promise<void> {
     return handled(new Promise<void>((resolve, reject) => this.writeFrame(frame, (err?: Error | null) => (err ? reject(streamError(err)) : resolve()))));
   }

@@ -56,7 +56,9 @@ export class UdpPipe extends Pipe {
   private readonly onDatagram = (data: Buffer, rinfo: RemoteInfo): void => {
     let from = this.lastFrom;
     if (from === undefined || rinfo.port !== this.lastPort || rinfo.address !== this.lastAddr) {
-      from = endpointFromNode(rinfo.address, rinfo.port);
+      // Shared by every message from this source until another one sends: frozen, so that a
+      // consumer changing one message's `from` cannot change the others'.
+      from = Object.freeze(endpointFromNode(rinfo.address, rinfo.port));
       this.lastFrom = from;
       this.lastAddr = rinfo.address;
       this.lastPort = rinfo.port;
