@@ -40,11 +40,11 @@ export interface DhtConnectionOptions {
   localId?: DhtId;
   /** What the channel knows about the peer (authenticated id, address). */
   context?: DhtRequestContext;
-  /** Malformed frames tolerated. Default {@link DEFAULT_CONNECTION_MAX_MALFORMED}. */
+  /** Malformed frames tolerated. @default {@link DEFAULT_CONNECTION_MAX_MALFORMED} */
   maxMalformed?: number;
-  /** Outgoing requests in flight. Default {@link DEFAULT_MAX_PENDING}. */
+  /** Outgoing requests in flight. @default {@link DEFAULT_MAX_PENDING} */
   maxPending?: number;
-  /** Incoming requests served at once. Default {@link DEFAULT_MAX_SERVING}. */
+  /** Incoming requests served at once. @default {@link DEFAULT_MAX_SERVING} */
   maxServing?: number;
   /** Called once when the peer sent too many malformed frames (the connection then closes). */
   onMisbehaving?(reason: unknown): void;

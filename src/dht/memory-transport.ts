@@ -27,13 +27,13 @@ export type KillMode = 'refuse' | 'blackhole';
 
 /** Options of {@link MemoryNetwork}. */
 export interface MemoryNetworkOptions {
-  /** One-way delay in ms; `0` (default) = one `setImmediate` turn. */
+  /** One-way delay in ms; `0` = one `setImmediate` turn. @default 0 */
   latency?: number;
-  /** Probability (0–1) that any one message is lost. Default 0. */
+  /** Probability (0–1) that any one message is lost. @default 0 */
   dropRate?: number;
-  /** Random source for drops. Default `Math.random`. */
+  /** Random source for drops. @default `Math.random` */
   random?: () => number;
-  /** Malformed request frames tolerated per sender. Default {@link DEFAULT_MAX_MALFORMED}. */
+  /** Malformed request frames tolerated per sender. @default {@link DEFAULT_MAX_MALFORMED} */
   maxMalformed?: number;
 }
 

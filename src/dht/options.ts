@@ -27,27 +27,27 @@ export interface DhtNodeOptions {
   contact: Contact;
   /** Signs our records; without it the node is read-only (`set`/`delete` throw). */
   signer?: Signer;
-  /** Bucket size and replication factor. Default 20. */
+  /** Bucket size and replication factor. @default 20 */
   k?: number;
-  /** Lookup parallelism. Default 3. */
+  /** Lookup parallelism. @default 3 */
   alpha?: number;
-  /** Per-RPC timeout, ms. Default {@link DEFAULT_REQUEST_TIMEOUT}. */
+  /** Per-RPC timeout, ms. @default {@link DEFAULT_REQUEST_TIMEOUT} */
   requestTimeout?: number;
-  /** Republish period, ms; `0` disables the timer. Default {@link DEFAULT_REPUBLISH_INTERVAL}. */
+  /** Republish period, ms; `0` disables the timer. @default {@link DEFAULT_REPUBLISH_INTERVAL} */
   republishInterval?: number;
-  /** Bucket refresh period, ms; `0` disables the timer. Default {@link DEFAULT_REFRESH_INTERVAL}. */
+  /** Bucket refresh period, ms; `0` disables the timer. @default {@link DEFAULT_REFRESH_INTERVAL} */
   refreshInterval?: number;
-  /** Most records held for others. Default 10 000. */
+  /** Most records held for others. @default 10 000 */
   maxRecords?: number;
-  /** Tolerated future clock skew of record timestamps, ms. Default 5 min. */
+  /** Tolerated future clock skew of record timestamps, ms. @default 5 min */
   maxClockSkew?: number;
-  /** Consecutive RPC failures before a contact is evicted. Default 3. */
+  /** Consecutive RPC failures before a contact is evicted. @default 3 */
   maxFailures?: number;
-  /** Copies a `get` collects before stopping. Default {@link DEFAULT_GET_QUORUM}. */
+  /** Copies a `get` collects before stopping. @default {@link DEFAULT_GET_QUORUM} */
   quorum?: number;
-  /** Send our contact with requests so others add us. Default `true`; `false` = client mode. */
+  /** Send our contact with requests so others add us; `false` = client mode. @default true */
   advertise?: boolean;
-  /** Clock, ms. Default `Date.now`. */
+  /** Clock, ms. @default `Date.now` */
   now?: () => number;
 }
 
@@ -55,7 +55,7 @@ export interface DhtNodeOptions {
 export interface DhtGetOptions<D = never> extends AbortOptions {
   /** Returned instead of throwing {@link NotFoundError} when the key is missing. */
   default?: D;
-  /** Copies to collect before stopping; default the node's `quorum`. */
+  /** Copies to collect before stopping. @default the node's `quorum` */
   quorum?: number;
 }
 

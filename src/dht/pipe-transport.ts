@@ -34,207 +34,32 @@
  * @module
  */
 import { setMaxListeners } from 'node:events';
-import { networkInterfaces } from 'node:os';
 import { AbortError, InvalidArgumentError, P2pdError, PipeClosedError } from '../errors.js';
-import type { Identity } from '../crypto/identity.js';
-import { secure as securePipe } from '../crypto/secure-pipe.js';
-import { unmapHost, type Endpoint, type EndpointLike, type Family } from '../interfaces/endpoint.js';
+import { unmapHost, type Endpoint, type Family } from '../interfaces/endpoint.js';
 import { isUnspecified } from '../interfaces/scope.js';
 import { pipeOpen } from '../pipes/open.js';
 import type { Pipe } from '../pipes/pipe.js';
 import type { TcpPipe } from '../pipes/tcp.js';
 import type { TcpServer } from '../pipes/tcp-server.js';
-import type { BindOptions, Message } from '../pipes/types.js';
+import type { Message } from '../pipes/types.js';
 import { cancellable } from '../util/abort.js';
 import { DhtConnection } from './connection.js';
 import { contactAddress, contactProblem, type Contact } from './contact.js';
-import { idEquals, idToHex, isId, type DhtId } from './id.js';
-import { MAX_MESSAGE_BYTES, type DhtRequest, type DhtResponse } from './messages.js';
+import { idEquals, idToHex, type DhtId } from './id.js';
+import type { DhtRequest, DhtResponse } from './messages.js';
+import {
+  DEFAULT_DHT_CONNECT_TIMEOUT, DEFAULT_DHT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INBOUND, MAX_DHT_FRAME,
+  type LinkUpgrade, type PipeDhtTransportOptions, type PipeDhtTransportStats, type UpgradedLink,
+} from './pipe-transport-options.js';
+import { FrameSink, Link, LinkPool } from './pipe-transport-pool.js';
+import { checkListenOptions, guessHost, option } from './pipe-transport-setup.js';
 import { linkSignals, type DhtRequestHandler, type DhtRequestOptions, type DhtTransport } from './transport.js';
 
-/** Default most pooled outgoing connections. */
-export const DEFAULT_MAX_CONNECTIONS = 64;
-/** Default most accepted connections (handshakes in progress included). */
-export const DEFAULT_MAX_INBOUND = 256;
-/** Default time a link may stay idle before it is closed, ms. */
-export const DEFAULT_IDLE_TIMEOUT = 60_000;
-/** Default TCP connect timeout, ms (a request's own timeout bounds it too). */
-export const DEFAULT_DHT_CONNECT_TIMEOUT = 5_000;
-/** Default time a peer has to complete the secure handshake, ms. */
-export const DEFAULT_DHT_HANDSHAKE_TIMEOUT = 10_000;
-/** Largest DHT frame a link sends or accepts (one DHT message). */
-export const MAX_DHT_FRAME = MAX_MESSAGE_BYTES;
-/** Frames a secure link may receive before the transport has wired it (sent with the last handshake message). */
-const MAX_EARLY_FRAMES = 64;
-
-/** What the secure layer hands back: the pipe DHT frames travel on and the peer's authenticated id. */
-export interface UpgradedLink {
-  pipe: Pipe;
-  remoteId: DhtId;
-}
-
-/** Options given to a {@link LinkUpgrade}. */
-export interface LinkUpgradeOptions {
-  /** `true` on the connecting side. */
-  initiator: boolean;
-  /** The id the peer must prove (outgoing links). */
-  remoteId?: DhtId;
-  /** Aborts the handshake (the transport closes). */
-  signal: AbortSignal;
-  /** Handshake timeout, ms. */
-  timeout: number;
-  /** Receives every DHT frame of the upgraded pipe, from the first one on. */
-  onFrame(data: Buffer): void;
-}
-
-/**
- * The secure layer: runs a handshake over a raw (unframed) TCP pipe. Rejects (closing `raw`)
- * if the handshake fails, or `remoteId` is given and the peer proves another id.
- */
-export type LinkUpgrade = (raw: TcpPipe, opts: LinkUpgradeOptions) => Promise<UpgradedLink>;
-
-/** Options of {@link PipeDhtTransport.listen}. */
-export interface PipeDhtTransportOptions {
-  /**
-   * Our node identity: gives our id and public key, and authenticates us in secure mode.
-   * Without it `id` is required and only plain mode is possible.
-   */
-  identity?: Identity;
-  /** Our node id when no `identity` is given (plain mode). */
-  id?: DhtId;
-  /** Run the Noise handshake on every link. Default `true` with an `identity`, else `false`. */
-  secure?: boolean;
-  /** Where to listen: `'host:port'`, `{ host, port }` or `{ host?, port?, iface? }`. Default `0.0.0.0:0`. */
-  bind?: EndpointLike | BindOptions;
-  /**
-   * Host put in our contact (what other nodes connect to). Default: the bound address; for a
-   * wildcard bind, the first non-internal address of the family, else loopback.
-   */
-  publicHost?: string;
-  /** Port put in our contact. Default: the bound port. */
-  publicPort?: number;
-  /** Most pooled outgoing connections. Default {@link DEFAULT_MAX_CONNECTIONS}. */
-  maxConnections?: number;
-  /** Most accepted connections. Default {@link DEFAULT_MAX_INBOUND}. */
-  maxInbound?: number;
-  /** Idle links are closed after this many ms; `0` = never. Default {@link DEFAULT_IDLE_TIMEOUT}. */
-  idleTimeout?: number;
-  /** TCP connect timeout, ms. Default {@link DEFAULT_DHT_CONNECT_TIMEOUT}. */
-  connectTimeout?: number;
-  /** Secure handshake timeout, ms. Default {@link DEFAULT_DHT_HANDSHAKE_TIMEOUT}. */
-  handshakeTimeout?: number;
-  /** Malformed frames tolerated per link before it is closed. Default 3. */
-  maxMalformed?: number;
-  /** Requests in flight per link. Default 256. */
-  maxPending?: number;
-  /** Incoming requests served at once per link. Default 64. */
-  maxServing?: number;
-  /** The secure layer. Default: `secure()` of `src/crypto/secure-pipe.ts` with our identity. */
-  upgrade?: LinkUpgrade;
-}
-
-/** Counters of a {@link PipeDhtTransport}. */
-export interface PipeDhtTransportStats {
-  /** Outgoing links established (handshake included). */
-  connects: number;
-  /** Outgoing connection attempts that failed (connect or handshake). */
-  connectFailures: number;
-  /** Requests retried on a fresh connection after their pooled link failed. */
-  reconnects: number;
-  /** Accepted connections that became links. */
-  accepted: number;
-  /** Accepted connections reset because `maxInbound` was reached. */
-  refused: number;
-  /** Secure handshakes that failed (either direction; `PeerIdMismatchError` included). */
-  handshakeFailures: number;
-  /** Links closed for malformed, oversized or truncated frames (or, secure, undecryptable ones). */
-  misbehaving: number;
-  /** Links closed to make room (pool or inbound limit). */
-  evicted: number;
-  /** Links closed for being idle. */
-  idleClosed: number;
-}
-
-/** One connection carrying DHT messages. */
-class Link {
-  lastUsed = Date.now();
-  /** Accepted secure link: pool key of the contact the peer advertises. */
-  advertised: string | undefined;
-  readonly conn: DhtConnection;
-  constructor(
-    readonly pipe: Pipe,
-    readonly outbound: boolean,
-    /** Pool key of an outgoing link. */
-    readonly key: string | undefined,
-    /** Authenticated peer id (secure mode). */
-    readonly remoteId: DhtId | undefined,
-    make: (link: Link) => DhtConnection,
-  ) {
-    this.conn = make(this);
-  }
-
-  get idle(): boolean {
-    return this.conn.pending === 0;
-  }
-
-  receive(data: Buffer): void {
-    this.lastUsed = Date.now();
-    this.conn.receive(data);
-  }
-}
-
-/** Buffers the frames a pipe delivers until their link exists. */
-class FrameSink {
-  #early: Buffer[] | undefined = [];
-  #link: Link | undefined;
-
-  readonly push = (data: Buffer): void => {
-    if (this.#link) this.#link.receive(data);
-    else if (this.#early && this.#early.length < MAX_EARLY_FRAMES) this.#early.push(data);
-  };
-
-  attach(link: Link): void {
-    this.#link = link;
-    const early = this.#early ?? [];
-    this.#early = undefined;
-    for (const f of early) link.receive(f);
-  }
-}
-
-function option(v: number | undefined, dflt: number, what: string, allowZero = false): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < (allowZero ? 0 : 1)) {
-    throw new InvalidArgumentError(`${what} must be a ${allowZero ? 'non-negative' : 'positive'} number`);
-  }
-  return v;
-}
-
-/** A host other nodes can reach us at when we are bound to a wildcard address. */
-function guessHost(family: Family): string {
-  for (const addrs of Object.values(networkInterfaces())) {
-    for (const a of addrs ?? []) {
-      if (a.internal) continue;
-      if (family === 4 ? a.family === 'IPv4' : a.family === 'IPv6' && !a.address.toLowerCase().startsWith('fe80')) return a.address;
-    }
-  }
-  return family === 4 ? '127.0.0.1' : '::1';
-}
-
-/** The default secure layer: the p2pd Noise XX handshake with `identity`. */
-export function noiseUpgrade(identity: Identity): LinkUpgrade {
-  return async (raw, o) => {
-    const sp = await securePipe(raw, {
-      identity,
-      initiator: o.initiator,
-      ...(o.remoteId ? { remoteId: o.remoteId } : {}),
-      signal: o.signal,
-      timeout: o.timeout,
-      maxMessageSize: MAX_DHT_FRAME,
-      onMessage: (m) => o.onFrame(m.data),
-    });
-    return { pipe: sp, remoteId: new Uint8Array(sp.remoteId) };
-  };
-}
+export {
+  DEFAULT_DHT_CONNECT_TIMEOUT, DEFAULT_DHT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INBOUND, MAX_DHT_FRAME,
+  type LinkUpgrade, type LinkUpgradeOptions, type PipeDhtTransportOptions, type PipeDhtTransportStats, type UpgradedLink,
+} from './pipe-transport-options.js';
+export { noiseUpgrade } from './pipe-transport-setup.js';
 
 /** A DHT transport over TCP pipes, secure (Noise) or plain. */
 export class PipeDhtTransport implements DhtTransport {
@@ -256,21 +81,10 @@ export class PipeDhtTransport implements DhtTransport {
   readonly #handshakeTimeout: number;
   readonly #connOpts: { maxMalformed?: number; maxPending?: number; maxServing?: number };
   readonly #closeCtrl = new AbortController();
-  /** Outgoing links and connection attempts, by pool key. */
-  readonly #out = new Map<string, Link | Promise<Link>>();
-  /** Accepted links. */
-  readonly #in = new Set<Link>();
-  /**
-   * Accepted secure links by the pool key of the peer's own contact (its authenticated id and
-   * the address it advertises as `sender`), so our requests to that contact can use them.
-   */
-  readonly #inByKey = new Map<string, Link>();
+  /** Every link, indexed. */
+  readonly #pool: LinkPool;
   /** Accepted raw pipes still in the handshake. */
   readonly #handshaking = new Set<TcpPipe>();
-  /** Plain links by the pipe their frames arrive on. */
-  readonly #byPipe = new Map<Pipe, Link>();
-  /** Every link. */
-  readonly #links = new Set<Link>();
   /** Connection attempts and handshakes in progress. */
   readonly #attempts = new Set<Promise<unknown>>();
   #handler: DhtRequestHandler | undefined;
@@ -288,6 +102,7 @@ export class PipeDhtTransport implements DhtTransport {
     this.#idleTimeout = option(opts.idleTimeout, DEFAULT_IDLE_TIMEOUT, 'idleTimeout', true);
     this.#connectTimeout = option(opts.connectTimeout, DEFAULT_DHT_CONNECT_TIMEOUT, 'connectTimeout');
     this.#handshakeTimeout = option(opts.handshakeTimeout, DEFAULT_DHT_HANDSHAKE_TIMEOUT, 'handshakeTimeout');
+    this.#pool = new LinkPool(this.stats, this.#maxConnections);
     this.#connOpts = {
       ...(opts.maxMalformed !== undefined ? { maxMalformed: opts.maxMalformed } : {}),
       ...(opts.maxPending !== undefined ? { maxPending: opts.maxPending } : {}),
@@ -296,7 +111,7 @@ export class PipeDhtTransport implements DhtTransport {
     server.onConnection((p) => this.#accept(p));
     server.onError(() => undefined); // our callbacks do not throw; nothing to report
     if (this.#idleTimeout > 0) {
-      this.#sweep = setInterval(() => this.#sweepIdle(), Math.max(50, Math.min(this.#idleTimeout / 2, 30_000)));
+      this.#sweep = setInterval(() => this.#pool.sweepIdle(this.#idleTimeout), Math.max(50, Math.min(this.#idleTimeout / 2, 30_000)));
       this.#sweep.unref();
     }
   }
@@ -308,17 +123,8 @@ export class PipeDhtTransport implements DhtTransport {
    *   BindError if the address cannot be bound.
    */
   static async listen(opts: PipeDhtTransportOptions): Promise<PipeDhtTransport> {
-    if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('PipeDhtTransport.listen needs options');
-    const identity = opts.identity;
-    const id = identity ? new Uint8Array(identity.id) : opts.id;
-    if (!isId(id)) throw new InvalidArgumentError('a DHT transport needs an identity or a 32-byte id');
-    if (identity && opts.id !== undefined && !(isId(opts.id) && idEquals(opts.id, id))) throw new InvalidArgumentError('id does not match the identity');
-    const secure = opts.secure ?? identity !== undefined;
-    if (secure && !identity && !opts.upgrade) throw new InvalidArgumentError('secure mode needs an identity');
-    if (opts.publicHost !== undefined && (typeof opts.publicHost !== 'string' || opts.publicHost.length === 0)) {
-      throw new InvalidArgumentError('publicHost must be an IP address');
-    }
-    const upgrade = secure ? opts.upgrade ?? noiseUpgrade(identity as Identity) : undefined;
+    const { identity, id, upgrade } = checkListenOptions(opts);
+    const secure = upgrade !== undefined;
     let self: PipeDhtTransport | undefined;
     // Plain: a server-level callback delivers every accepted pipe's frames (and keeps them
     // from queueing for recv()). Secure: no server callback, the secure layer owns the pipes.
@@ -359,8 +165,8 @@ export class PipeDhtTransport implements DhtTransport {
   /** Open links (outgoing, accepted) and accepted connections still in the handshake. */
   get connections(): { outbound: number; inbound: number; handshaking: number } {
     let outbound = 0;
-    for (const l of this.#links) if (l.outbound) outbound++;
-    return { outbound, inbound: this.#links.size - outbound, handshaking: this.#handshaking.size };
+    for (const l of this.#pool.links) if (l.outbound) outbound++;
+    return { outbound, inbound: this.#pool.links.size - outbound, handshaking: this.#handshaking.size };
   }
 
   /** Installs the handler serving incoming requests. */
@@ -387,7 +193,7 @@ export class PipeDhtTransport implements DhtTransport {
       }
     } finally {
       ls.done();
-      if (this.#out.size > this.#maxConnections) this.#trim();
+      if (this.#pool.out.size > this.#maxConnections) this.#pool.trim();
     }
   }
 
@@ -401,9 +207,9 @@ export class PipeDhtTransport implements DhtTransport {
       // Attempts see the abort and close their own pipes.
       await Promise.allSettled([...this.#attempts]);
       // Links first (a secure link sends its authenticated close), then the server.
-      const links = [...this.#links].map((l) => l.pipe.close());
+      const links = [...this.#pool.links].map((l) => l.pipe.close());
       await Promise.allSettled([...links, this.server.close()]);
-      this.#out.clear();
+      this.#pool.out.clear();
     })();
     return this.#closing;
   }
@@ -416,7 +222,7 @@ export class PipeDhtTransport implements DhtTransport {
   // ---- internals ----------------------------------------------------------------------
 
   readonly #onPlainFrame = (m: Message): void => {
-    this.#byPipe.get(m.pipe)?.receive(m.data);
+    this.#pool.byPipe.get(m.pipe)?.receive(m.data);
   };
 
   #poolKey(to: Contact): string {
@@ -426,13 +232,13 @@ export class PipeDhtTransport implements DhtTransport {
 
   async #linkFor(to: Contact, signal: AbortSignal): Promise<{ link: Link; fresh: boolean }> {
     const key = this.#poolKey(to);
-    const have = this.#out.get(key);
+    const have = this.#pool.out.get(key);
     if (have instanceof Link) {
       have.lastUsed = Date.now();
       return { link: have, fresh: false };
     }
     if (have === undefined) {
-      const inbound = this.#inByKey.get(key);
+      const inbound = this.#pool.inByKey.get(key);
       if (inbound) {
         inbound.lastUsed = Date.now();
         return { link: inbound, fresh: false };
@@ -448,7 +254,7 @@ export class PipeDhtTransport implements DhtTransport {
 
   /** Opens (and in secure mode authenticates) a link to `to`, pooled under `key`. */
   #connect(key: string, to: Contact): Promise<Link> {
-    this.#makeRoom();
+    this.#pool.makeRoom();
     const signal = this.#closeCtrl.signal;
     const upgrade = this.#upgrade;
     let attempt: Promise<Link> | undefined;
@@ -482,17 +288,17 @@ export class PipeDhtTransport implements DhtTransport {
           if (this.closed) throw new PipeClosedError('DHT transport is closed');
           link = this.#addLink(raw, true, key, undefined);
         }
-        this.#out.set(key, link);
+        this.#pool.out.set(key, link);
         this.stats.connects++;
         return link;
       } catch (e) {
         this.stats.connectFailures++;
-        if (this.#out.get(key) === attempt) this.#out.delete(key);
+        if (this.#pool.out.get(key) === attempt) this.#pool.out.delete(key);
         if (raw && !raw.closed) await raw.close().catch(() => undefined);
         throw e;
       }
     })();
-    this.#out.set(key, attempt);
+    this.#pool.out.set(key, attempt);
     this.#track(attempt);
     return attempt;
   }
@@ -522,16 +328,14 @@ export class PipeDhtTransport implements DhtTransport {
         },
         onMisbehaving: () => {
           this.stats.misbehaving++;
-          this.#drop(l);
+          this.#pool.drop(l);
         },
       }),
     );
-    this.#links.add(link);
-    if (!this.secure) this.#byPipe.set(pipe, link);
-    if (!outbound) this.#in.add(link);
+    this.#pool.add(link, !this.secure);
     pipe.onError(() => undefined);
     pipe.onClose((err) => {
-      this.#forget(link);
+      this.#pool.forget(link);
       link.conn.close(err);
       // A frame over the size limit (or undecryptable) closes the pipe: the peer misbehaved.
       if (err instanceof P2pdError && (err.code === 'ERR_FRAME' || err.code === 'ERR_DECRYPT' || err.code === 'ERR_MESSAGE_TOO_BIG')) {
@@ -539,15 +343,6 @@ export class PipeDhtTransport implements DhtTransport {
       }
     });
     return link;
-  }
-
-  /** Removes a link from every index (it is closing). */
-  #forget(link: Link): void {
-    this.#links.delete(link);
-    this.#byPipe.delete(link.pipe);
-    if (link.key !== undefined && this.#out.get(link.key) === link) this.#out.delete(link.key);
-    this.#in.delete(link);
-    if (link.advertised !== undefined && this.#inByKey.get(link.advertised) === link) this.#inByKey.delete(link.advertised);
   }
 
   /**
@@ -562,26 +357,15 @@ export class PipeDhtTransport implements DhtTransport {
     return (req, ctx) => {
       const s = req.sender;
       if (s && idEquals(s.id, link.remoteId as DhtId) && contactProblem(s) === undefined) {
-        const key = this.#poolKey(s);
-        if (link.advertised !== key && this.#links.has(link)) {
-          if (link.advertised !== undefined && this.#inByKey.get(link.advertised) === link) this.#inByKey.delete(link.advertised);
-          link.advertised = key;
-          this.#inByKey.set(key, link);
-        }
+        this.#pool.advertise(link, this.#poolKey(s));
       }
       return h(req, ctx);
     };
   }
 
-  /** Forgets and closes a link. */
-  #drop(link: Link): void {
-    this.#forget(link);
-    void link.pipe.close().catch(() => undefined);
-  }
-
   /** An accepted connection: a link at once (plain) or after the handshake (secure). */
   #accept(raw: TcpPipe): void {
-    if (this.closed || (this.#in.size + this.#handshaking.size >= this.#maxInbound && !this.#evict(this.#in))) {
+    if (this.closed || (this.#pool.in.size + this.#handshaking.size >= this.#maxInbound && !this.#pool.evict(this.#pool.in))) {
       this.stats.refused++;
       raw.reset();
       return;
@@ -613,49 +397,4 @@ export class PipeDhtTransport implements DhtTransport {
       })(),
     );
   }
-
-  /** Closes the least recently used idle link of `links`; false if none is idle. */
-  #evict(links: Iterable<Link>): boolean {
-    const victim = lru(links);
-    if (!victim) return false;
-    this.stats.evicted++;
-    this.#drop(victim);
-    return true;
-  }
-
-  /** Before a new outgoing connection: close the least recently used idle one if the pool is full. */
-  #makeRoom(): void {
-    if (this.#out.size < this.#maxConnections) return;
-    // If every link is busy the pool goes over its limit for now; the sweep trims it later.
-    this.#evict(this.#outLinks());
-  }
-
-  #outLinks(): Link[] {
-    const out: Link[] = [];
-    for (const v of this.#out.values()) if (v instanceof Link) out.push(v);
-    return out;
-  }
-
-  #sweepIdle(): void {
-    const cutoff = Date.now() - this.#idleTimeout;
-    for (const l of [...this.#links]) {
-      if (l.idle && l.lastUsed < cutoff) {
-        this.stats.idleClosed++;
-        this.#drop(l);
-      }
-    }
-    this.#trim();
-  }
-
-  /** Closes least recently used idle outgoing links while the pool is over its limit. */
-  #trim(): void {
-    while (this.#out.size > this.#maxConnections && this.#evict(this.#outLinks()));
-  }
-}
-
-/** The least recently used idle link, if any. */
-function lru(links: Iterable<Link>): Link | undefined {
-  let best: Link | undefined;
-  for (const l of links) if (l.idle && (!best || l.lastUsed < best.lastUsed)) best = l;
-  return best;
 }

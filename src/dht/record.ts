@@ -88,11 +88,15 @@ export interface DhtRecord {
 
 /** Fields of a record before signing. */
 export interface RecordInit {
+  /** The key (the record is stored under its key id). */
   key: DhtKey;
-  /** Encoded with {@link encodeValue}; ignored for tombstones. */
+  /** Encoded with {@link encodeValue}; ignored for tombstones. @default null */
   value?: DhtValue;
+  /** Sequence number: a higher one replaces a lower one of the same writer and key. */
   seq: number;
+  /** Creation time, Unix ms. */
   timestamp: number;
+  /** True for a tombstone. @default false */
   deleted?: boolean;
 }
 
@@ -240,9 +244,9 @@ export function ed25519PublicKey(raw: Uint8Array): KeyObject {
 
 /** Options of {@link verifyRecord}. */
 export interface VerifyRecordOptions {
-  /** Current time, ms. Default `Date.now()`. */
+  /** Current time, ms. @default `Date.now()` */
   now?: number;
-  /** Tolerated future skew of `timestamp`, ms. Default {@link MAX_CLOCK_SKEW_MS}. */
+  /** Tolerated future skew of `timestamp`, ms. @default {@link MAX_CLOCK_SKEW_MS} */
   maxClockSkew?: number;
   /** If given, the record's key must hash to this id. */
   keyId?: Uint8Array;

@@ -34,18 +34,18 @@ export const DEFAULT_MAX_FAILURES = 3;
 
 /** Options of {@link RoutingTable}. */
 export interface RoutingTableOptions {
-  /** Bucket size. Default {@link DEFAULT_K}. */
+  /** Bucket size. @default {@link DEFAULT_K} */
   k?: number;
-  /** Size of each bucket's replacement cache. Default `k`. */
+  /** Size of each bucket's replacement cache. @default `k` */
   replacementCacheSize?: number;
-  /** Consecutive failures before eviction when no replacement waits. Default {@link DEFAULT_MAX_FAILURES}. */
+  /** Consecutive failures before eviction when no replacement waits. @default {@link DEFAULT_MAX_FAILURES} */
   maxFailures?: number;
   /**
    * Liveness check of a full bucket's least-recently-seen contact; resolves `true` if it
    * answered. Without it, newcomers to a full bucket only enter the replacement cache.
    */
   ping?: (contact: Contact) => Promise<boolean>;
-  /** Clock in ms. Default `Date.now`. */
+  /** Clock in ms. @default `Date.now` */
   now?: () => number;
   /** Called after a contact enters a bucket (not on updates of a known contact). */
   onAdded?: (contact: Contact) => void;

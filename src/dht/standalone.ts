@@ -92,16 +92,17 @@ export interface StartDhtNodeOptions
   extends Omit<DhtNodeOptions, 'transport' | 'contact' | 'signer'>,
     Omit<PipeDhtTransportOptions, 'identity' | 'id' | 'bind'>,
     AbortOptions {
-  /** Our identity (signs records; authenticates us in secure mode). Default: a fresh one. */
+  /** Our identity (signs records; authenticates us in secure mode). @default a fresh one */
   identity?: Identity;
-  /** Where to listen. Default `0.0.0.0:0` (see `publicHost` for what others are told). */
+  /** Where to listen. @default `0.0.0.0:0` (see `publicHost` for what others are told) */
   bind?: EndpointLike | BindOptions;
   /**
    * Nodes to join through: contacts or `<id>@host:port` strings. Without any the node starts
    * a new network (others join through it). Join fails (and the node is closed) if none answers.
+   * @default []
    */
   bootstrap?: ReadonlyArray<Contact | string>;
-  /** Noise on every link. Default `true` (we always have an identity). */
+  /** Noise on every link. @default `true` (we always have an identity) */
   secure?: boolean;
 }
 

@@ -23,11 +23,11 @@ export interface StoredRecord {
 
 /** Options of {@link RecordStore}. */
 export interface RecordStoreOptions {
-  /** Most records held. Default {@link DEFAULT_MAX_RECORDS}. */
+  /** Most records held. @default {@link DEFAULT_MAX_RECORDS} */
   maxRecords?: number;
-  /** Tolerated future clock skew of record timestamps, ms. */
+  /** Tolerated future clock skew of record timestamps, ms. @default {@link MAX_CLOCK_SKEW_MS} */
   maxClockSkew?: number;
-  /** Clock, ms. Default `Date.now`. */
+  /** Clock, ms. @default `Date.now` */
   now?: () => number;
 }
 

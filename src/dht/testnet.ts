@@ -14,9 +14,9 @@ import { generateSigner, type Signer } from './record.js';
 export interface MemoryDhtTestnetOptions extends Omit<DhtNodeOptions, 'transport' | 'contact' | 'signer'> {
   /** Options of the memory network. */
   network?: MemoryNetworkOptions;
-  /** After all joins, refresh every bucket of every node once. Default `true`. */
+  /** After all joins, refresh every bucket of every node once. @default `true` */
   settle?: boolean;
-  /** Random source for bootstrap choice. Default `Math.random`. */
+  /** Random source for bootstrap choice. @default `Math.random` */
   random?: () => number;
 }
 

@@ -12,80 +12,19 @@
  * messages are dropped and counted in {@link Signalling.stats}.
  * @module
  */
-import { randomBytes } from 'node:crypto';
-import mqtt, { type MqttClient } from 'mqtt';
-import type { Identity } from '../crypto/identity.js';
-import type { X25519KeyPair } from '../crypto/noise.js';
-import { formatEndpoint } from '../interfaces/endpoint.js';
 import { cancellable, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import type { PeerAddress } from './address.js';
 import { inboxTopic } from './broker.js';
 import { openEnvelope, ReplayCache, sealEnvelope } from './envelope.js';
 import { SignalError, type SignalRejection } from './errors.js';
+import { brokerUrlsFor, openBroker, type Conn } from './signalling-broker.js';
+import {
+  BROKER_CONNECT_TIMEOUT, DEFAULT_SIGNAL_TTL, MAX_PEER_BROKERS, type SignalMessage, type SignallingOptions, type SignallingStats,
+} from './signalling-types.js';
 
-/** Default time to connect to a broker (ms). */
-export const BROKER_CONNECT_TIMEOUT = 2_000;
-/** Default TTL of a signalling message (ms). */
-export const DEFAULT_SIGNAL_TTL = 10_000;
-/** Most broker connections opened on demand for peers (beyond the configured ones). */
-export const MAX_PEER_BROKERS = 16;
-
-/** A verified signalling message. */
-export interface SignalMessage {
-  /** Sender's node id, hex (authenticated by the envelope signature). */
-  from: string;
-  /** Sender's Ed25519 identity key. */
-  senderKey: Buffer;
-  /** Message type. */
-  type: string;
-  /** Message body (an object; validate it before use). */
-  body: Record<string, unknown>;
-  /** Envelope id, hex. */
-  msgId: string;
-  /** The id of the message this one answers, if any. */
-  re: string | undefined;
-  /** The broker URL it came through. */
-  via: string;
-  /** Expiry, Unix ms. */
-  expires: number;
-}
-
-/** Options of {@link Signalling}. */
-export interface SignallingOptions {
-  /** Our identity (signs what we send; the inbox is its id). */
-  identity: Identity;
-  /** Our X25519 signalling key (decrypts what we receive). */
-  signalKey: X25519KeyPair;
-  /** Brokers to stay connected to (URLs such as `mqtt://host:1883`). @default [] */
-  brokers?: readonly string[];
-  /** Time allowed to connect to a broker (ms). @default 2000 */
-  connectTimeout?: number;
-  /** Clock difference tolerated between peers (ms). @default 5000 */
-  clockSkew?: number;
-  /** Called with each verified message. */
-  onMessage?: (m: SignalMessage) => void;
-  /** Delay before reconnecting a configured broker (ms). @default 1000 */
-  reconnectPeriod?: number;
-}
-
-/** Counters. */
-export interface SignallingStats {
-  /** Envelopes published. */
-  sent: number;
-  /** Verified messages received. */
-  received: number;
-  /** Envelopes dropped, by reason. */
-  rejected: Partial<Record<SignalRejection, number>>;
-}
-
-interface Conn {
-  url: string;
-  client: MqttClient;
-  configured: boolean;
-  /** Resolves when connected and subscribed; rejects if the first attempt fails. */
-  ready: Promise<void>;
-  up: boolean;
-}
+export {
+  BROKER_CONNECT_TIMEOUT, DEFAULT_SIGNAL_TTL, MAX_PEER_BROKERS, type SignalMessage, type SignallingOptions, type SignallingStats,
+} from './signalling-types.js';
 
 /** One node's signalling endpoint: broker connections, inbox, request/response. */
 export class Signalling {
@@ -144,62 +83,14 @@ export class Signalling {
       if (configured) existing.configured = true;
       return existing;
     }
-    const timeout = this.opts.connectTimeout ?? BROKER_CONNECT_TIMEOUT;
-    const client = mqtt.connect(url, {
-      protocolVersion: 4,
-      clean: true,
-      clientId: `p2pd-${randomBytes(8).toString('hex')}`,
-      connectTimeout: timeout,
-      reconnectPeriod: configured ? (this.opts.reconnectPeriod ?? 1000) : 0,
-      keepalive: 30,
-      resubscribe: true,
-      queueQoSZero: false,
-    });
-    const conn: Conn = { url, client, configured, ready: Promise.resolve(), up: false };
-    conn.ready = new Promise<void>((resolve, reject) => {
-      let first = true;
-      const timer = setTimeout(() => {
-        if (first) {
-          first = false;
-          reject(new SignalError('not-connected', `broker ${url} did not answer within ${timeout} ms`));
-        }
-      }, timeout + 100);
-      timer.unref();
-      client.on('connect', () => {
-        (client.stream as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true);
-        client.subscribe(this.topic, { qos: 1 }, (err) => {
-          if (err) {
-            if (first) {
-              first = false;
-              clearTimeout(timer);
-              reject(new SignalError('not-connected', `broker ${url} refused our subscription: ${err.message}`, { cause: err }));
-            }
-            return;
-          }
-          conn.up = true;
-          if (first) {
-            first = false;
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-      });
-      const down = (err?: Error): void => {
-        conn.up = false;
-        if (first) {
-          first = false;
-          clearTimeout(timer);
-          reject(new SignalError('not-connected', `cannot connect to broker ${url}${err ? `: ${err.message}` : ''}`, err ? { cause: err } : undefined));
-        }
-        if (!conn.configured && !this.closed) this.drop(conn);
-      };
-      client.on('error', (e) => down(e));
-      client.on('close', () => down());
-      client.on('offline', () => (conn.up = false));
-    });
-    conn.ready.catch(() => undefined);
-    client.on('message', (topic, payload) => {
-      if (topic === this.topic) this.receive(payload, url);
+    const conn = openBroker(url, configured, {
+      topic: this.topic,
+      connectTimeout: this.opts.connectTimeout ?? BROKER_CONNECT_TIMEOUT,
+      reconnectPeriod: this.opts.reconnectPeriod ?? 1000,
+      onMessage: (payload) => this.receive(payload, url),
+      onDown: (c) => {
+        if (!c.configured && !this.closed) this.drop(c);
+      },
     });
     this.conns.set(url, conn);
     return conn;
@@ -261,26 +152,7 @@ export class Signalling {
 
   /** Broker URLs that may reach `peer`, best first: shared configured ones, then the peer's own. */
   brokersFor(peer: PeerAddress): string[] {
-    const urls: string[] = [];
-    for (const s of peer.signal) {
-      if (s.type === 'mqtt') urls.push(s.url);
-      else {
-        // A broker the peer runs itself: at each of its addresses (loopback first: same host).
-        const hosts: string[] = [];
-        for (const iface of peer.interfaces) {
-          for (const e of iface.endpoints) {
-            if (e.proto !== 'tcp' || e.kind === 'link-local') continue;
-            const h = formatEndpoint({ host: e.host, port: s.port, family: e.family });
-            if (!hosts.includes(h)) hosts.push(h);
-          }
-        }
-        // Loopback first (same host), then LAN, then the rest, as advertised.
-        const rank = (h: string): number => (h.startsWith('127.') || h.startsWith('[::1]') ? 0 : 1);
-        hosts.sort((a, b) => rank(a) - rank(b));
-        for (const h of hosts) urls.push(`mqtt://${h}`);
-      }
-    }
-    return urls;
+    return brokerUrlsFor(peer);
   }
 
   /** A connected broker that reaches `peer`, connecting to one of its brokers if needed. */

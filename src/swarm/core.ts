@@ -6,56 +6,35 @@
  */
 import { setMaxListeners } from 'node:events';
 import { DecodeError, MessageTooBigError, PipeClosedError, ProtocolMismatchError } from '../errors.js';
-import type { Identity } from '../crypto/identity.js';
 import type { Endpoint } from '../interfaces/endpoint.js';
 import type { TcpServer } from '../pipes/tcp-server.js';
 import { cancellable, type AbortOptions } from '../util/abort.js';
 import {
-  ANNOUNCE_INTERVAL, DIAL_BACKOFF, LINK_IDLE_TIMEOUT, PING_INTERVAL, UNREACHABLE_AFTER, HARD_MAX_LINKS, MAX_CONCURRENT_DIALS, MAX_LINK_MALFORMED, MAX_PAYLOAD_SIZE, MAX_PENDING_SETUPS, SEEN_TTL,
+  ANNOUNCE_INTERVAL, HARD_MAX_LINKS, MAX_LINK_MALFORMED, MAX_PAYLOAD_SIZE, MAX_PENDING_SETUPS, SEEN_TTL,
 } from './constants.js';
 import { buildEnvelope, decodeEnvelope, FRAME_BCAST, FRAME_DATA, type Envelope } from './envelope.js';
+import { GossipQueue } from './gossip.js';
 import { decodeMembers, encodeMembers, FRAME_MEMBERS, FRAME_PING, MEMBERS_END_OF_SNAPSHOT } from './frames.js';
 import { Link, resetPipe } from './link.js';
 import { LinkSet } from './links.js';
 import { Neighbours } from './neighbours.js';
-import { MemberTable, nodeIdHex, signAnnouncement, type ApplyResult, type Member } from './member.js';
-import type { ResolvedProtocol } from './protocol.js';
+import { MemberTable, nodeIdHex, signAnnouncement } from './member.js';
 import { Router } from './routing.js';
 import { acceptLink, dialLink, type SetupContext, type SetupResult } from './setup.js';
 import { emptyStats, type SwarmStats } from './types.js';
+import type { CoreConfig, CoreEvents } from './core-config.js';
 
-/** Configuration of a core (validated by `SwarmPeer`). */
-export interface CoreConfig {
-  identity: Identity;
-  protocol: ResolvedProtocol;
-  now: () => number;
-  linksPerBucket: number;
-  maxLinks: number;
-  redundancy: number;
-  linkTimeout: number;
-  seenCacheSize: number;
-  maintainInterval: number;
-}
-
-/** What the core reports to its owner. Callbacks must not throw. */
-export interface CoreEvents {
-  /** A verified message addressed to us (directed) or a broadcast we should deliver. */
-  deliver(env: Envelope, from: Link | undefined): void;
-  /** A new neighbour. */
-  linkUp(link: Link): void;
-  /** A neighbour is gone (its last link closed). */
-  linkDown(link: Link, err: Error | undefined): void;
-  /** A peer was refused for speaking another protocol. */
-  mismatch(err: ProtocolMismatchError, remote: Endpoint | undefined): void;
-  /** Membership changed. */
-  member(m: Member, change: ApplyResult | 'expired'): void;
-}
+export type { CoreConfig, CoreEvents } from './core-config.js';
 
 /** The running swarm node. */
 export class SwarmCore {
+  /** Known members (verified announcements). */
   readonly members: MemberTable;
+  /** Our neighbours' links. */
   readonly links: LinkSet;
+  /** Routes DATA and BCAST frames. */
   readonly router: Router;
+  /** Counters. */
   readonly stats: SwarmStats = emptyStats();
   readonly #cfg: CoreConfig;
   readonly #ev: CoreEvents;
@@ -64,13 +43,12 @@ export class SwarmCore {
   readonly #ctx: SetupContext;
   readonly #snapshotWaiters = new Set<() => void>();
   readonly #nb: Neighbours;
+  readonly #gossip: GossipQueue;
   #announcement: Buffer;
   #seq: number;
   #pendingSetups = 0;
   #timer: NodeJS.Timeout;
   #soon: NodeJS.Timeout | undefined;
-  #gossip: Buffer[] = [];
-  #gossipScheduled = false;
   #closing: Promise<void> | undefined;
 
   constructor(cfg: CoreConfig, events: CoreEvents, server: TcpServer, readonly endpoint: Endpoint) {
@@ -81,6 +59,7 @@ export class SwarmCore {
     const selfId = cfg.identity.id;
     this.members = new MemberTable(selfId, cfg.protocol.hash);
     this.links = new LinkSet(selfId);
+    this.#gossip = new GossipQueue(this.links, this.stats, () => this.closed);
     this.router = new Router(
       {
         selfId,
@@ -193,7 +172,7 @@ export class SwarmCore {
     this.#sendSnapshot(link);
     if (loser) void loser.io.close();
     if (res === 'new' || res === 'updated') {
-      this.#queueGossip([member.raw]);
+      this.#gossip.queue([member.raw]);
       this.#ev.member(member, res);
     }
     if (!hadNeighbor && this.links.get(idHex) === link) this.#ev.linkUp(link);
@@ -303,27 +282,13 @@ export class SwarmCore {
     }
     if (bad) this.#penalize(link, 'invalid member announcement');
     if (fresh.length > 0) {
-      this.#queueGossip(fresh);
+      this.#gossip.queue(fresh);
       this.#maintainSoon();
     }
     if (flags & MEMBERS_END_OF_SNAPSHOT) {
       link.snapshotDone = true;
       for (const w of [...this.#snapshotWaiters]) w();
     }
-  }
-
-  #queueGossip(raws: Buffer[]): void {
-    for (const r of raws) this.#gossip.push(r);
-    if (this.#gossipScheduled) return;
-    this.#gossipScheduled = true;
-    setImmediate(() => {
-      this.#gossipScheduled = false;
-      const batch = this.#gossip;
-      this.#gossip = [];
-      if (this.closed || batch.length === 0) return;
-      const frames = encodeMembers(batch);
-      for (const l of this.links.values()) for (const f of frames) if (l.send(f)) this.stats.framesSent.members++;
-    }).unref();
   }
 
   // ----------------------------------------------------------------------------- messages --
@@ -375,7 +340,7 @@ export class SwarmCore {
     if (now - this.#seq >= ANNOUNCE_INTERVAL) {
       this.#seq = Math.max(now, this.#seq + 1);
       this.#announcement = signAnnouncement(this.#cfg.identity, this.#cfg.protocol.hash, this.endpoint, this.#seq);
-      this.#queueGossip([this.#announcement]);
+      this.#gossip.queue([this.#announcement]);
     }
     this.#nb.tick();
   }

@@ -59,12 +59,14 @@ export class SwarmDhtTransport implements DhtTransport {
     return c;
   }
 
+  /** Sends `req` to `to` over the swarm (a directed message) and resolves with the response. */
   request(to: Contact, req: DhtRequest, opts: DhtRequestOptions): Promise<DhtResponse> {
     if (this.#closed) return Promise.reject(new PipeClosedError('DHT transport is closed'));
     const id = Buffer.from(to.id);
     return this.#conn({ id, idHex: id.toString('hex') }).request(req, opts);
   }
 
+  /** Installs the handler serving incoming requests. */
   onRequest(handler: DhtRequestHandler | undefined): void {
     this.#handler = handler;
   }

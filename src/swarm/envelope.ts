@@ -50,17 +50,29 @@ export const FRAME_FIXED = ENVELOPE_OVERHEAD;
 
 /** A decoded DATA/BCAST frame. Byte fields are views into `raw`. */
 export interface Envelope {
+  /** Frame type: DATA (directed) or BCAST. */
   readonly type: typeof FRAME_DATA | typeof FRAME_BCAST;
+  /** Relays so far (routing header, not signed). */
   hops: number;
+  /** Routing mode: greedy / tree, or flood (routing header, not signed). */
   mode: number;
+  /** BCAST tree: first XOR bucket this receiver is responsible for (routing header, not signed). */
   limit: number;
+  /** Message kind: 0 application, others built-in services. */
   readonly kind: number;
+  /** The origin's Ed25519 public key. */
   readonly originKey: Buffer;
+  /** Target node id (DATA); all zero (BCAST). */
   readonly target: Buffer;
+  /** Random 16-byte message id. */
   readonly msgId: Buffer;
+  /** Origin time, ms since epoch. */
   readonly timestamp: number;
+  /** Node ids that relay but do not deliver (BCAST). */
   readonly exclude: readonly Buffer[];
+  /** The payload. */
   readonly payload: Buffer;
+  /** The origin's Ed25519 signature. */
   readonly signature: Buffer;
   /** The signed bytes. */
   readonly signed: Buffer;
@@ -70,12 +82,19 @@ export interface Envelope {
 
 /** What {@link buildEnvelope} needs. */
 export interface EnvelopeInit {
+  /** Frame type: directed (DATA) or broadcast (BCAST). */
   type: typeof FRAME_DATA | typeof FRAME_BCAST;
+  /** Application message kind. */
   kind: number;
+  /** Target node id (DATA). @default all zero */
   target?: Buffer;
+  /** Node ids that relay but do not deliver (BCAST). @default [] */
   exclude?: readonly Uint8Array[];
+  /** The payload. */
   payload: Uint8Array;
+  /** Origin time, Unix ms. */
   timestamp: number;
+  /** 16-byte message id. @default random */
   msgId?: Buffer;
 }
 

@@ -72,7 +72,7 @@ export interface SwarmHooks {
 export interface SwarmPeerOptions {
   /** Our identity. @default a fresh one */
   identity?: Identity;
-  /** Protocol identity; peers with another one are refused. */
+  /** Protocol identity; peers with another one are refused. @default { name: 'p2pd-swarm', version: '1', encrypted: true } */
   protocol?: SwarmProtocol;
   /** Hooks. */
   hooks?: SwarmHooks;

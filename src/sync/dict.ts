@@ -68,7 +68,9 @@ export interface SyncDictOptions {
 
 /** Events of a {@link SyncDict}. */
 export interface SyncDictEvents {
+  /** A key got a new value (a local or a remote write). */
   update: [key: Buffer, value: Buffer, meta: SyncMeta];
+  /** A key was deleted. */
   delete: [key: Buffer, meta: SyncMeta];
   /** A remote record was rejected (bad signature, future timestamp, malformed). */
   rejected: [reason: string, from: SwarmPeerInfo];
@@ -88,9 +90,13 @@ const registry = new WeakMap<SwarmPeer, Map<string, SyncDict>>();
 
 /** A dict replicated to every swarm member. */
 export class SyncDict extends EventEmitter<SyncDictEvents> {
+  /** The dict name. */
   readonly name: string;
+  /** Whether keys are leased to their writer. */
   readonly leasing: boolean;
+  /** Lease length (ms). */
   readonly leaseTime: number;
+  /** Namespace id: name and leasing settings (dicts with another one are separate). */
   readonly namespace: Buffer;
   readonly #peer: SwarmPeer;
   readonly #skew: number;

@@ -47,15 +47,23 @@ const FLAG_TOMBSTONE = 0x01;
 
 /** A verified record. */
 export interface SyncRecord {
+  /** Namespace id (dict name and leasing settings), 32 bytes. */
   readonly namespace: Buffer;
+  /** The owner's Ed25519 public key. */
   readonly owner: Buffer;
   /** SHA-256 of {@link owner}. */
   readonly ownerId: Buffer;
+  /** {@link ownerId}, hex. */
   readonly ownerHex: string;
+  /** Start of the owner's current claim on the key (ms). */
   readonly since: number;
+  /** Time of this write (ms); `since ≤ ts`. */
   readonly ts: number;
+  /** True for a delete (releases the lease). */
   readonly tombstone: boolean;
+  /** The key. */
   readonly key: Buffer;
+  /** The value (empty for a tombstone). */
   readonly value: Buffer;
   /** The signed encoding. */
   readonly raw: Buffer;

@@ -23,7 +23,7 @@ import type { SwarmPeerOptions } from '../swarm/types.js';
 
 /** Options of {@link createTestnet}. */
 export interface TestnetOptions extends AbortOptions {
-  /** Protocol identity of every node. */
+  /** Protocol identity of every node. @default the `SwarmPeer` default */
   protocol?: SwarmProtocol;
   /** Also run a DHT node on each swarm node (over the swarm's links). @default false */
   dht?: boolean | Omit<DhtNodeOptions, 'transport' | 'contact' | 'signer'>;

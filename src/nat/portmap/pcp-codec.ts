@@ -26,246 +26,14 @@
 import { randomBytes } from 'node:crypto';
 import { DecodeError, InvalidArgumentError, MessageTooBigError } from '../../errors.js';
 import {
-  PORTMAP_CLIENT_PORT,
-  PORTMAP_SERVER_PORT,
-  bytes16ToIp,
-  canonicalIp,
-  checkBytes,
-  checkU16,
-  checkU32,
-  checkU8,
-  ipToBytes16,
-  rdBytes,
-  rdU16,
-  rdU32,
-  wrU16,
-  wrU32,
-} from './wire.js';
+  PCP_HEADER_SIZE, PCP_MAP_DATA_SIZE, PCP_MAX_MESSAGE_SIZE, PCP_NONCE_SIZE, PCP_PEER_DATA_SIZE, PCP_RESPONSE_BIT, PCP_VERSION,
+  PcpOpcode, PcpResult, pcpResultName,
+} from './pcp-constants.js';
+import { decodePcpOptions, encodePcpOptions, type PcpOption } from './pcp-options.js';
+import { bytes16ToIp, canonicalIp, checkBytes, checkU16, checkU32, checkU8, ipToBytes16, rdBytes, rdU16, rdU32, wrU16, wrU32 } from './wire.js';
 
-/** PCP version number. */
-export const PCP_VERSION = 2;
-/** Server port requests go to. */
-export const PCP_SERVER_PORT = PORTMAP_SERVER_PORT;
-/** Client port unsolicited ANNOUNCE responses go to. */
-export const PCP_CLIENT_PORT = PORTMAP_CLIENT_PORT;
-/** Multicast groups unsolicited ANNOUNCE responses are sent to (RFC 6887 §14.1.3). */
-export const PCP_ANNOUNCE_ADDRESSES = ['224.0.0.1', 'ff02::1'] as const;
-/** Largest PCP message, bytes (RFC 6887 §7). */
-export const PCP_MAX_MESSAGE_SIZE = 1100;
-/** Common header size of requests and responses, bytes. */
-export const PCP_HEADER_SIZE = 24;
-/** Size of the MAP opcode-specific data, bytes. */
-export const PCP_MAP_DATA_SIZE = 36;
-/** Size of the PEER opcode-specific data, bytes. */
-export const PCP_PEER_DATA_SIZE = 56;
-/** Size of a mapping nonce, bytes. */
-export const PCP_NONCE_SIZE = 12;
-/** The R bit of the second byte: set on responses. */
-export const PCP_RESPONSE_BIT = 0x80;
-
-/** Opcodes (RFC 6887 §19.2). */
-export const PcpOpcode = {
-  ANNOUNCE: 0,
-  MAP: 1,
-  PEER: 2,
-} as const;
-
-/** Result codes (RFC 6887 §7.4). */
-export const PcpResult = {
-  SUCCESS: 0,
-  UNSUPP_VERSION: 1,
-  NOT_AUTHORIZED: 2,
-  MALFORMED_REQUEST: 3,
-  UNSUPP_OPCODE: 4,
-  UNSUPP_OPTION: 5,
-  MALFORMED_OPTION: 6,
-  NETWORK_FAILURE: 7,
-  NO_RESOURCES: 8,
-  UNSUPP_PROTOCOL: 9,
-  USER_EX_QUOTA: 10,
-  CANNOT_PROVIDE_EXTERNAL: 11,
-  ADDRESS_MISMATCH: 12,
-  EXCESSIVE_REMOTE_PEERS: 13,
-} as const;
-
-/** Option codes (RFC 6887 §13). Codes 128-255 are optional-to-process. */
-export const PcpOptionCode = {
-  THIRD_PARTY: 1,
-  PREFER_FAILURE: 2,
-  FILTER: 3,
-} as const;
-
-/** IANA protocol numbers commonly used in MAP/PEER (`0` = all protocols). */
-export const PcpProtocolNumber = {
-  ALL: 0,
-  TCP: 6,
-  UDP: 17,
-} as const;
-
-const RESULT_NAMES = Object.fromEntries(Object.entries(PcpResult).map(([k, v]) => [v, k])) as Record<number, string>;
-const OPTION_NAMES = Object.fromEntries(Object.entries(PcpOptionCode).map(([k, v]) => [v, k])) as Record<number, string>;
-
-/** Symbolic name of a PCP result code, e.g. `'NO_RESOURCES'`; `'UNKNOWN_<n>'` otherwise. */
-export function pcpResultName(code: number): string {
-  return RESULT_NAMES[code] ?? `UNKNOWN_${code}`;
-}
-
-/** Symbolic name of a PCP option code, e.g. `'FILTER'`; `'UNKNOWN_<n>'` otherwise. */
-export function pcpOptionName(code: number): string {
-  return OPTION_NAMES[code] ?? `UNKNOWN_${code}`;
-}
-
-// ---------------------------------------------------------------------------------------
-// Options.
-
-/** THIRD_PARTY (code 1, §13.1): the internal address the request is made on behalf of. */
-export interface PcpThirdPartyOption {
-  type: 'third-party';
-  internalAddress: string;
-}
-/** PREFER_FAILURE (code 2, §13.2): fail rather than map a port other than the suggested one. */
-export interface PcpPreferFailureOption {
-  type: 'prefer-failure';
-}
-/** FILTER (code 3, §13.3): only let `remotePeerAddress/prefixLength`:`remotePeerPort` in. */
-export interface PcpFilterOption {
-  type: 'filter';
-  /** Prefix length over the 128-bit (IPv4-mapped) address, 0-128; 0 removes all filters. */
-  prefixLength: number;
-  /** Remote port, 0 = all ports. */
-  remotePeerPort: number;
-  remotePeerAddress: string;
-}
-/** Any other option, kept as raw data (its length is `data.length`, padding excluded). */
-export interface PcpUnknownOption {
-  type: 'unknown';
-  code: number;
-  data: Uint8Array;
-}
-/** A PCP option. */
-export type PcpOption = PcpThirdPartyOption | PcpPreferFailureOption | PcpFilterOption | PcpUnknownOption;
-
-const OPTION_DATA_LEN: Record<number, number> = { 1: 16, 2: 0, 3: 20 };
-
-function optionWireSize(o: PcpOption): number {
-  const len = o.type === 'third-party' ? 16 : o.type === 'prefer-failure' ? 0 : o.type === 'filter' ? 20 : o.data.length;
-  return 4 + ((len + 3) & ~3);
-}
-
-function checkOption(o: PcpOption): void {
-  if (o === null || typeof o !== 'object') throw new InvalidArgumentError('PCP option must be an object');
-  switch (o.type) {
-    case 'third-party':
-      ipToBytes16(o.internalAddress);
-      return;
-    case 'prefer-failure':
-      return;
-    case 'filter':
-      if (checkU8(o.prefixLength, 'FILTER prefix length') > 128) throw new InvalidArgumentError(`invalid FILTER prefix length ${o.prefixLength} (max 128)`);
-      checkU16(o.remotePeerPort, 'FILTER remote peer port');
-      ipToBytes16(o.remotePeerAddress);
-      return;
-    case 'unknown':
-      checkU8(o.code, 'option code');
-      if (OPTION_DATA_LEN[o.code] !== undefined) {
-        throw new InvalidArgumentError(`option code ${o.code} (${pcpOptionName(o.code)}) must use its typed form`);
-      }
-      if (!(o.data instanceof Uint8Array)) throw new InvalidArgumentError('unknown PCP option data must be a Uint8Array');
-      if (o.data.length > PCP_MAX_MESSAGE_SIZE) throw new MessageTooBigError(`PCP option data of ${o.data.length} bytes is too big`);
-      return;
-    default:
-      throw new InvalidArgumentError(`invalid PCP option type: ${String((o as { type: unknown }).type)}`);
-  }
-}
-
-function writeOption(buf: Uint8Array, off: number, o: PcpOption): number {
-  let code: number;
-  let data: Uint8Array;
-  switch (o.type) {
-    case 'third-party':
-      code = PcpOptionCode.THIRD_PARTY;
-      data = ipToBytes16(o.internalAddress);
-      break;
-    case 'prefer-failure':
-      code = PcpOptionCode.PREFER_FAILURE;
-      data = new Uint8Array(0);
-      break;
-    case 'filter':
-      code = PcpOptionCode.FILTER;
-      data = new Uint8Array(20);
-      data[1] = o.prefixLength;
-      wrU16(data, 2, o.remotePeerPort);
-      data.set(ipToBytes16(o.remotePeerAddress), 4);
-      break;
-    default:
-      code = o.code;
-      data = o.data;
-  }
-  buf[off] = code;
-  buf[off + 1] = 0;
-  wrU16(buf, off + 2, data.length);
-  buf.set(data, off + 4);
-  return off + 4 + ((data.length + 3) & ~3);
-}
-
-/**
- * Decodes the options in `buf[off..end)`. Each option must fit (with its padding), and
- * THIRD_PARTY / PREFER_FAILURE / FILTER must have their fixed lengths (16 / 0 / 20).
- * Padding and reserved bytes are ignored.
- */
-export function decodePcpOptions(buf: Uint8Array, off = 0, end = buf.length): PcpOption[] {
-  checkBytes(buf, 'PCP options');
-  if (end > buf.length || off < 0 || off > end) throw new DecodeError('PCP options: bad range');
-  const out: PcpOption[] = [];
-  const what = 'PCP option';
-  while (off < end) {
-    if (end - off < 4) throw new DecodeError(`PCP option header truncated: ${end - off} bytes left`);
-    const code = buf[off] as number;
-    const len = rdU16(buf, off + 2, what);
-    const padded = (len + 3) & ~3;
-    if (off + 4 + padded > end) {
-      throw new DecodeError(`PCP option ${pcpOptionName(code)} (length ${len}) runs past the end of the message`);
-    }
-    const fixed = OPTION_DATA_LEN[code];
-    if (fixed !== undefined && len !== fixed) {
-      throw new DecodeError(`PCP option ${pcpOptionName(code)} must have length ${fixed}, got ${len}`);
-    }
-    const d = off + 4;
-    switch (code) {
-      case PcpOptionCode.THIRD_PARTY:
-        out.push({ type: 'third-party', internalAddress: bytes16ToIp(buf, d) });
-        break;
-      case PcpOptionCode.PREFER_FAILURE:
-        out.push({ type: 'prefer-failure' });
-        break;
-      case PcpOptionCode.FILTER: {
-        const prefixLength = buf[d + 1] as number;
-        if (prefixLength > 128) throw new DecodeError(`PCP FILTER prefix length ${prefixLength} exceeds 128`);
-        out.push({ type: 'filter', prefixLength, remotePeerPort: rdU16(buf, d + 2, what), remotePeerAddress: bytes16ToIp(buf, d + 4) });
-        break;
-      }
-      default:
-        out.push({ type: 'unknown', code, data: rdBytes(buf, d, len, what) });
-    }
-    off = d + padded;
-  }
-  return out;
-}
-
-/** Encodes a list of options (each padded to 4 bytes). */
-export function encodePcpOptions(options: readonly PcpOption[]): Buffer {
-  if (!Array.isArray(options)) throw new InvalidArgumentError('PCP options must be an array');
-  for (const o of options) checkOption(o);
-  const size = options.reduce((n, o) => n + optionWireSize(o), 0);
-  if (size > PCP_MAX_MESSAGE_SIZE - PCP_HEADER_SIZE) throw new MessageTooBigError(`PCP options take ${size} bytes, too many for a 1100-byte message`);
-  const buf = Buffer.alloc(size);
-  let off = 0;
-  for (const o of options) off = writeOption(buf, off, o);
-  return buf;
-}
-
-// ---------------------------------------------------------------------------------------
-// Messages.
+export * from './pcp-constants.js';
+export * from './pcp-options.js';
 
 /** Opcode-specific fields of MAP (and the first part of PEER). */
 export interface PcpMapFields {
@@ -286,7 +54,9 @@ export interface PcpMapFields {
 
 /** Opcode-specific fields of PEER. */
 export interface PcpPeerFields extends PcpMapFields {
+  /** Remote peer port. */
   remotePeerPort: number;
+  /** Remote peer address (IPv4 or IPv6). */
   remotePeerAddress: string;
 }
 
@@ -301,14 +71,17 @@ export interface PcpRequestCommon {
 }
 /** ANNOUNCE request (opcode 0): discovers the server / its epoch. */
 export interface PcpAnnounceRequest extends PcpRequestCommon {
+  /** Discriminant. */
   kind: 'announce';
 }
 /** MAP request (opcode 1). */
 export interface PcpMapRequest extends PcpRequestCommon, PcpMapFields {
+  /** Discriminant. */
   kind: 'map';
 }
 /** PEER request (opcode 2). */
 export interface PcpPeerRequest extends PcpRequestCommon, PcpPeerFields {
+  /** Discriminant. */
   kind: 'peer';
 }
 /** A PCP request. */
@@ -329,14 +102,17 @@ export interface PcpResponseCommon {
 }
 /** ANNOUNCE response — solicited, or unsolicited to 224.0.0.1 / ff02::1 port 5350. */
 export interface PcpAnnounceResponse extends PcpResponseCommon {
+  /** Discriminant. */
   kind: 'announce';
 }
 /** MAP response. */
 export interface PcpMapResponse extends PcpResponseCommon, PcpMapFields {
+  /** Discriminant. */
   kind: 'map';
 }
 /** PEER response. */
 export interface PcpPeerResponse extends PcpResponseCommon, PcpPeerFields {
+  /** Discriminant. */
   kind: 'peer';
 }
 /**
@@ -345,7 +121,9 @@ export interface PcpPeerResponse extends PcpResponseCommon, PcpPeerFields {
  * `options` is always empty (they cannot be located).
  */
 export interface PcpHeaderOnlyResponse extends PcpResponseCommon {
+  /** Discriminant. */
   kind: 'header-only';
+  /** The opcode of the response (7 bits). */
   opcode: number;
 }
 /** A PCP response. */

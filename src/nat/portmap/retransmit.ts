@@ -60,7 +60,7 @@ export function* capSchedule(waits: Iterable<number>, cap?: ScheduleCap): Genera
 
 /** Options of {@link natPmpRetransmitSchedule}. */
 export interface NatPmpScheduleOptions extends ScheduleCap {
-  /** First wait, ms (default 250). */
+  /** First wait, ms. @default 250 */
   initialMs?: number;
 }
 
@@ -81,15 +81,15 @@ export function natPmpRetransmitSchedule(opts?: NatPmpScheduleOptions): number[]
 
 /** Options of {@link pcpRetransmitSchedule}. */
 export interface PcpScheduleOptions extends ScheduleCap {
-  /** Initial retransmission time, ms (default {@link PCP_IRT_MS}). */
+  /** Initial retransmission time, ms. @default {@link PCP_IRT_MS} */
   irtMs?: number;
-  /** Maximum retransmission time, ms (default {@link PCP_MRT_MS}). */
+  /** Maximum retransmission time, ms. @default {@link PCP_MRT_MS} */
   mrtMs?: number;
-  /** Maximum retransmission count (default 0 = unlimited); same as `maxAttempts`, the smaller wins. */
+  /** Maximum retransmission count; same as `maxAttempts`, the smaller wins. @default 0 = unlimited */
   mrc?: number;
-  /** Maximum retransmission duration, ms (default 0 = unlimited); same as `totalTimeoutMs`, the smaller wins. */
+  /** Maximum retransmission duration, ms; same as `totalTimeoutMs`, the smaller wins. @default 0 = unlimited */
   mrdMs?: number;
-  /** Uniform random source in [0, 1) (default `Math.random`); inject for determinism. */
+  /** Uniform random source in [0, 1); inject for determinism. @default `Math.random` */
   random?: () => number;
 }
 
@@ -234,9 +234,9 @@ export function renewDelayMs(lifetimeS: number): number | undefined {
 
 /** Options of {@link pcpRenewalSchedule}. */
 export interface PcpRenewalOptions {
-  /** Uniform random source in [0, 1) (default `Math.random`). */
+  /** Uniform random source in [0, 1). @default `Math.random` */
   random?: () => number;
-  /** Minimum gap between renewal requests, ms (RFC 6887: at least 4 s). */
+  /** Minimum gap between renewal requests, ms (RFC 6887: at least 4 s). @default {@link PCP_MIN_RENEW_GAP_MS} */
   minGapMs?: number;
 }
 

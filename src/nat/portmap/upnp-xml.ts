@@ -185,17 +185,21 @@ export function parseIgdDescription(xml: string, location: URL): IgdDescription 
 
 /** Options of {@link upnpHttp}. */
 export interface UpnpHttpOptions {
+  /** HTTP method. @default 'GET' */
   method?: 'GET' | 'POST';
+  /** Extra request headers. */
   headers?: Record<string, string>;
+  /** Request body (SOAP envelope). */
   body?: string;
   /** Local address to send from (IGDs in secure mode check it). */
   localAddress?: string | undefined;
   /** IPv6 zone for a link-local host. */
   zone?: string | undefined;
-  /** ms. @default 5000 */
+  /** Request timeout, ms. @default 5000 */
   timeout?: number;
+  /** Aborts the request. */
   signal?: AbortSignal | undefined;
-  /** @default UPNP_MAX_XML_BYTES */
+  /** Largest response body accepted, bytes. @default UPNP_MAX_XML_BYTES */
   maxBytes?: number;
 }
 

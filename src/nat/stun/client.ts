@@ -13,167 +13,39 @@
  * `'1.2.3.4:3478'`, `'[2001:db8::1]:3478'` or `{ host, port }`).
  * @module
  */
-import { randomFillSync } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { InvalidArgumentError, PipeClosedError, StunError } from '../../errors.js';
-import {
-  formatEndpoint, nodeHost, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike, type Family,
-} from '../../interfaces/endpoint.js';
+import { formatEndpoint, nodeHost, sameEndpoint, type Endpoint } from '../../interfaces/endpoint.js';
 import { unmapIPv4 } from '../../interfaces/ip.js';
 import { isUnspecified } from '../../interfaces/scope.js';
 import { pipeOpen } from '../../pipes/open.js';
 import type { Pipe } from '../../pipes/pipe.js';
 import type { TcpPipe } from '../../pipes/tcp.js';
-import { SUB_ALL, type BindOptions, type Proto } from '../../pipes/types.js';
-import { throwIfAborted, type AbortOptions } from '../../util/abort.js';
-import { decodeAttribute, type StunAttribute } from './attributes.js';
-import { ATTR, CLASS, MAGIC_COOKIE, METHOD, STUN_HEADER_SIZE } from './constants.js';
+import { SUB_ALL, type Proto } from '../../pipes/types.js';
+import { throwIfAborted } from '../../util/abort.js';
+import type { StunAttribute } from './attributes.js';
+import { ATTR, CLASS, METHOD, STUN_HEADER_SIZE } from './constants.js';
 import { fingerprintOf } from './integrity.js';
-import { encodeStun, stunErrorOf, verifyFingerprint, type DecodedStunMessage } from './message.js';
+import { encodeStun, stunErrorOf, verifyFingerprint } from './message.js';
 import { StunTransport, STUN_RTO, STUN_MAX_TRIES, type StunReceived } from './transport.js';
+import {
+  checkPositive, checkProto, parseStunServer, STUN_PORT, STUN_SOFTWARE, TCP_CLOSE_GRACE,
+  type BindingOptions, type StunClientOptions, type StunMapping,
+} from './client-options.js';
+import { fillTransactionId, parseBindingResponse, unmapped } from './client-wire.js';
 
-/** The IANA STUN port (UDP and TCP). */
-export const STUN_PORT = 3478;
-/** Default SOFTWARE attribute sent by p2pd's client and server. */
-export const STUN_SOFTWARE = 'p2pd';
-/** How long {@link StunClient.close} waits for a TCP server to finish the connection before resetting it (ms). */
-export const TCP_CLOSE_GRACE = 100;
-/** Pre-RFC 5389 attribute number of XOR-MAPPED-ADDRESS, still sent by some old servers. */
-export const ATTR_XOR_MAPPED_ADDRESS_OLD = 0x8020;
-
-/**
- * Parses a STUN server given as `'1.2.3.4'`, `'1.2.3.4:3478'`, `'2001:db8::1'`,
- * `'[2001:db8::1]'`, `'[2001:db8::1]:3478'` or `{ host, port? }` into an {@link Endpoint};
- * the port defaults to {@link STUN_PORT}. Host names are not resolved: throws
- * {@link InvalidArgumentError} / `EndpointError` for anything but an IP literal.
- */
-export function parseStunServer(server: EndpointLike | { host: string; port?: number }, defaultPort = STUN_PORT): Endpoint {
-  if (typeof server === 'string') {
-    const s = server.trim();
-    if (isIP(s.split('%')[0] ?? '') !== 0) return toEndpoint({ host: s, port: defaultPort });
-    if (s.startsWith('[') && s.endsWith(']')) return toEndpoint({ host: s.slice(1, -1), port: defaultPort });
-    return toEndpoint(s);
-  }
-  if (server === null || typeof server !== 'object') throw new InvalidArgumentError('STUN server must be "host[:port]" or { host, port }');
-  return toEndpoint({ ...server, port: server.port ?? defaultPort });
-}
-
-/** Where a STUN response came from and what it said. */
-export interface StunMapping {
-  /**
-   * Local endpoint of the socket. For a socket bound to the wildcard address the host is the
-   * address the kernel routes to the server from (found without sending anything).
-   */
-  local: Endpoint;
-  /** The reflexive (mapped) address the server saw: XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS. */
-  mapped: Endpoint;
-  /** The server the request was sent to. */
-  server: Endpoint;
-  /** Where the response came from (differs from `server` for CHANGE-REQUEST tests). */
-  from: Endpoint;
-  /** Transport. */
-  proto: Proto;
-  /** RESPONSE-ORIGIN (RFC 5780), else SOURCE-ADDRESS (RFC 3489), if present. */
-  responseOrigin?: Endpoint;
-  /** OTHER-ADDRESS (RFC 5780), else CHANGED-ADDRESS (RFC 3489): the server's alternate address and port. */
-  otherAddress?: Endpoint;
-  /** Which attribute gave `otherAddress`: `'rfc5780'` (OTHER-ADDRESS) or `'rfc3489'` (CHANGED-ADDRESS). */
-  otherKind?: 'rfc5780' | 'rfc3489';
-  /** SOFTWARE of the server, if sent. */
-  software?: string;
-  /** Milliseconds from the first transmission to the response. */
-  rtt: number;
-  /** True when the exchange used RFC 3489 classic messages (no magic cookie). */
-  classic: boolean;
-}
-
-/** Options shared by {@link StunClient.open} and {@link stunGetMapping}. */
-export interface StunClientOptions extends AbortOptions {
-  /** The STUN server: an IP literal with optional port (default 3478), or `{ host, port }`. */
-  server: EndpointLike | { host: string; port?: number };
-  /** `'udp'` (default) or `'tcp'`. */
-  proto?: Proto;
-  /** Address family; must match the server's. @default the server's family */
-  family?: Family;
-  /** Local binding: `{ host?, port?, iface? }` or `'host:port'`. @default any address, any port */
-  bind?: BindOptions | EndpointLike;
-  /** Use this open pipe instead of opening one (it is not closed by the client). UDP only. */
-  pipe?: Pipe;
-  /** Send RFC 3489 classic requests (16-byte transaction id, no magic cookie). @default false */
-  classic?: boolean;
-  /** SOFTWARE attribute of requests (RFC 8489 messages only); `false` sends none. @default 'p2pd' */
-  software?: string | false;
-  /** Add FINGERPRINT to requests (RFC 8489 messages only). @default true */
-  fingerprint?: boolean;
-  /** Initial retransmission timeout over UDP (ms), doubled on each try. @default 500 (RFC 8489) */
-  rto?: number;
-  /** Requests sent before giving up over UDP. @default 7 (RFC 8489) */
-  maxTries?: number;
-}
-
-/** Options of one {@link StunClient.binding}. */
-export interface BindingOptions extends AbortOptions {
-  /** Send to this server instead of the client's (UDP: same socket, so the same local port). */
-  server?: EndpointLike | { host: string; port?: number };
-  /** CHANGE-REQUEST "change IP" flag (RFC 5780 / 3489 filtering tests). */
-  changeIp?: boolean;
-  /** CHANGE-REQUEST "change port" flag. */
-  changePort?: boolean;
-  /**
-   * Which sources may answer. Default: only the server for plain requests; any source for
-   * CHANGE-REQUEST tests (the answer comes from the server's other address; the 96-bit
-   * transaction id still has to match).
-   */
-  acceptFrom?: 'server' | 'any' | Endpoint | ((from: Endpoint) => boolean);
-  /** Overrides the client's `classic` setting for this request. */
-  classic?: boolean;
-  /** Overrides the client's initial RTO (ms). */
-  rto?: number;
-  /** Overrides the client's retransmission count. */
-  maxTries?: number;
-}
-
-// Transaction ids come from a pool filled by one CSPRNG call per 4 KiB: `randomBytes(12)` per
-// request costs microseconds, a noticeable share of a loopback round trip.
-const TID_POOL = Buffer.alloc(4096);
-let tidOffset = TID_POOL.length;
-
-/** Fills `id` (12 bytes; 16 for RFC 3489 classic, then never starting with the magic cookie) with random bytes. */
-function fillTransactionId(id: Buffer, classic: boolean): void {
-  const n = id.length;
-  for (;;) {
-    if (tidOffset + n > TID_POOL.length) {
-      randomFillSync(TID_POOL);
-      tidOffset = 0;
-    }
-    TID_POOL.copy(id, 0, tidOffset, tidOffset + n);
-    tidOffset += n;
-    if (!classic || id.readUInt32BE(0) !== MAGIC_COOKIE) return;
-  }
-}
-
-/** A fresh random transaction id (12 bytes; 16 for RFC 3489 classic, never starting with the magic cookie). */
-export function randomTransactionId(classic = false): Buffer {
-  const id = Buffer.allocUnsafe(classic ? 16 : 12);
-  fillTransactionId(id, classic);
-  return id;
-}
+export {
+  ATTR_XOR_MAPPED_ADDRESS_OLD, parseStunServer, STUN_PORT, STUN_SOFTWARE, TCP_CLOSE_GRACE,
+  type BindingOptions, type StunClientOptions, type StunMapping,
+} from './client-options.js';
+export { parseBindingResponse, randomTransactionId } from './client-wire.js';
 
 /** An encoded Binding request whose transaction id (and FINGERPRINT) are patched per request. */
 interface RequestTemplate {
   bytes: Buffer;
   classic: boolean;
   fingerprint: boolean;
-}
-
-function checkProto(proto: unknown): Proto {
-  if (proto !== 'udp' && proto !== 'tcp') throw new InvalidArgumentError(`proto must be 'udp' or 'tcp', got ${JSON.stringify(proto)}`);
-  return proto;
-}
-
-function checkPositive(v: unknown, what: string): void {
-  if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new InvalidArgumentError(`${what} must be a positive number`);
 }
 
 /**
@@ -205,63 +77,6 @@ export function sourceAddressFor(dest: Endpoint): Promise<string | undefined> {
       done(undefined);
     }
   });
-}
-
-/** Reads the mapping out of a success response; throws {@link StunError} when it carries none. */
-export function parseBindingResponse(msg: DecodedStunMessage): Omit<StunMapping, 'local' | 'server' | 'from' | 'proto' | 'rtt'> {
-  // One pass over the attributes (first of each type wins, as with getAttr).
-  let xorMapped: Endpoint | undefined;
-  let mapped: Endpoint | undefined;
-  let oldXor: Uint8Array | undefined;
-  let origin: Endpoint | undefined;
-  let source: Endpoint | undefined;
-  let other: Endpoint | undefined;
-  let changed: Endpoint | undefined;
-  let software: string | undefined;
-  for (const a of msg.attributes) {
-    if (a.raw === true) {
-      if (a.type === ATTR_XOR_MAPPED_ADDRESS_OLD) oldXor ??= a.value;
-      continue;
-    }
-    switch (a.type) {
-      case ATTR.XOR_MAPPED_ADDRESS: xorMapped ??= a.value; break;
-      case ATTR.MAPPED_ADDRESS: mapped ??= a.value; break;
-      case ATTR.RESPONSE_ORIGIN: origin ??= a.value; break;
-      case ATTR.SOURCE_ADDRESS: source ??= a.value; break;
-      case ATTR.OTHER_ADDRESS: other ??= a.value; break;
-      case ATTR.CHANGED_ADDRESS: changed ??= a.value; break;
-      case ATTR.SOFTWARE: software ??= a.value; break;
-      default:
-    }
-  }
-  let m = xorMapped ?? mapped;
-  if (!m && oldXor) {
-    try {
-      const d = decodeAttribute(ATTR.XOR_MAPPED_ADDRESS, Buffer.from(oldXor), { xorKey: msg.raw.subarray(4, 20) });
-      if (d.raw !== true) m = d.value as Endpoint;
-    } catch {
-      /* malformed: no mapping */
-    }
-  }
-  if (!m) throw new StunError('STUN Binding response without (XOR-)MAPPED-ADDRESS');
-  const out: Omit<StunMapping, 'local' | 'server' | 'from' | 'proto' | 'rtt'> = { mapped: unmapped(m), classic: !msg.cookie };
-  const o = origin ?? source;
-  if (o) out.responseOrigin = unmapped(o);
-  if (other) {
-    out.otherAddress = unmapped(other);
-    out.otherKind = 'rfc5780';
-  } else if (changed) {
-    out.otherAddress = unmapped(changed);
-    out.otherKind = 'rfc3489';
-  }
-  if (software !== undefined) out.software = software;
-  return out;
-}
-
-function unmapped(e: Endpoint): Endpoint {
-  if (e.family !== 6) return e;
-  const h = unmapIPv4(e.host);
-  return h === e.host ? e : { host: h, port: e.port, family: 4 };
 }
 
 /**

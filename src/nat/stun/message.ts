@@ -65,7 +65,7 @@ export interface DecodedStunMessage extends StunMessage {
 export interface EncodeStunOptions {
   /** Append MESSAGE-INTEGRITY (default), MESSAGE-INTEGRITY-SHA256 (`sha256: true`) or both (`'both'`). */
   integrity?: { key: StunKey; sha256?: boolean | 'both' };
-  /** Append FINGERPRINT (last). */
+  /** Append FINGERPRINT (last). @default false */
   fingerprint?: boolean;
 }
 

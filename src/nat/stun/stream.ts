@@ -26,7 +26,7 @@ export type StreamFrame =
 
 /** Options of the stream splitter. */
 export interface StreamSplitterOptions {
-  /** Largest frame accepted, in bytes (24–65552). Default {@link DEFAULT_MAX_STREAM_FRAME}. */
+  /** Largest frame accepted, in bytes (24–65552). @default {@link DEFAULT_MAX_STREAM_FRAME} */
   maxFrameSize?: number;
 }
 

@@ -30,7 +30,7 @@ export interface TurnAllocateOptions extends AbortOptions, QueueLimits {
   username: string;
   /** Long-term credential password. */
   password: string;
-  /** Transport to the server: `'udp'` (default) or `'tcp'`. The relay itself is always UDP. */
+  /** Transport to the server: `'udp'` or `'tcp'`. The relay itself is always UDP. @default 'udp' */
   proto?: 'udp' | 'tcp';
   /** Requested allocation lifetime in seconds (the server may grant another). @default the server's (600 s) */
   lifetime?: number;

@@ -1,0 +1,125 @@
+/**
+ * Signalling broker connections (see `signalling.ts`): one MQTT client per broker URL,
+ * subscribed to our inbox, with a promise for its first connection; and the broker URLs a
+ * peer's address names.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import { formatEndpoint } from '../interfaces/endpoint.js';
+import type { PeerAddress } from './address.js';
+import { SignalError } from './errors.js';
+
+/** One broker connection. */
+export interface Conn {
+  /** The broker URL. */
+  url: string;
+  /** The MQTT client. */
+  client: MqttClient;
+  /** A configured broker (kept and reconnected), rather than one opened for a peer. */
+  configured: boolean;
+  /** Resolves when connected and subscribed; rejects if the first attempt fails. */
+  ready: Promise<void>;
+  /** Connected and subscribed now. */
+  up: boolean;
+}
+
+/** How {@link openBroker} connects. */
+export interface OpenBrokerOptions {
+  /** Our inbox topic, subscribed to on every connect. */
+  topic: string;
+  /** Time allowed to connect (ms). */
+  connectTimeout: number;
+  /** Delay before reconnecting a configured broker (ms). */
+  reconnectPeriod: number;
+  /** Each message published on `topic`. */
+  onMessage(payload: Buffer): void;
+  /** The connection failed or closed (after its first attempt is settled). */
+  onDown(conn: Conn): void;
+}
+
+/** Connects to the broker at `url` and subscribes to our inbox; reconnects only a `configured` one. */
+export function openBroker(url: string, configured: boolean, o: OpenBrokerOptions): Conn {
+  const timeout = o.connectTimeout;
+  const client = mqtt.connect(url, {
+    protocolVersion: 4,
+    clean: true,
+    clientId: `p2pd-${randomBytes(8).toString('hex')}`,
+    connectTimeout: timeout,
+    reconnectPeriod: configured ? o.reconnectPeriod : 0,
+    keepalive: 30,
+    resubscribe: true,
+    queueQoSZero: false,
+  });
+  const conn: Conn = { url, client, configured, ready: Promise.resolve(), up: false };
+  conn.ready = new Promise<void>((resolve, reject) => {
+    let first = true;
+    const timer = setTimeout(() => {
+      if (first) {
+        first = false;
+        reject(new SignalError('not-connected', `broker ${url} did not answer within ${timeout} ms`));
+      }
+    }, timeout + 100);
+    timer.unref();
+    client.on('connect', () => {
+      (client.stream as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true);
+      client.subscribe(o.topic, { qos: 1 }, (err) => {
+        if (err) {
+          if (first) {
+            first = false;
+            clearTimeout(timer);
+            reject(new SignalError('not-connected', `broker ${url} refused our subscription: ${err.message}`, { cause: err }));
+          }
+          return;
+        }
+        conn.up = true;
+        if (first) {
+          first = false;
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    const down = (err?: Error): void => {
+      conn.up = false;
+      if (first) {
+        first = false;
+        clearTimeout(timer);
+        reject(new SignalError('not-connected', `cannot connect to broker ${url}${err ? `: ${err.message}` : ''}`, err ? { cause: err } : undefined));
+      }
+      o.onDown(conn);
+    };
+    client.on('error', (e) => down(e));
+    client.on('close', () => down());
+    client.on('offline', () => (conn.up = false));
+  });
+  conn.ready.catch(() => undefined);
+  client.on('message', (topic, payload) => {
+    if (topic === o.topic) o.onMessage(payload);
+  });
+  return conn;
+}
+
+/** Broker URLs that may reach `peer`, best first: shared configured ones, then the peer's own. */
+export function brokerUrlsFor(peer: PeerAddress): string[] {
+  const urls: string[] = [];
+  for (const s of peer.signal) {
+    if (s.type === 'mqtt') urls.push(s.url);
+    else {
+      // A broker the peer runs itself: at each of its addresses (loopback first: same host).
+      const hosts: string[] = [];
+      for (const iface of peer.interfaces) {
+        for (const e of iface.endpoints) {
+          if (e.proto !== 'tcp' || e.kind === 'link-local') continue;
+          const h = formatEndpoint({ host: e.host, port: s.port, family: e.family });
+          if (!hosts.includes(h)) hosts.push(h);
+        }
+      }
+      // Loopback first (same host), then LAN, then the rest, as advertised.
+      const rank = (h: string): number => (h.startsWith('127.') || h.startsWith('[::1]') ? 0 : 1);
+      hosts.sort((a, b) => rank(a) - rank(b));
+      for (const h of hosts) urls.push(`mqtt://${h}`);
+    }
+  }
+  return urls;
+}
