@@ -7,6 +7,24 @@
  *    context), `secure` (`SecurePipe`, `await send()` each) and `secure-win8` (8 un-awaited
  *    sends in flight). The receiver counts plaintext bytes in `onMessage` and acks the end.
  *    Target (issue): secure / raw ≥ 0.5× (js-libp2p: 0.16–0.21×).
+ *
+ *    **Ceiling** (row `secure.bulk.ceiling`): the best secure / raw ratio physically possible on
+ *    this machine, from figures measured in the same run. Each process measures, on its own
+ *    core, bare `node:crypto` ChaCha20-Poly1305 over the frames a 64 KiB message becomes
+ *    (one cipher object per frame, the 4-byte header as associated data: the least work the
+ *    protocol allows), as CPU ms per GB: `E` (encrypt, in the client) and `D` (decrypt, in
+ *    the server); the raw rounds give the TCP cost per GB of each side, `Cs` (client) and
+ *    `Cr` (server), and raw's wall time per GB, `Traw`. A secure sender must do at least
+ *    `Cs + E` per GB on its one thread, the receiver `Cr + D`, and both together cannot use
+ *    more than the machine's `ncpu` cores, so the fastest possible secure transfer takes
+ *    `Tmin = max(Cs + E, Cr + D, (Cs + E + Cr + D) / ncpu)` per GB and the ceiling ratio is
+ *    `Traw / Tmin` (capped at 1). The row shows the ceiling throughput and ratio; its note
+ *    says how much of the ceiling the measured `secure` mode reaches, and also gives the ratio
+ *    with raw at its own CPU bound, `max(Cs, Cr, (Cs + Cr) / ncpu) / Tmin` (on a loaded
+ *    machine raw's wall time exceeds that bound and inflates `Traw / Tmin`). Not in the ceiling: what
+ *    `node:crypto` imposes beyond the bare cipher (every `update()` returns a new buffer, so a
+ *    message of several frames costs one reassembly copy; garbage collection of those
+ *    buffers) and framing, dispatch and promise overheads of a `Pipe`.
  * 2. **Handshake + close rate**, sequential: `raw` (`net.connect` → `end()` → `'close'`),
  *    `p2pd` (`pipeOpen` + `close()`), `secure` (`connectSecure` + `close()`: TCP connect, XX
  *    handshake with identity proofs, secure close, TCP close) with the same client identity
@@ -25,16 +43,21 @@
  * Environment: `BENCH_QUICK=1` (smaller workloads), `BENCH_RUNS=n`, `BENCH_TSX=1`,
  * `BENCH_PROF=dir` (`--cpu-prof` into `dir/<role>/`), `BENCH_SECURE_ONLY=bulk,handshake` and
  * `BENCH_SECURE_MODES=raw,secure,…` (diagnostics; names of their own, so that `npm run bench`'s
- * `BENCH_ONLY`/`BENCH_MODES` do not leak in when run.ts starts this script).
+ * `BENCH_ONLY`/`BENCH_MODES` do not leak in when run.ts starts this script),
+ * `BENCH_SECURE_ALT=/path/to/other/checkout/src/crypto/index.ts` (A/B diagnostics: adds the mode
+ * `secure@alt`, the same workload through that copy of the crypto layer, interleaved round by
+ * round with `secure`, and rows `secure.*.vs-alt` = this tree / the copy; use with
+ * `BENCH_TSX=1` so that both run the same way).
  * @module
  */
 import { spawnSync } from 'node:child_process';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Child, args, serve } from './lib/ipc.js';
 import { closeRaw, connectRaw, cpuNow, cpuSince, HOST, listenRaw, now, sleep, type Cpu } from './lib/util.js';
 
@@ -44,12 +67,77 @@ const role = args()['role'];
 
 // =============================================================================== roles ==
 
-async function lib(): Promise<{ crypto: typeof import('../src/crypto/index.js'); pipes: typeof import('../src/pipes/index.js') }> {
-  return { crypto: await import('../src/crypto/index.js'), pipes: await import('../src/pipes/index.js') };
+/**
+ * Bare ChaCha20-Poly1305 cost on this core, CPU ms per GB of plaintext, for messages cut into
+ * frames of `sizes` bytes (one cipher object per frame, a 4-byte associated header): the best
+ * of several short windows, CPU time (so other processes on the machine count less).
+ */
+function aeadMsPerGB(sizes: number[], dir: 'encrypt' | 'decrypt', windowMs = 60, windows = 5): number {
+  const key = randomBytes(32);
+  const iv = Buffer.alloc(12);
+  const ad = Buffer.alloc(4);
+  const opts = { authTagLength: 16 } as const;
+  const frames = sizes.map((n) => {
+    const pt = Buffer.alloc(n, 0x61);
+    const c = createCipheriv('chacha20-poly1305', key, iv, opts);
+    c.setAAD(ad, { plaintextLength: n });
+    const ct = c.update(pt);
+    c.final();
+    return { pt, ct, tag: c.getAuthTag() };
+  });
+  const bytes = sizes.reduce((a, b) => a + b, 0);
+  const one = (): void => {
+    for (const f of frames) {
+      if (dir === 'encrypt') {
+        const c = createCipheriv('chacha20-poly1305', key, iv, opts);
+        c.setAAD(ad, { plaintextLength: f.pt.length });
+        c.update(f.pt);
+        c.final();
+        c.getAuthTag();
+      } else {
+        const d = createDecipheriv('chacha20-poly1305', key, iv, opts);
+        d.setAAD(ad, { plaintextLength: f.ct.length });
+        d.setAuthTag(f.tag);
+        d.update(f.ct);
+        d.final();
+      }
+    }
+  };
+  for (let i = 0; i < 20; i++) one(); // warm-up
+  let best = Infinity;
+  for (let w = 0; w < windows; w++) {
+    const c0 = process.cpuUsage();
+    let n = 0;
+    let us = 0;
+    while (us < windowMs * 1000) {
+      for (let i = 0; i < 8; i++) one();
+      n += 8;
+      const c = process.cpuUsage(c0);
+      us = c.user + c.system;
+    }
+    best = Math.min(best, us / 1000 / ((n * bytes) / 1e9));
+  }
+  return best;
+}
+
+/** The `aead` request of both roles: encrypt and decrypt cost of 64 KiB messages as the protocol frames them. */
+function aeadHandler(sizes: number[]): { encMsPerGB: number; decMsPerGB: number } {
+  return { encMsPerGB: aeadMsPerGB(sizes, 'encrypt'), decMsPerGB: aeadMsPerGB(sizes, 'decrypt') };
+}
+
+type CryptoLib = typeof import('../src/crypto/index.js');
+const ALT = process.env['BENCH_SECURE_ALT'];
+
+async function lib(): Promise<{ crypto: CryptoLib; pipes: typeof import('../src/pipes/index.js'); alt: CryptoLib | undefined }> {
+  return {
+    crypto: await import('../src/crypto/index.js'),
+    pipes: await import('../src/pipes/index.js'),
+    alt: ALT ? ((await import(pathToFileURL(ALT).href)) as CryptoLib) : undefined,
+  };
 }
 
 async function serverRole(): Promise<void> {
-  const { crypto, pipes } = await lib();
+  const { crypto, pipes, alt } = await lib();
   const identity = crypto.Identity.generate();
   let expected = Infinity;
   let count = 0;
@@ -80,9 +168,15 @@ async function serverRole(): Promise<void> {
       if (cold) crypto.clearVerifiedPayloadCache();
     },
   });
-  const ports = { raw: await listenRaw(raw), p2pd: plain.local.port, secure: sec.local.port };
+  const altIdentity = alt?.Identity.generate();
+  const altSec =
+    alt && altIdentity
+      ? await alt.listenSecure(`${HOST}:0`, { identity: altIdentity, onMessage: (m) => onBytes(m.data.length, () => void m.pipe.send('k')), onPipe: () => void accepted++ })
+      : undefined;
+  const ports = { raw: await listenRaw(raw), p2pd: plain.local.port, secure: sec.local.port, secureAlt: altSec?.local.port ?? 0 };
   serve({
-    info: () => ({ ports, id: identity.idHex }),
+    info: () => ({ ports, id: identity.idHex, altId: altIdentity?.idHex ?? '' }),
+    aead: () => aeadHandler(crypto.messageChunkSizes(CHUNK)),
     begin: (a: { expected?: number; cold?: boolean }) => {
       expected = a.expected ?? Infinity;
       cold = a.cold ?? false;
@@ -98,11 +192,16 @@ async function serverRole(): Promise<void> {
 }
 
 async function clientRole(): Promise<void> {
-  const { crypto, pipes } = await lib();
+  const { crypto, pipes, alt } = await lib();
   const identity = crypto.Identity.generate();
+  const altIdentity = alt?.Identity.generate();
+  /** `connectSecure` of this tree, or of the `BENCH_SECURE_ALT` copy for `secure@alt`. */
+  const connect = (mode: string, port: number, remoteId: string): ReturnType<CryptoLib['connectSecure']> =>
+    mode === 'secure@alt' && alt && altIdentity ? alt.connectSecure(ep(port), { identity: altIdentity, remoteId }) : crypto.connectSecure(ep(port), { identity, remoteId });
   const buf = Buffer.alloc(CHUNK, 0x61);
   const ep = (port: number): { host: string; port: number } => ({ host: HOST, port });
   serve({
+    aead: () => aeadHandler(crypto.messageChunkSizes(CHUNK)),
     bulk: async (a: { mode: string; port: number; total: number; serverId: string }) => {
       const chunks = Math.ceil(a.total / CHUNK);
       if (a.mode === 'raw') {
@@ -120,7 +219,7 @@ async function clientRole(): Promise<void> {
       const p =
         a.mode === 'p2pd'
           ? await pipes.pipeOpen('tcp', ep(a.port))
-          : await crypto.connectSecure(ep(a.port), { identity, remoteId: a.serverId });
+          : await connect(a.mode, a.port, a.serverId);
       const cpu0 = cpuNow();
       const t0 = now();
       if (a.mode === 'secure-win8') {
@@ -160,7 +259,7 @@ async function clientRole(): Promise<void> {
         const cold = a.mode === 'secure-cold';
         for (let i = 0; i < a.n; i++) {
           if (cold) crypto.clearVerifiedPayloadCache();
-          const p = await crypto.connectSecure(ep(a.port), { identity, remoteId: a.serverId });
+          const p = await connect(a.mode, a.port, a.serverId);
           await p.close();
         }
       }
@@ -296,22 +395,42 @@ function compile(): { script: string; remove(): void } {
 }
 
 interface Info {
-  ports: { raw: number; p2pd: number; secure: number };
+  ports: { raw: number; p2pd: number; secure: number; secureAlt: number };
   id: string;
+  altId: string;
+}
+
+/** The server port and expected id of a mode. */
+function target(info: Info, mode: string): { port: number; serverId: string } {
+  if (mode === 'secure@alt') return { port: info.ports.secureAlt, serverId: info.altId };
+  return { port: mode.startsWith('secure') ? info.ports.secure : mode === 'p2pd' ? info.ports.p2pd : info.ports.raw, serverId: info.id };
+}
+
+/** The modes of a measurement, plus `secure@alt` when `BENCH_SECURE_ALT` is set. */
+function withAlt(modes: string[]): string[] {
+  return ALT ? [...modes, 'secure@alt'] : modes;
 }
 
 async function benchBulk(server: Child, client: Child, info: Info): Promise<void> {
   log(`Bulk, 64 KiB messages, ${W.bulkBytes / 2 ** 20} MiB per run`);
   type R = { mbps: number; cpuMsPerGB: number; clientMsPerGB: number; serverMsPerGB: number };
-  const res = await rounds(['raw', 'p2pd', 'secure', 'secure-win8'], async (mode): Promise<R> => {
+  type Aead = { encMsPerGB: number; decMsPerGB: number };
+  const aead: { client: Aead[]; server: Aead[] } = { client: [], server: [] };
+  const measureAead = async (): Promise<void> => {
+    aead.client.push(await client.call<Aead>('aead'));
+    aead.server.push(await server.call<Aead>('aead'));
+  };
+  await measureAead();
+  const res = await rounds(withAlt(['raw', 'p2pd', 'secure', 'secure-win8']), async (mode): Promise<R> => {
     await server.call('begin', { expected: W.bulkBytes });
-    const port = mode.startsWith('secure') ? info.ports.secure : mode === 'p2pd' ? info.ports.p2pd : info.ports.raw;
-    const c = await client.call<{ ms: number; cpuUs: number; bytes: number }>('bulk', { mode, port, total: W.bulkBytes, serverId: info.id });
+    const c = await client.call<{ ms: number; cpuUs: number; bytes: number }>('bulk', { mode, total: W.bulkBytes, ...target(info, mode) });
     const s = await server.call<{ cpuUs: number }>('end');
     const gb = c.bytes / 1e9;
     return { mbps: c.bytes / 1e6 / (c.ms / 1000), cpuMsPerGB: (c.cpuUs + s.cpuUs) / 1000 / gb, clientMsPerGB: c.cpuUs / 1000 / gb, serverMsPerGB: s.cpuUs / 1000 / gb };
   });
+  await measureAead();
   data['bulk'] = Object.fromEntries(res);
+  data['aead'] = aead;
   const split = (m: string): string => {
     const r = res.get(m) ?? [];
     return r.length ? `${m}: client ${median(r.map((x) => x.clientMsPerGB)).toFixed(0)} + server ${median(r.map((x) => x.serverMsPerGB)).toFixed(0)} ms/GB` : '';
@@ -319,16 +438,45 @@ async function benchBulk(server: Child, client: Child, info: Info): Promise<void
   addRow(res, 'raw', 'secure', (r) => r.mbps, { id: 'secure.bulk', what: 'Secure pipe bulk 64 KiB, `await send()` each, vs raw node:net (js-libp2p: 0.16–0.21×)', unit: 'MB/s', target: { op: '>=', value: 0.5 } });
   addRow(res, 'raw', 'secure-win8', (r) => r.mbps, { id: 'secure.bulk.win8', what: 'Secure pipe bulk 64 KiB, 8 un-awaited sends in flight', unit: 'MB/s' });
   addRow(res, 'raw', 'p2pd', (r) => r.mbps, { id: 'secure.bulk.plain', what: 'Plain TcpPipe bulk 64 KiB (same run, for reference)', unit: 'MB/s' });
+  ceilingRow(res, aead);
+  if (ALT) addRow(res, 'secure@alt', 'secure', (r) => r.mbps, { id: 'secure.bulk.vs-alt', what: 'Secure bulk, this tree / the BENCH_SECURE_ALT copy', unit: 'MB/s' });
+  if (ALT) addRow(res, 'secure@alt', 'secure', (r) => r.cpuMsPerGB, { id: 'secure.bulk.cpu.vs-alt', what: 'Secure bulk CPU both ends, this tree / the BENCH_SECURE_ALT copy', unit: 'ms/GB', note: split('secure@alt') });
   addRow(res, 'raw', 'secure', (r) => r.cpuMsPerGB, { id: 'secure.bulk.cpu', what: 'Secure bulk CPU, both ends', unit: 'ms/GB', note: [split('raw'), split('secure'), split('secure-win8')].filter(Boolean).join('; ') });
+}
+
+/** The `secure.bulk.ceiling` row: see the module doc for the formula. */
+function ceilingRow(res: Map<string, { mbps: number; clientMsPerGB: number; serverMsPerGB: number }[]>, aead: { client: { encMsPerGB: number }[]; server: { decMsPerGB: number }[] }): void {
+  const raw = res.get('raw');
+  const sec = res.get('secure');
+  if (!raw || raw.length === 0) return;
+  const E = Math.min(...aead.client.map((a) => a.encMsPerGB));
+  const D = Math.min(...aead.server.map((a) => a.decMsPerGB));
+  const Cs = median(raw.map((r) => r.clientMsPerGB));
+  const Cr = median(raw.map((r) => r.serverMsPerGB));
+  const rawMbps = median(raw.map((r) => r.mbps));
+  const Traw = 1e6 / rawMbps; // ms per GB
+  const ncpu = os.availableParallelism();
+  const Tmin = Math.max(Cs + E, Cr + D, (Cs + E + Cr + D) / ncpu);
+  const ceilMbps = Math.min(rawMbps, 1e6 / Tmin);
+  const ratio = Math.min(1, Traw / Tmin);
+  const secMbps = sec && sec.length ? median(sec.map((r) => r.mbps)) : undefined;
+  const secRatio = rows.find((r) => r.id === 'secure.bulk')?.ratio;
+  const reach = secMbps !== undefined ? `; measured secure ${fmtNum(secMbps, 'MB/s')}${secRatio !== undefined ? ` = ${secRatio.toFixed(2)}× raw` : ''} = ${((secMbps / ceilMbps) * 100).toFixed(0)} % of the ceiling` : '';
+  // Raw at its own CPU bound instead of its measured speed: the same model on both sides, less
+  // sensitive to a loaded machine (where raw's wall time exceeds its CPU bound).
+  const cpuRatio = Math.min(1, Math.max(Cs, Cr, (Cs + Cr) / ncpu) / Tmin);
+  const note = `Tmin = max(Cs+E, Cr+D, (Cs+E+Cr+D)/${ncpu}) with Cs ${Cs.toFixed(0)}, Cr ${Cr.toFixed(0)} (raw TCP CPU), E ${E.toFixed(0)}, D ${D.toFixed(0)} (bare ChaCha20-Poly1305) ms/GB = ${Tmin.toFixed(0)} ms/GB vs raw ${Traw.toFixed(0)} ms/GB (raw at its CPU bound max(Cs, Cr, (Cs+Cr)/${ncpu}) instead: ${cpuRatio.toFixed(2)}×)${reach}`;
+  const row: Row = { id: 'secure.bulk.ceiling', what: 'Ceiling: best secure / raw ratio physically possible here (raw TCP CPU + bare AEAD, same run)', unit: 'MB/s', raw: rawMbps, p2pd: ceilMbps, ratio, note };
+  rows.push(row);
+  log(`  ${row.what}: raw ${fmtNum(row.raw, row.unit)} | ceiling ${fmtNum(row.p2pd, row.unit)} | ${ratio.toFixed(2)}× — ${note}`);
 }
 
 async function benchHandshake(server: Child, client: Child, info: Info): Promise<void> {
   log(`Connect + handshake + close, sequential, ${W.connN} per run`);
   type R = { rate: number; cpuUs: number; clientUs: number; serverUs: number };
-  const res = await rounds(['raw', 'p2pd', 'secure', 'secure-cold'], async (mode): Promise<R> => {
+  const res = await rounds(withAlt(['raw', 'p2pd', 'secure', 'secure-cold']), async (mode): Promise<R> => {
     await server.call('begin', { cold: mode === 'secure-cold' });
-    const port = mode.startsWith('secure') ? info.ports.secure : mode === 'p2pd' ? info.ports.p2pd : info.ports.raw;
-    const c = await client.call<{ ms: number; cpuUs: number; n: number }>('connect', { mode, port, n: W.connN, serverId: info.id });
+    const c = await client.call<{ ms: number; cpuUs: number; n: number }>('connect', { mode, n: W.connN, ...target(info, mode) });
     await sleep(50);
     const s = await server.call<{ cpuUs: number; accepted: number; failures: number }>('end');
     if (s.accepted !== c.n) log(`  warning: ${mode}: the server accepted ${s.accepted} of ${c.n}`);
@@ -342,6 +490,8 @@ async function benchHandshake(server: Child, client: Child, info: Info): Promise
   const abs: Target = { op: '>=', value: 790, on: 'abs' };
   addRow(res, 'raw', 'secure', (r) => r.rate, { id: 'secure.handshake', what: 'Secure connect + handshake + close, sequential, reconnecting peer (target ≥ 10× js-libp2p ≈ 79/s)', unit: 'conn/s', target: abs });
   addRow(res, 'raw', 'secure-cold', (r) => r.rate, { id: 'secure.handshake.cold', what: 'Same, signature caches cleared before each connection (2 Ed25519 verifications)', unit: 'conn/s', target: abs });
+  if (ALT) addRow(res, 'secure@alt', 'secure', (r) => r.rate, { id: 'secure.handshake.vs-alt', what: 'Secure handshake rate, this tree / the BENCH_SECURE_ALT copy', unit: 'conn/s' });
+  if (ALT) addRow(res, 'secure@alt', 'secure', (r) => r.cpuUs, { id: 'secure.handshake.cpu.vs-alt', what: 'Secure handshake CPU both ends, this tree / the BENCH_SECURE_ALT copy', unit: 'µs', note: split('secure@alt') });
   addRow(res, 'raw', 'p2pd', (r) => r.rate, { id: 'secure.connect.plain', what: 'Plain TcpPipe connect + close (same run, for reference)', unit: 'conn/s' });
   addRow(res, 'raw', 'secure', (r) => r.cpuUs, { id: 'secure.handshake.cpu', what: 'Secure connect + handshake + close CPU per connection, both ends', unit: 'µs', note: [split('raw'), split('secure'), split('secure-cold')].filter(Boolean).join('; ') });
 }
@@ -360,7 +510,8 @@ async function main(): Promise<void> {
   const build = compile();
   const load0 = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   log(`secure pipe bench${QUICK ? ' (quick)' : ''}: ${RUNS} rounds after 1 warm-up; ${os.availableParallelism()} CPUs, node ${process.version}, load ${load0}${TSX ? '; through tsx' : ''}`);
-  const opts = { tsx: TSX, ...(PROF ? { profDir: PROF } : {}) };
+  if (ALT && !TSX) log('warning: BENCH_SECURE_ALT without BENCH_TSX=1: this tree runs compiled, the copy through tsx');
+  const opts = { tsx: TSX || ALT !== undefined, ...(PROF ? { profDir: PROF } : {}) };
   const server = new Child('secure-server', build.script, ['role=server'], opts);
   const client = new Child('secure-client', build.script, ['role=client'], opts);
   try {

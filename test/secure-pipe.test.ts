@@ -667,6 +667,40 @@ describe('receive APIs', () => {
   });
 });
 
+describe('wire layout and server queue', () => {
+  it('a 64 KiB message leaves as two equal frames (even chunking on the wire) and arrives whole', async () => {
+    const srv = await server();
+    const proxy = await mitm(srv.local.port);
+    const seen: Buffer[] = [];
+    proxy.server.on('connection', (c: Socket) => c.on('data', (d: Buffer) => seen.push(Buffer.from(d))));
+    const client = cleanup.track(await connectSecure({ host: HOST, port: proxy.port }, { identity: B, remoteId: A.id }));
+    const peer = cleanup.track(await srv.accept({ timeout: 5000 }));
+    const m = randomBytes(64 * KiB);
+    await client.send(m);
+    expect((await peer.recv({ timeout: 5000 })).data.equals(m)).toBe(true);
+    // Client→server stream: message 1, message 3, then the transport frames.
+    const wire = Buffer.concat(seen).subarray(MSG1 + MSG3);
+    const f1 = wire.readUInt32BE(0);
+    expect(f1 >>> 24).toBe(1); // MORE
+    expect(f1 & 0xffff).toBe(32 * KiB + 16);
+    const f2 = wire.readUInt32BE(4 + 32 * KiB + 16);
+    expect(f2 >>> 24).toBe(0);
+    expect(f2 & 0xffff).toBe(32 * KiB + 16);
+  });
+
+  it('SecureServer: beyond maxAcceptQueue the oldest secured pipe is closed (secure close) and counted', async () => {
+    const srv = await server({ maxAcceptQueue: 1 });
+    const c1 = cleanup.track(await connectSecure(srv.local, { identity: B }));
+    const closed = new Promise<Error | undefined>((r) => c1.onClose(r));
+    cleanup.track(await connectSecure(srv.local, { identity: C }));
+    await waitFor(() => srv.stats.handshakes === 2, 'two handshakes');
+    expect(srv.stats.acceptOverflow).toBe(1);
+    expect(await within(closed, 5000, 'oldest closed')).toBeUndefined(); // a clean secure close
+    const p = cleanup.track(await srv.accept({ timeout: 5000 }));
+    expect(p.remoteIdHex).toBe(C.idHex);
+  });
+});
+
 describe('close semantics', () => {
   it('close() is graceful: the peer closes without an error; queued messages stay readable', async () => {
     const { client, peer } = await pair();

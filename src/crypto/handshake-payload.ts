@@ -112,7 +112,7 @@ export function decodeHandshakePayload(buf: Uint8Array): HandshakePayload {
 // reconnect present the same (identity key, static key, signature) triple every time, so
 // remember the triples that verified. Verification is deterministic: caching is sound.
 const VERIFIED_CACHE_SIZE = 1024;
-const verifiedCache = new Map<string, true>();
+const verifiedCache = new Map<string, Buffer>(); // → the node id (sha256 of the identity key)
 
 function cacheKey(identityKey: Buffer, staticKey: Uint8Array, signature: Buffer): string {
   return identityKey.toString('latin1') + Buffer.from(staticKey).toString('latin1') + signature.toString('latin1');
@@ -134,20 +134,21 @@ export function verifyHandshakePayload(payload: Uint8Array | HandshakePayload, r
     throw new HandshakeError('remote static key must be 32 bytes');
   }
   const key = cacheKey(p.identityKey, remoteStaticKey, p.signature);
-  if (verifiedCache.has(key)) {
+  let id = verifiedCache.get(key);
+  if (id !== undefined) {
     verifiedCache.delete(key); // refresh LRU position
-    verifiedCache.set(key, true);
   } else {
     if (!Identity.verify(p.identityKey, staticKeySignedData(remoteStaticKey), p.signature)) {
       throw new HandshakeError('peer identity signature over its Noise static key is invalid');
     }
-    verifiedCache.set(key, true);
-    if (verifiedCache.size > VERIFIED_CACHE_SIZE) {
+    id = idFromPublicKey(p.identityKey);
+    if (verifiedCache.size >= VERIFIED_CACHE_SIZE) {
       const oldest = verifiedCache.keys().next().value;
       if (oldest !== undefined) verifiedCache.delete(oldest);
     }
   }
-  return { id: idFromPublicKey(p.identityKey), identityKey: p.identityKey, extensions: p.extensions };
+  verifiedCache.set(key, id);
+  return { id: Buffer.from(id), identityKey: p.identityKey, extensions: p.extensions };
 }
 
 /** The Noise static key an identity uses, with the identity's signature over it. */
@@ -175,8 +176,25 @@ export function noiseStaticCredential(identity: Identity): NoiseStaticCredential
   return c;
 }
 
-/** Builds the encoded payload `identity` sends with its Noise static key. */
+/** Builds the encoded payload `identity` sends with its Noise static key (a new buffer). */
 export function createHandshakePayload(identity: Identity, extensions?: Uint8Array): Buffer {
   const { signature } = noiseStaticCredential(identity);
   return encodeHandshakePayload({ identityKey: identity.publicKey, signature, ...(extensions ? { extensions } : {}) });
+}
+
+/** Encoded payloads without extensions, per identity (the same bytes every handshake). */
+const plainPayloads = new WeakMap<Identity, Buffer>();
+
+/**
+ * @internal {@link createHandshakePayload} for the handshake itself: without extensions the
+ * same buffer is returned every time, so it must be treated as read-only.
+ */
+export function sharedHandshakePayload(identity: Identity, extensions?: Uint8Array): Buffer {
+  if (extensions !== undefined && extensions.length > 0) return createHandshakePayload(identity, extensions);
+  let p = plainPayloads.get(identity);
+  if (p === undefined) {
+    p = createHandshakePayload(identity);
+    plainPayloads.set(identity, p);
+  }
+  return p;
 }

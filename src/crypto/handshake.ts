@@ -16,12 +16,30 @@
  */
 import { HandshakeError, InvalidArgumentError, PeerIdMismatchError } from '../errors.js';
 import { cancellable, type AbortOptions } from '../util/abort.js';
-import { createHandshakePayload, MAX_PAYLOAD_EXTENSIONS, noiseStaticCredential, verifyHandshakePayload } from './handshake-payload.js';
+import { MAX_PAYLOAD_EXTENSIONS, noiseStaticCredential, sharedHandshakePayload, verifyHandshakePayload } from './handshake-payload.js';
 import { Identity, parseNodeId } from './identity.js';
 import { CipherState, XXHandshakeState, type X25519KeyPair } from './noise.js';
 
 /** Prologue used unless another is given: binds the handshake to this protocol. */
 export const DEFAULT_PROLOGUE: Buffer = Buffer.from('p2pd/noise-xx/1', 'latin1');
+
+/**
+ * The Noise static key each recently authenticated peer used, by node id: a reconnecting
+ * initiator that pins the peer's id computes its `es` DH with that key while waiting for
+ * message 2 ({@link SecureHandshake.prepare}). Only a hint: the key received is what counts.
+ */
+const LAST_STATIC_KEYS = 256;
+const lastStaticKey = new Map<string, Buffer>();
+
+function rememberStaticKey(id: Buffer, staticKey: Buffer): void {
+  const k = id.toString('latin1');
+  lastStaticKey.delete(k);
+  lastStaticKey.set(k, staticKey);
+  if (lastStaticKey.size > LAST_STATIC_KEYS) {
+    const oldest = lastStaticKey.keys().next().value;
+    if (oldest !== undefined) lastStaticKey.delete(oldest);
+  }
+}
 
 /** Options of {@link SecureHandshake}. */
 export interface SecureHandshakeOptions {
@@ -83,7 +101,7 @@ export class SecureHandshake {
     this.initiator = opts.initiator;
     this.#expected = opts.remoteId === undefined ? undefined : parseNodeId(opts.remoteId);
     const cred = noiseStaticCredential(opts.identity);
-    this.#payload = createHandshakePayload(opts.identity, opts.extensions);
+    this.#payload = sharedHandshakePayload(opts.identity, opts.extensions);
     this.#hs = new XXHandshakeState({
       initiator: opts.initiator,
       staticKeyPair: cred.keyPair,
@@ -124,6 +142,23 @@ export class SecureHandshake {
     }
   }
 
+  /**
+   * Optional work ahead of the peer's next message, to call right after sending ours (off the
+   * critical path: the peer is busy answering). Today: an initiator that pins the peer's id and
+   * knows the static key that peer used last time precomputes the DH of its ephemeral key with
+   * it (see `XXHandshakeState.precomputeRemoteStatic`). Never fails.
+   */
+  prepare(): void {
+    if (this.#failed || !this.initiator || this.#expected === undefined || this.#hs.messageIndex !== 1) return;
+    const rs = lastStaticKey.get(this.#expected.toString('latin1'));
+    if (rs === undefined) return;
+    try {
+      this.#hs.precomputeRemoteStatic(rs);
+    } catch {
+      /* a hint only */
+    }
+  }
+
   /** Consumes the peer's next handshake message. */
   readMessage(message: Uint8Array): void {
     if (this.#failed) throw new HandshakeError('handshake already failed', { cause: this.#failed });
@@ -141,6 +176,7 @@ export class SecureHandshake {
         throw new PeerIdMismatchError(this.#expected.toString('hex'), peer.id.toString('hex'));
       }
       this.#peer = peer;
+      rememberStaticKey(peer.id, rs);
     } catch (e) {
       throw this.#fail(e);
     }

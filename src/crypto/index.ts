@@ -37,6 +37,7 @@ export {
   type XXHandshakeOptions,
   type HandshakeSplit,
 } from './noise.js';
+export { takeEphemeralKeyPair, resetEphemeralPool, ephemeralPoolStats, type EphemeralPoolStats } from './ephemeral.js';
 export {
   encodeHandshakePayload,
   decodeHandshakePayload,
@@ -70,6 +71,8 @@ export {
   decryptFrame,
   encryptMessage,
   encryptedMessageSize,
+  messageChunkCount,
+  messageChunkSizes,
   encodeHandshakeFrame,
   decodeHandshakeFrame,
   parseFrameHeader,

@@ -19,11 +19,11 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
-  generateKeyPairSync,
   type DecipherChaCha20Poly1305,
   type KeyObject,
 } from 'node:crypto';
 import { DecryptError, HandshakeError, InvalidArgumentError, MessageTooBigError } from '../errors.js';
+import { generateX25519Sync, takeEphemeralKeyPair, type X25519KeyPair } from './ephemeral.js';
 
 /** The full Noise protocol name; 32 bytes, so it is used as the initial `h` directly. */
 export const NOISE_PROTOCOL_NAME = 'Noise_XX_25519_ChaChaPoly_SHA256';
@@ -63,13 +63,7 @@ function isBytes(u: unknown): u is Uint8Array {
 // DH: X25519
 // ---------------------------------------------------------------------------------------------
 
-/** An X25519 key pair: the raw 32-byte public key and the private key as a `KeyObject`. */
-export interface X25519KeyPair {
-  /** Raw 32-byte public key. */
-  readonly publicKey: Buffer;
-  /** The private key, kept inside OpenSSL. */
-  readonly privateKey: KeyObject;
-}
+export type { X25519KeyPair } from './ephemeral.js';
 
 function rawPublicFromKeyObject(key: KeyObject): Buffer {
   // JWK export is ~50x faster than DER export in Node 20 (no OpenSSL encoder lookup).
@@ -80,21 +74,17 @@ function rawPublicFromKeyObject(key: KeyObject): Buffer {
 }
 
 /**
- * Generates a fresh X25519 key pair (Noise `GENERATE_KEYPAIR()`).
+ * Generates a fresh X25519 key pair (Noise `GENERATE_KEYPAIR()`), synchronously.
  *
  * `generateKeyPairSync` encodes the public key itself (JWK): on Node 20, exporting a freshly
  * generated public `KeyObject` with `export({ format: 'jwk' })` can deadlock the process when a
  * GC finalizes an earlier key-generation job at the same moment (seen within seconds in a loop
  * of handshakes). Asking for the encoding up front avoids that and is faster.
+ * Handshakes take their ephemeral keys from a pool generated ahead of time instead
+ * (`takeEphemeralKeyPair` in `ephemeral.ts`).
  */
 export function generateX25519KeyPair(): X25519KeyPair {
-  const { publicKey, privateKey } = generateKeyPairSync('x25519', { publicKeyEncoding: { type: 'spki', format: 'jwk' } } as never) as unknown as {
-    publicKey: { x?: string };
-    privateKey: KeyObject;
-  };
-  const raw = Buffer.from(String(publicKey.x), 'base64url');
-  if (raw.length !== DH_LEN) throw new HandshakeError('unexpected X25519 public key encoding');
-  return { publicKey: raw, privateKey };
+  return generateX25519Sync();
 }
 
 /**
@@ -120,6 +110,27 @@ function importX25519Public(raw: Buffer): KeyObject {
   } catch (e) {
     throw new HandshakeError('invalid X25519 public key', { cause: e });
   }
+}
+
+/** Imported remote static keys, by raw bytes: peers reconnect with the same static key. */
+const STATIC_KEY_CACHE_SIZE = 256;
+const staticKeyCache = new Map<string, KeyObject>();
+
+/** {@link importX25519Public} for a long-lived (static) key, through a small LRU cache. */
+function importStaticPublic(raw: Buffer): KeyObject {
+  const id = raw.toString('latin1');
+  let k = staticKeyCache.get(id);
+  if (k !== undefined) {
+    staticKeyCache.delete(id); // refresh its LRU position
+  } else {
+    k = importX25519Public(raw);
+    if (staticKeyCache.size >= STATIC_KEY_CACHE_SIZE) {
+      const oldest = staticKeyCache.keys().next().value;
+      if (oldest !== undefined) staticKeyCache.delete(oldest);
+    }
+  }
+  staticKeyCache.set(id, k);
+  return k;
 }
 
 /**
@@ -244,11 +255,14 @@ export class CipherState {
 
   /**
    * Encrypts without copying: appends `ciphertext` and `tag` to `parts` (for a vectored
-   * socket write). Requires a key. Returns the number of bytes appended.
+   * socket write). With `tagInto`, the tag is written into its first 16 bytes instead of
+   * being appended (the caller places that buffer). Requires a key. Returns the number of
+   * ciphertext and tag bytes produced.
    */
-  encryptToParts(ad: Uint8Array | null, plaintext: Uint8Array, parts: Buffer[]): number {
+  encryptToParts(ad: Uint8Array | null, plaintext: Uint8Array, parts: Buffer[], tagInto?: Buffer): number {
     const k = this.#k;
     if (k === null) throw new InvalidArgumentError('encryptToParts needs a keyed CipherState');
+    if (tagInto !== undefined && tagInto.length < NOISE_TAG_SIZE) throw new InvalidArgumentError('tag buffer too small');
     const len = plaintext.length;
     const c = createCipheriv(CIPHER, k, this.#ivForNonce(), AEAD_OPTS);
     if (ad !== null && ad.length > 0) c.setAAD(ad, { plaintextLength: len });
@@ -264,7 +278,8 @@ export class CipherState {
       n += fin.length;
     }
     const tag = c.getAuthTag();
-    parts.push(tag);
+    if (tagInto !== undefined) tag.copy(tagInto, 0);
+    else parts.push(tag);
     this.#n++;
     return n + tag.length;
   }
@@ -328,6 +343,9 @@ export class CipherState {
 // SymmetricState
 // ---------------------------------------------------------------------------------------------
 
+/** The `h` after the prologue of the last handshake set up (see {@link SymmetricState.withPrologue}). */
+let initialHashCache: { name: string; prologue: Buffer; h: Buffer } | undefined;
+
 /** Noise `SymmetricState`: chaining key `ck`, handshake hash `h`, and a {@link CipherState}. */
 export class SymmetricState {
   #ck: Buffer;
@@ -344,6 +362,23 @@ export class SymmetricState {
       this.#h = sha256(name);
     }
     this.#ck = Buffer.from(this.#h);
+  }
+
+  /**
+   * `InitializeSymmetric(protocol_name)` followed by `MixHash(prologue)`, with the resulting
+   * `h` remembered for the last (name, prologue) pair: every handshake of a node starts the
+   * same way. Same result as `new SymmetricState(name)` then `mixHash(prologue)`.
+   */
+  static withPrologue(protocolName: string, prologue: Uint8Array): SymmetricState {
+    const c = initialHashCache;
+    const ss = new SymmetricState(protocolName);
+    if (c !== undefined && c.name === protocolName && c.prologue.equals(prologue)) {
+      ss.#h = c.h; // never mutated in place (mixHash replaces it), so it can be shared
+      return ss;
+    }
+    ss.mixHash(prologue);
+    initialHashCache = { name: protocolName, prologue: Buffer.from(prologue), h: ss.#h };
+    return ss;
   }
 
   /** The current handshake hash `h` (a copy). */
@@ -436,6 +471,8 @@ export class XXHandshakeState {
   #re: Buffer | undefined;
   #reKey: KeyObject | undefined;
   #rsKey: KeyObject | undefined;
+  /** A precomputed `DH(e, rs)` for a guessed `rs` (see {@link precomputeRemoteStatic}). */
+  #guess: { e: X25519KeyPair; rs: Buffer; dh: Buffer } | undefined;
   #index = 0;
   #failed: HandshakeError | undefined;
   #split: HandshakeSplit | undefined;
@@ -449,8 +486,7 @@ export class XXHandshakeState {
     this.initiator = opts.initiator;
     this.#s = opts.staticKeyPair;
     this.#e = opts.ephemeralKeyPair;
-    this.#ss = new SymmetricState(NOISE_PROTOCOL_NAME);
-    this.#ss.mixHash(opts.prologue ?? EMPTY);
+    this.#ss = SymmetricState.withPrologue(NOISE_PROTOCOL_NAME, opts.prologue ?? EMPTY);
     // XX has no pre-messages.
   }
 
@@ -503,6 +539,7 @@ export class XXHandshakeState {
     this.#failed = err;
     this.#e = undefined;
     this.#s = undefined;
+    this.#guess = undefined;
     this.#ss.destroy();
     return err;
   }
@@ -521,9 +558,31 @@ export class XXHandshakeState {
       remote = this.#reKey ??= importX25519Public(this.#re);
     } else {
       if (!this.#rs) throw new HandshakeError(`missing remote static key for ${token}`);
-      remote = this.#rsKey ??= importX25519Public(this.#rs);
+      const guess = this.#guess;
+      if (guess !== undefined && localIsE && guess.e === local) {
+        this.#guess = undefined;
+        if (guess.rs.equals(this.#rs)) return guess.dh;
+      }
+      remote = this.#rsKey ??= importStaticPublic(this.#rs);
     }
     return x25519(local.privateKey, remote);
+  }
+
+  /**
+   * Optional speculation, to call while waiting for the peer's static key: computes
+   * `DH(e, guess)` now (our ephemeral key with the static key the peer is expected to send,
+   * e.g. the one it used last time), so that the token mixing our `e` with its `s` (`es` for
+   * the initiator, `se` for the responder) costs nothing when the message arrives. The result
+   * is used only if the static key received is exactly `guess`; otherwise it is discarded and
+   * the DH computed as usual. Pure optimisation: the handshake is the same either way.
+   * Does nothing unless our ephemeral key exists and the peer's static key is still to come.
+   * @throws {@link HandshakeError} if `guess` is not a valid X25519 public key.
+   */
+  precomputeRemoteStatic(guess: Uint8Array): void {
+    const e = this.#e;
+    if (this.#failed || this.#rs !== undefined || e === undefined || !isBytes(guess) || guess.length !== DH_LEN) return;
+    const rs = Buffer.from(guess);
+    this.#guess = { e, rs, dh: x25519(e.privateKey, importStaticPublic(rs)) };
   }
 
   /**
@@ -546,7 +605,8 @@ export class XXHandshakeState {
       for (const t of tokens) {
         switch (t) {
           case 'e': {
-            this.#e ??= generateX25519KeyPair();
+            // A fresh pair, pre-generated off the critical path when possible; used once.
+            this.#e ??= takeEphemeralKeyPair();
             parts.push(this.#e.publicKey);
             this.#ss.mixHash(this.#e.publicKey);
             break;
@@ -627,6 +687,7 @@ export class XXHandshakeState {
       this.#s = undefined;
       this.#reKey = undefined;
       this.#rsKey = undefined;
+      this.#guess = undefined;
     }
   }
 

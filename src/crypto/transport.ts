@@ -13,10 +13,12 @@
  * handshake message and have flags 0. Transport frames carry `ciphertext || tag`; the
  * 4 header bytes are the AEAD associated data, so flags and length are authenticated.
  *
- * An application message of up to {@link MAX_SECURE_MESSAGE} bytes is cut into chunks of at
- * most {@link NOISE_MAX_PLAINTEXT} bytes, one frame each, all but the last flagged MORE; the
- * receiver reassembles them, so message boundaries survive. An empty message is one frame
- * with an empty plaintext. Chunks are never empty except for a whole empty message.
+ * An application message of up to {@link MAX_SECURE_MESSAGE} bytes is cut into
+ * `ceil(length / NOISE_MAX_PLAINTEXT)` chunks of (nearly) equal size, one frame each, all but
+ * the last flagged MORE ({@link messageChunkSizes}: a 64 KiB message is two 32 KiB frames, not
+ * 65519 + 17 bytes); the receiver reassembles them, so message boundaries survive. An empty
+ * message is one frame with an empty plaintext. Chunks are never empty except for a whole
+ * empty message. Receivers accept any chunking within these rules, not only the even one.
  * @module
  */
 import { DecryptError, FrameError, InvalidArgumentError, MessageTooBigError } from '../errors.js';
@@ -85,10 +87,28 @@ export function encryptFrame(cs: CipherState, plaintext: Uint8Array, flags = 0):
   return out;
 }
 
+/** Number of frames a message of `length` bytes is cut into: `max(1, ceil(length / NOISE_MAX_PLAINTEXT))`. */
+export function messageChunkCount(length: number): number {
+  return length <= NOISE_MAX_PLAINTEXT ? 1 : Math.ceil(length / NOISE_MAX_PLAINTEXT);
+}
+
+/**
+ * Plaintext sizes of the frames of a message of `length` bytes: {@link messageChunkCount}
+ * chunks as equal as possible (the first `length % n` are one byte longer), e.g.
+ * `65536 → [32768, 32768]`, `65520 → [32760, 32760]`, `0 → [0]`.
+ */
+export function messageChunkSizes(length: number): number[] {
+  const n = messageChunkCount(length);
+  const base = Math.floor(length / n);
+  const extra = length - base * n;
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) out[i] = i < extra ? base + 1 : base;
+  return out;
+}
+
 /** Wire size of a message of `length` bytes once chunked and encrypted. */
 export function encryptedMessageSize(length: number): number {
-  const chunks = Math.max(1, Math.ceil(length / NOISE_MAX_PLAINTEXT));
-  return length + chunks * FRAME_OVERHEAD;
+  return length + messageChunkCount(length) * FRAME_OVERHEAD;
 }
 
 /**
@@ -99,18 +119,24 @@ export function encryptedMessageSize(length: number): number {
 export function encryptMessage(cs: CipherState, message: Uint8Array, maxMessageSize = MAX_SECURE_MESSAGE): Buffer {
   const total = message.length;
   if (total > maxMessageSize) throw new MessageTooBigError(`message too large (${total} > ${maxMessageSize} bytes)`);
-  const out = Buffer.allocUnsafe(encryptedMessageSize(total));
+  const chunks = messageChunkCount(total);
+  const out = Buffer.allocUnsafe(total + chunks * FRAME_OVERHEAD);
+  if (chunks === 1) {
+    writeHeader(out, 0, 0, total + NOISE_TAG_SIZE);
+    cs.encryptInto(out.subarray(0, FRAME_HEADER_SIZE), message, out, FRAME_HEADER_SIZE);
+    return out;
+  }
+  const base = Math.floor(total / chunks);
+  const extra = total - base * chunks;
   let pos = 0;
   let off = 0;
-  do {
-    const n = Math.min(NOISE_MAX_PLAINTEXT, total - off);
-    const last = off + n >= total;
-    writeHeader(out, pos, last ? 0 : FRAME_FLAG_MORE, n + NOISE_TAG_SIZE);
-    const chunk = off === 0 && last ? message : message.subarray(off, off + n);
+  for (let i = 0; i < chunks; i++) {
+    const n = i < extra ? base + 1 : base;
+    writeHeader(out, pos, i === chunks - 1 ? 0 : FRAME_FLAG_MORE, n + NOISE_TAG_SIZE);
     pos += FRAME_HEADER_SIZE;
-    pos += cs.encryptInto(out.subarray(pos - FRAME_HEADER_SIZE, pos), chunk, out, pos);
+    pos += cs.encryptInto(out.subarray(pos - FRAME_HEADER_SIZE, pos), message.subarray(off, off + n), out, pos);
     off += n;
-  } while (off < total);
+  }
   return out;
 }
 
@@ -361,17 +387,31 @@ export class SecureChannel {
     if (this.#localClosed) throw new InvalidArgumentError('secure channel closed for sending');
     const total = message.length;
     if (total > this.maxMessageSize) throw new MessageTooBigError(`message too large (${total} > ${this.maxMessageSize} bytes)`);
+    const chunks = messageChunkCount(total);
+    const base = Math.floor(total / chunks);
+    const extra = total - base * chunks;
     const parts: Buffer[] = [];
+    // The tag of a frame and the header of the next share one small buffer: 2n + 1 pieces for
+    // n frames (header, ciphertext, tag+header, ciphertext, …, tag) instead of 3n.
+    let hdr = Buffer.allocUnsafe(FRAME_HEADER_SIZE);
     let off = 0;
-    do {
-      const n = Math.min(NOISE_MAX_PLAINTEXT, total - off);
-      const last = off + n >= total;
-      const hdr = Buffer.allocUnsafe(FRAME_HEADER_SIZE);
-      writeHeader(hdr, 0, last ? 0 : FRAME_FLAG_MORE, n + NOISE_TAG_SIZE);
-      parts.push(hdr);
-      this.#send.encryptToParts(hdr, off === 0 && last ? message : message.subarray(off, off + n), parts);
+    for (let i = 0; i < chunks; i++) {
+      const n = i < extra ? base + 1 : base;
+      const last = i === chunks - 1;
+      writeHeader(hdr, hdr.length - FRAME_HEADER_SIZE, last ? 0 : FRAME_FLAG_MORE, n + NOISE_TAG_SIZE);
+      if (i === 0) parts.push(hdr);
+      const ad = hdr.subarray(hdr.length - FRAME_HEADER_SIZE);
+      const chunk = chunks === 1 ? message : message.subarray(off, off + n);
+      if (last) {
+        this.#send.encryptToParts(ad, chunk, parts);
+      } else {
+        const next = Buffer.allocUnsafe(NOISE_TAG_SIZE + FRAME_HEADER_SIZE);
+        this.#send.encryptToParts(ad, chunk, parts, next);
+        parts.push(next);
+        hdr = next;
+      }
       off += n;
-    } while (off < total);
+    }
     return parts;
   }
 
@@ -407,7 +447,10 @@ export class SecureChannel {
   /** Validates a frame header; returns the body length. */
   #onHeader(buf: Buffer, off: number): number {
     if (this.#remoteClosed) throw new FrameError('data after the close frame');
-    const { flags, length } = parseFrameHeader(buf, off);
+    // parseFrameHeader, inlined (no object per frame).
+    const flags = buf[off] as number;
+    if (buf[off + 1] !== 0 || (flags & ~KNOWN_FLAGS) !== 0) parseFrameHeader(buf, off); // throws the precise FrameError
+    const length = ((buf[off + 2] as number) << 8) | (buf[off + 3] as number);
     if (length < NOISE_TAG_SIZE) throw new FrameError('transport frame shorter than the authentication tag');
     const pt = length - NOISE_TAG_SIZE;
     if (flags & FRAME_FLAG_CLOSE) {

@@ -6,10 +6,11 @@
 import type { Server, Socket } from 'node:net';
 import { InvalidArgumentError, PipeClosedError } from '../errors.js';
 import { formatEndpoint, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
-import { cancellable, type AbortOptions } from '../util/abort.js';
+import type { AbortOptions } from '../util/abort.js';
+import { AcceptQueue } from './accept-queue.js';
 import { handled, Pipe, type SendData } from './pipe.js';
 import { TcpPipe } from './tcp.js';
-import { DEFAULT_MAX_ACCEPT_QUEUE, type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
+import { type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
 
 /** Options for a TCP server pipe. */
 export interface TcpServerInit extends QueueLimits {
@@ -43,8 +44,8 @@ export class TcpServer extends Pipe {
   /** The underlying `net.Server`. */
   readonly server: Server;
   private readonly init: TcpServerInit;
-  private acceptQueue: TcpPipe[] = [];
-  private acceptWaiters: { resolve: (p: TcpPipe) => void; reject: (e: unknown) => void }[] = [];
+  /** Accepted pipes awaiting `accept()`; one dropped beyond the limit keeps working (callbacks still see it). */
+  private readonly acceptQueue: AcceptQueue<TcpPipe>;
   private connCbs: ConnectionCallback[] = [];
   /** Server queues over their limits; while > 0 every connection is paused. */
   private paused = 0;
@@ -58,6 +59,12 @@ export class TcpServer extends Pipe {
     this.local = local;
     this.framing = init.framing;
     this.init = init;
+    this.acceptQueue = new AcceptQueue<TcpPipe>({
+      ...(init.maxAcceptQueue !== undefined ? { limit: init.maxAcceptQueue } : {}),
+      onDrop: () => {
+        this.acceptOverflow++;
+      },
+    });
     if (init.onMessage) this.onMessage(init.onMessage);
     server.on('connection', (s: Socket) => this.handleSocket(s));
     server.on('error', (e) => this.reportError(e));
@@ -88,15 +95,7 @@ export class TcpServer extends Pipe {
         this.reportError(e);
       }
     }
-    const w = this.acceptWaiters.shift();
-    if (w) w.resolve(pipe);
-    else {
-      this.acceptQueue.push(pipe);
-      if (this.acceptQueue.length > (this.init.maxAcceptQueue ?? DEFAULT_MAX_ACCEPT_QUEUE)) {
-        this.acceptQueue.shift();
-        this.acceptOverflow++;
-      }
-    }
+    this.acceptQueue.push(pipe);
   }
 
   /** Registers a callback for each new connection; returns a remover. */
@@ -108,32 +107,14 @@ export class TcpServer extends Pipe {
     };
   }
 
-  /** Resolves with the next accepted connection (queued ones first). */
+  /** Resolves with the next accepted connection (queued ones first); `PipeClosedError` once closed. */
   accept(opts?: AbortOptions): Promise<TcpPipe> {
-    const p = this.acceptQueue.shift();
-    if (p) return Promise.resolve(p);
-    if (this.closed) return Promise.reject(new PipeClosedError('server is closed'));
-    return cancellable<TcpPipe>(opts, 'accept', (resolve, reject) => {
-      const w = { resolve, reject };
-      this.acceptWaiters.push(w);
-      return () => {
-        this.acceptWaiters = this.acceptWaiters.filter((x) => x !== w);
-      };
-    });
+    return this.acceptQueue.take(opts);
   }
 
   /** Async iterator of accepted connections; ends when the server closes. */
-  async *clients(opts: AbortOptions = {}): AsyncGenerator<TcpPipe, void, undefined> {
-    for (;;) {
-      let p: TcpPipe;
-      try {
-        p = await this.accept({ signal: opts.signal });
-      } catch (e) {
-        if (e instanceof PipeClosedError) return;
-        throw e;
-      }
-      yield p;
-    }
+  clients(opts: AbortOptions = {}): AsyncGenerator<TcpPipe, void, undefined> {
+    return this.acceptQueue.items(opts);
   }
 
   /** Sends to the connected client whose remote endpoint is `dest`. */
@@ -185,9 +166,7 @@ export class TcpServer extends Pipe {
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this.closed = true;
-    const ws = this.acceptWaiters;
-    this.acceptWaiters = [];
-    for (const w of ws) w.reject(new PipeClosedError('server is closed'));
+    this.acceptQueue.close();
     this.closing = (async () => {
       const listening = new Promise<void>((resolve) => this.server.close(() => resolve()));
       await Promise.all([...this.connections].map((c) => c.close()));

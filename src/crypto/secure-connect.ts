@@ -1,0 +1,277 @@
+/**
+ * The secure handshake runner: `secure(tcpPipe, opts)` runs the p2pd Noise XX handshake
+ * (`handshake.ts`) over a raw TCP pipe and turns it into a {@link SecurePipe};
+ * `connectSecure(dest, opts)` connects first. `SecureServer` (`secure-server.ts`) runs it for
+ * every accepted connection.
+ *
+ * The runner is callback-driven (no promise per message): handshake frames are parsed as bytes
+ * arrive, our answer is written from the same `'data'` callback, the initiator's last message
+ * leaves corked together with whatever the caller sends (or its close) in the same turn, and
+ * transport bytes that came with the last handshake message go straight to the new pipe.
+ * Work that does not need the peer's answer is done while waiting for it: ephemeral keys come
+ * pre-generated (`ephemeral.ts`), and after sending message 1 a pinned initiator precomputes
+ * its DH with the static key the peer used last time (`SecureHandshake.prepare`).
+ * @module
+ */
+import type { Socket } from 'node:net';
+import { FrameError, HandshakeError, InvalidArgumentError, PipeClosedError } from '../errors.js';
+import type { EndpointLike } from '../interfaces/endpoint.js';
+import { cancellable, throwIfAborted, toAbortError, type AbortOptions } from '../util/abort.js';
+import { pipeOpen } from '../pipes/open.js';
+import { handled } from '../pipes/pipe.js';
+import { TcpPipe } from '../pipes/tcp.js';
+import { SUB_ALL, type Message, type MessageCallback, type PipeOptions, type QueueLimits } from '../pipes/types.js';
+import { SecureHandshake } from './handshake.js';
+import { Identity } from './identity.js';
+import { SecurePipe } from './secure-pipe-core.js';
+import { decodeHandshakeFrame, encodeHandshakeFrame, FRAME_HEADER_SIZE, FrameDecoder, MAX_SECURE_MESSAGE, SecureChannel } from './transport.js';
+
+/** Default bound of the whole handshake (ms). */
+export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
+
+/** Options of {@link secure}. */
+export interface SecureOptions extends AbortOptions, QueueLimits {
+  /** Our node identity (its key signs our Noise static key). */
+  identity: Identity;
+  /**
+   * The peer we expect (node id: 32 bytes or 64 hex characters). Another peer fails the
+   * handshake with `PeerIdMismatchError`. The initiator checks it before revealing its own
+   * identity. @default any peer
+   */
+  remoteId?: Uint8Array | string;
+  /**
+   * Which side starts the handshake. Both sides must disagree. @default `false` for a
+   * connection accepted by a listening socket (a `TcpServer`'s pipe), `true` otherwise
+   * (a pipe from `pipeOpen('tcp', dest)`). Set it explicitly when both ends are clients
+   * (TCP simultaneous open, hole punching).
+   */
+  initiator?: boolean;
+  /** Bound of the handshake (ms); it fails with `TimeoutError`. `0` = none. @default DEFAULT_HANDSHAKE_TIMEOUT (10 s) */
+  timeout?: number;
+  /** Largest message sent or accepted (bytes). @default MAX_SECURE_MESSAGE (16 MiB) */
+  maxMessageSize?: number;
+  /** Noise prologue; both sides must use the same. @default DEFAULT_PROLOGUE */
+  prologue?: Uint8Array;
+  /** Extension bytes sent (authenticated) in our identity payload, ≤ 1024; the peer's are `remoteExtensions`. */
+  extensions?: Uint8Array;
+  /** Message callback of the secure pipe, registered before any message can arrive (no default `SUB_ALL` subscription then). */
+  onMessage?: MessageCallback;
+}
+
+// ------------------------------------------------------------------------------ secure() --
+
+function uncork(sock: Socket): void {
+  sock.uncork();
+}
+
+function isAccepted(pipe: TcpPipe): boolean {
+  const s = pipe.socket as Socket & { server?: unknown; _server?: unknown };
+  return (s.server ?? s._server) != null;
+}
+
+/** @internal Validates `maxMessageSize`; returns it or the default. */
+export function checkMax(v: number | undefined): number {
+  if (v === undefined) return MAX_SECURE_MESSAGE;
+  if (!Number.isSafeInteger(v) || v < 0) throw new InvalidArgumentError('maxMessageSize must be a non-negative integer');
+  return v;
+}
+
+/** @internal Validates a handshake `timeout`; returns it or the default. */
+export function checkTimeout(v: number | undefined): number {
+  if (v === undefined) return DEFAULT_HANDSHAKE_TIMEOUT;
+  if (typeof v !== 'number' || !(v >= 0)) throw new InvalidArgumentError('timeout must be a non-negative number of milliseconds');
+  return v;
+}
+
+function asHandshakeError(e: unknown): Error {
+  if (e instanceof HandshakeError) return e;
+  if (e instanceof FrameError) return new HandshakeError(`malformed handshake frame: ${e.message}`, { cause: e });
+  return new HandshakeError('handshake failed', { cause: e });
+}
+
+/**
+ * Runs the secure handshake over a connected TCP pipe and returns the encrypted pipe.
+ *
+ * `pipe` must use `'raw'` framing (else `InvalidArgumentError`) and from now on belongs to the
+ * secure pipe: its default `SUB_ALL` subscription is removed (bytes already queued there are
+ * consumed first, so nothing the peer sent early is lost); nothing else may read from or write
+ * to it (an accepted pipe's `TcpServer` must have no message callbacks or subscriptions of its
+ * own, or they would see ciphertext).
+ *
+ * The initiator usually sends right after the handshake, so the responder's first messages may
+ * arrive before `secure()` resolves: they wait in the `SUB_ALL` queue (`recv()`), or go to
+ * `opts.onMessage` when given. A `SecureServer` hands pipes to `onPipe` before that.
+ *
+ * Rejects with `HandshakeError` (malformed or unauthenticated handshake, the connection
+ * closed during it), `PeerIdMismatchError` (`remoteId` pin), `TimeoutError`, `AbortError`;
+ * the TCP pipe is then closed. Argument errors (`InvalidArgumentError`, a closed pipe:
+ * `PipeClosedError`) reject without touching the pipe.
+ */
+export function secure(pipe: TcpPipe, opts: SecureOptions): Promise<SecurePipe> {
+  return runSecure(pipe, opts, undefined);
+}
+
+/** @internal {@link secure}, with `onReady` called with the new pipe before any message is dispatched on it. */
+export function runSecure(pipe: TcpPipe, opts: SecureOptions, onReady: ((p: SecurePipe) => void) | undefined): Promise<SecurePipe> {
+  let hs: SecureHandshake;
+  let initiator: boolean;
+  let maxMessageSize: number;
+  let timeout: number;
+  try {
+    if (!(pipe instanceof TcpPipe)) throw new InvalidArgumentError('secure() needs a connected TCP pipe (a TcpPipe)');
+    if (pipe.framing !== 'raw') throw new InvalidArgumentError(`secure() needs a TCP pipe with 'raw' framing, not '${pipe.framing}'`);
+    if (!opts || !(opts.identity instanceof Identity)) throw new InvalidArgumentError('opts.identity must be an Identity');
+    if (opts.initiator !== undefined && typeof opts.initiator !== 'boolean') throw new InvalidArgumentError('initiator must be a boolean');
+    if (opts.onMessage !== undefined && typeof opts.onMessage !== 'function') throw new InvalidArgumentError('onMessage must be a function');
+    for (const k of ['maxQueue', 'maxQueueBytes'] as const) {
+      const v = opts[k];
+      if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new InvalidArgumentError(`${k} must be a positive integer`);
+    }
+    maxMessageSize = checkMax(opts.maxMessageSize);
+    timeout = checkTimeout(opts.timeout);
+    initiator = opts.initiator ?? !isAccepted(pipe);
+    hs = new SecureHandshake({
+      identity: opts.identity,
+      initiator,
+      ...(opts.remoteId !== undefined ? { remoteId: opts.remoteId } : {}),
+      ...(opts.prologue !== undefined ? { prologue: opts.prologue } : {}),
+      ...(opts.extensions !== undefined ? { extensions: opts.extensions } : {}),
+    });
+    if (pipe.closed || pipe.socket.destroyed) throw new PipeClosedError('the TCP pipe is closed');
+  } catch (e) {
+    return handled(Promise.reject(e));
+  }
+  const inner = pipe;
+  if (opts.signal?.aborted) {
+    void inner.close();
+    return handled(Promise.reject(toAbortError(opts.signal)));
+  }
+
+  // Take the inner pipe over: bytes that already reached its default queue come first.
+  const decoder = new FrameDecoder();
+  if (inner.isSubscribed(SUB_ALL)) {
+    for (let m = inner.tryRecv(SUB_ALL); m; m = inner.tryRecv(SUB_ALL)) decoder.push(m.data);
+    inner.unsubscribe(SUB_ALL);
+  }
+  let sp: SecurePipe | undefined;
+  let state: 'handshake' | 'done' | 'failed' = 'handshake';
+  let settleOk: ((p: SecurePipe) => void) | undefined;
+  let settleErr: ((e: unknown) => void) | undefined;
+  const sock = inner.socket;
+  const write = (msg: Buffer): void => {
+    // Write errors surface as the inner pipe's close.
+    if (sock.destroyed || !sock.writable) return;
+    inner.stats.bytesOut += msg.length + FRAME_HEADER_SIZE;
+    if (hs.isComplete) {
+      // Our last handshake message (initiator's message 3): hold it until the end of this turn
+      // of the event loop, so what the caller sends (or its close) right after the handshake
+      // leaves in the same segment.
+      sock.cork();
+      sock.write(encodeHandshakeFrame(msg));
+      setImmediate(uncork, sock);
+    } else sock.write(encodeHandshakeFrame(msg));
+  };
+  const fail = (e: unknown): void => {
+    if (state !== 'handshake') return;
+    state = 'failed';
+    settleErr?.(asHandshakeError(e));
+  };
+  const complete = (): void => {
+    const peer = hs.result();
+    const channel = new SecureChannel({ send: peer.send, recv: peer.recv }, { maxMessageSize });
+    const p = new SecurePipe({ inner, channel, peer, initiator, onMessage: opts.onMessage, maxQueue: opts.maxQueue, maxQueueBytes: opts.maxQueueBytes });
+    state = 'done';
+    sp = p;
+    if (onReady) {
+      try {
+        onReady(p);
+      } catch (e) {
+        p.reportError(e);
+      }
+    }
+    // Transport bytes that came with the last handshake message.
+    const rest = decoder.drain();
+    if (rest.length > 0) p.onCipher(rest);
+    settleOk?.(p);
+  };
+  const step = (): void => {
+    try {
+      while (state === 'handshake') {
+        if (hs.isMyTurn) {
+          write(hs.writeMessage());
+          hs.prepare(); // work ahead while the peer answers (never throws)
+        } else {
+          const f = decoder.next();
+          if (f === undefined) return;
+          hs.readMessage(decodeHandshakeFrame(f));
+        }
+        if (hs.isComplete) {
+          complete();
+          return;
+        }
+      }
+    } catch (e) {
+      fail(e);
+    }
+  };
+  inner.onMessage((m: Message) => {
+    if (sp !== undefined) sp.onCipher(m.data);
+    else if (state === 'handshake') {
+      decoder.push(m.data);
+      step();
+    }
+  });
+  inner.onClose((err) => {
+    if (sp !== undefined) sp.onInnerClose(err);
+    else fail(new HandshakeError(err ? `connection failed during the secure handshake: ${err.message}` : 'connection closed during the secure handshake', err ? { cause: err } : undefined));
+  });
+
+  return cancellable<SecurePipe>({ signal: opts.signal, timeout }, 'secure handshake', (resolve, reject) => {
+    settleOk = resolve;
+    settleErr = reject;
+    step(); // the initiator writes message 1; bytes already received are processed
+    return () => {
+      if (state === 'done') return;
+      state = 'failed';
+      void inner.close();
+    };
+  });
+}
+
+// ------------------------------------------------------------------------- connectSecure --
+
+/** Options of {@link connectSecure}: TCP options (`pipeOpen`) plus {@link SecureOptions}. */
+export interface ConnectSecureOptions extends Omit<PipeOptions, 'framing' | 'onMessage' | 'maxMessageSize' | 'timeout'>, Omit<SecureOptions, 'initiator'> {
+  /** Bound of connect + handshake together (ms). @default DEFAULT_HANDSHAKE_TIMEOUT (10 s) */
+  timeout?: number;
+  /** Start the handshake (default) or answer it (simultaneous open, both ends connecting). @default true */
+  initiator?: boolean;
+}
+
+/**
+ * Connects to `dest` over TCP and runs the secure handshake as the initiator. Pass
+ * `remoteId` to pin the peer. Rejects with the typed errors of `pipeOpen` and {@link secure}.
+ */
+export async function connectSecure(dest: EndpointLike, opts: ConnectSecureOptions): Promise<SecurePipe> {
+  if (!opts || !(opts.identity instanceof Identity)) throw new InvalidArgumentError('opts.identity must be an Identity');
+  throwIfAborted(opts.signal);
+  const timeout = checkTimeout(opts.timeout);
+  const t0 = performance.now();
+  const { identity, remoteId, initiator, maxMessageSize, prologue, extensions, onMessage, maxQueue, maxQueueBytes, ...tcp } = opts;
+  const pipe = await pipeOpen('tcp', dest, { ...tcp, framing: 'raw', timeout });
+  const left = timeout === 0 ? 0 : Math.max(1, Math.ceil(timeout - (performance.now() - t0)));
+  return secure(pipe, {
+    identity,
+    initiator: initiator ?? true,
+    timeout: left,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(remoteId !== undefined ? { remoteId } : {}),
+    ...(maxMessageSize !== undefined ? { maxMessageSize } : {}),
+    ...(prologue !== undefined ? { prologue } : {}),
+    ...(extensions !== undefined ? { extensions } : {}),
+    ...(onMessage !== undefined ? { onMessage } : {}),
+    ...(maxQueue !== undefined ? { maxQueue } : {}),
+    ...(maxQueueBytes !== undefined ? { maxQueueBytes } : {}),
+  });
+}
+

@@ -1,0 +1,250 @@
+/**
+ * The fast paths of the crypto layer keep the protocol unchanged: even chunking on the wire
+ * (and receivers still accepting any valid chunking), pre-generated ephemeral keys used exactly
+ * once, the speculative DH with a remembered static key (right or wrong guess), the cached
+ * prologue hash and imported static keys.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  CipherState,
+  encryptFrame,
+  ephemeralPoolStats,
+  FRAME_FLAG_MORE,
+  FRAME_HEADER_SIZE,
+  Identity,
+  messageChunkCount,
+  messageChunkSizes,
+  NOISE_MAX_PLAINTEXT,
+  NOISE_TAG_SIZE,
+  parseFrameHeader,
+  resetEphemeralPool,
+  SecureChannel,
+  SecureHandshake,
+  takeEphemeralKeyPair,
+  XXHandshakeState,
+  generateX25519KeyPair,
+  connectSecure,
+  listenSecure,
+} from '../src/crypto/index.js';
+
+const key = Buffer.alloc(32, 9);
+const pair = (): [SecureChannel, SecureChannel] => [
+  new SecureChannel({ send: new CipherState(key), recv: new CipherState(key) }),
+  new SecureChannel({ send: new CipherState(key), recv: new CipherState(key) }),
+];
+
+/** The frames of one encrypted message: flags and plaintext sizes, from the headers. */
+function frames(wire: Buffer): { flags: number; pt: number }[] {
+  const out: { flags: number; pt: number }[] = [];
+  for (let off = 0; off < wire.length; ) {
+    const { flags, length } = parseFrameHeader(wire, off);
+    out.push({ flags, pt: length - NOISE_TAG_SIZE });
+    off += FRAME_HEADER_SIZE + length;
+  }
+  return out;
+}
+
+const tick = (ms = 5): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits (up to 5 s) until the pool has generated at least `n` pairs in the thread pool. */
+async function pooledAtLeast(n: number): Promise<void> {
+  for (let t = 0; ephemeralPoolStats.async < n; t += 5) {
+    if (t > 5000) throw new Error('the ephemeral key pool did not refill');
+    await tick();
+  }
+}
+
+describe('even chunking', () => {
+  it('messageChunkSizes splits into ceil(len / 65519) chunks differing by at most one byte', () => {
+    expect(messageChunkSizes(0)).toEqual([0]);
+    expect(messageChunkSizes(1)).toEqual([1]);
+    expect(messageChunkSizes(NOISE_MAX_PLAINTEXT)).toEqual([NOISE_MAX_PLAINTEXT]);
+    expect(messageChunkSizes(NOISE_MAX_PLAINTEXT + 1)).toEqual([32760, 32760]);
+    expect(messageChunkSizes(65536)).toEqual([32768, 32768]);
+    for (const n of [65537, 3 * NOISE_MAX_PLAINTEXT + 1, 1_000_003, 16 * 1024 * 1024]) {
+      const s = messageChunkSizes(n);
+      expect(s.length).toBe(Math.ceil(n / NOISE_MAX_PLAINTEXT));
+      expect(messageChunkCount(n)).toBe(s.length);
+      expect(s.reduce((a, b) => a + b, 0)).toBe(n);
+      expect(Math.max(...s) - Math.min(...s)).toBeLessThanOrEqual(1);
+      expect(Math.max(...s)).toBeLessThanOrEqual(NOISE_MAX_PLAINTEXT);
+    }
+  });
+
+  it('a 64 KiB message is two 32 KiB frames on the wire (MORE then last), from encrypt and encryptv alike', () => {
+    const [a, b] = pair();
+    const m = Buffer.alloc(65536, 7);
+    const wire = a.encrypt(m);
+    expect(frames(wire)).toEqual([
+      { flags: FRAME_FLAG_MORE, pt: 32768 },
+      { flags: 0, pt: 32768 },
+    ]);
+    const parts = b.encryptv(m);
+    expect(parts.length).toBe(5); // header, ciphertext, tag+header, ciphertext, tag
+    expect(Buffer.concat(parts).equals(wire)).toBe(true);
+    for (const n of [0, 3, NOISE_MAX_PLAINTEXT, NOISE_MAX_PLAINTEXT + 1, 200_001]) {
+      const [c, d] = pair();
+      const x = Buffer.alloc(n, n & 0xff);
+      const v = c.encryptv(x);
+      const w = d.encrypt(x);
+      expect(Buffer.concat(v).equals(w)).toBe(true);
+      expect(frames(w).map((f) => f.pt)).toEqual(messageChunkSizes(n));
+    }
+  });
+
+  it('the receiver still accepts uneven chunking (65519 + 17, as older senders do)', () => {
+    const tx = new CipherState(key);
+    const [, rx] = pair();
+    const m = Buffer.alloc(65536);
+    for (let i = 0; i < m.length; i++) m[i] = i * 31;
+    const wire = Buffer.concat([encryptFrame(tx, m.subarray(0, NOISE_MAX_PLAINTEXT), FRAME_FLAG_MORE), encryptFrame(tx, m.subarray(NOISE_MAX_PLAINTEXT))]);
+    const got: Buffer[] = [];
+    for (let off = 0; off < wire.length; off += 4096) got.push(...rx.decrypt(wire.subarray(off, off + 4096)));
+    expect(got.length).toBe(1);
+    expect(got[0]!.equals(m)).toBe(true);
+  });
+});
+
+describe('ephemeral keys', () => {
+  it('takeEphemeralKeyPair never hands out the same pair twice, pooled or not', async () => {
+    resetEphemeralPool();
+    const seen = new Set<string>();
+    const objs = new Set<unknown>();
+    for (let i = 0; i < 60; i++) {
+      const kp = takeEphemeralKeyPair();
+      expect(kp.publicKey.length).toBe(32);
+      seen.add(kp.publicKey.toString('hex'));
+      objs.add(kp.privateKey);
+      if (i % 3 === 0) await tick(); // let the pool refill sometimes
+    }
+    await pooledAtLeast(1);
+    const kp = takeEphemeralKeyPair(); // from the pool now
+    seen.add(kp.publicKey.toString('hex'));
+    objs.add(kp.privateKey);
+    expect(seen.size).toBe(61);
+    expect(objs.size).toBe(61);
+    expect(ephemeralPoolStats.pooled).toBeGreaterThan(0); // the pool is used
+    expect(ephemeralPoolStats.pooled + ephemeralPoolStats.sync).toBe(61);
+    resetEphemeralPool({ enabled: false });
+    for (let i = 0; i < 3; i++) takeEphemeralKeyPair();
+    await tick(20);
+    expect(ephemeralPoolStats).toEqual({ pooled: 0, sync: 3, async: 0 });
+    resetEphemeralPool();
+  });
+
+  it('every handshake uses a fresh ephemeral key on both sides', async () => {
+    resetEphemeralPool();
+    const ia = Identity.generate();
+    const ib = Identity.generate();
+    takeEphemeralKeyPair(); // starts the refill
+    await pooledAtLeast(1);
+    const keys = new Set<string>();
+    const N = 40;
+    for (let i = 0; i < N; i++) {
+      const a = new SecureHandshake({ identity: ia, initiator: true, remoteId: ib.id });
+      const b = new SecureHandshake({ identity: ib, initiator: false });
+      const m1 = a.writeMessage();
+      keys.add(m1.subarray(0, 32).toString('hex')); // -> e
+      b.readMessage(m1);
+      const m2 = b.writeMessage();
+      keys.add(m2.subarray(0, 32).toString('hex')); // <- e
+      a.readMessage(m2);
+      b.readMessage(a.writeMessage());
+      expect(a.result().handshakeHash.equals(b.result().handshakeHash)).toBe(true);
+      if (i % 4 === 0) await tick();
+    }
+    expect(keys.size).toBe(2 * N);
+    expect(ephemeralPoolStats.pooled).toBeGreaterThan(0);
+  });
+
+  it('secure pipes over TCP take their ephemeral keys from the pool', async () => {
+    const server = await listenSecure('127.0.0.1:0', { identity: Identity.generate(), onPipe: (p) => p.onMessage((m) => void p.send(m.data)), onMessage: () => undefined });
+    try {
+      resetEphemeralPool();
+      takeEphemeralKeyPair(); // starts the refill
+      await pooledAtLeast(1);
+      const me = Identity.generate();
+      for (let i = 0; i < 6; i++) {
+        const p = await connectSecure(server.local, { identity: me });
+        await p.send('x');
+        await p.close();
+      }
+      expect(ephemeralPoolStats.pooled).toBeGreaterThan(0);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('speculative DH with the peer static key seen last time', () => {
+  function run(a: SecureHandshake, b: SecureHandshake): void {
+    b.readMessage(a.writeMessage());
+    a.prepare();
+    a.readMessage(b.writeMessage());
+    b.readMessage(a.writeMessage());
+  }
+
+  it('a reconnecting pinned initiator gets the same result with a right or a wrong guess', () => {
+    const ia = Identity.generate();
+    const seed = Buffer.alloc(32, 0x5a);
+    const ib1 = Identity.fromPrivateKey(seed);
+    // Same identity key, another Identity object: another Noise static key (the guess is then wrong).
+    const ib2 = Identity.fromPrivateKey(seed);
+    expect(ib2.idHex).toBe(ib1.idHex);
+    for (const ib of [ib1, ib1, ib2, ib2, ib1]) {
+      const a = new SecureHandshake({ identity: ia, initiator: true, remoteId: ib.id });
+      const b = new SecureHandshake({ identity: ib, initiator: false });
+      run(a, b);
+      const ra = a.result();
+      const rb = b.result();
+      expect(ra.handshakeHash.equals(rb.handshakeHash)).toBe(true);
+      expect(ra.remoteIdHex).toBe(ib.idHex);
+      // The transport keys agree.
+      const ct = new SecureChannel({ send: ra.send, recv: ra.recv }).encrypt(Buffer.from('hello'));
+      expect(new SecureChannel({ send: rb.send, recv: rb.recv }).decrypt(ct)).toEqual([Buffer.from('hello')]);
+    }
+  });
+
+  it('XXHandshakeState.precomputeRemoteStatic: a right guess, a wrong guess and no guess give identical transcripts', () => {
+    const s1 = generateX25519KeyPair();
+    const s2 = generateX25519KeyPair();
+    const e1 = generateX25519KeyPair();
+    const e2 = generateX25519KeyPair();
+    const transcript = (guess: Buffer | undefined): Buffer[] => {
+      const a = new XXHandshakeState({ initiator: true, staticKeyPair: s1, ephemeralKeyPair: e1 });
+      const b = new XXHandshakeState({ initiator: false, staticKeyPair: s2, ephemeralKeyPair: e2 });
+      const m1 = a.writeMessage();
+      if (guess) a.precomputeRemoteStatic(guess);
+      b.readMessage(m1);
+      const m2 = b.writeMessage(Buffer.from('p2'));
+      a.readMessage(m2);
+      const m3 = a.writeMessage(Buffer.from('p3'));
+      b.readMessage(m3);
+      return [m1, m2, m3, a.handshakeHash, b.handshakeHash];
+    };
+    const plain = transcript(undefined);
+    expect(transcript(s2.publicKey)).toEqual(plain);
+    expect(transcript(generateX25519KeyPair().publicKey)).toEqual(plain);
+    expect(plain[3]).toEqual(plain[4]);
+  });
+});
+
+describe('cached handshake setup', () => {
+  it('handshakes with different prologues alternate correctly (prologue hash cache)', () => {
+    const ia = Identity.generate();
+    const ib = Identity.generate();
+    for (const prologue of [Buffer.from('one'), Buffer.from('two'), Buffer.from('one'), undefined, Buffer.from('two')]) {
+      const a = new SecureHandshake({ identity: ia, initiator: true, ...(prologue ? { prologue } : {}) });
+      const b = new SecureHandshake({ identity: ib, initiator: false, ...(prologue ? { prologue } : {}) });
+      b.readMessage(a.writeMessage());
+      a.readMessage(b.writeMessage());
+      b.readMessage(a.writeMessage());
+      expect(a.result().handshakeHash.equals(b.result().handshakeHash)).toBe(true);
+    }
+    // A mismatch still fails.
+    const a = new SecureHandshake({ identity: ia, initiator: true, prologue: Buffer.from('one') });
+    const b = new SecureHandshake({ identity: ib, initiator: false, prologue: Buffer.from('two') });
+    b.readMessage(a.writeMessage());
+    expect(() => a.readMessage(b.writeMessage())).toThrow();
+  });
+});
