@@ -13,7 +13,7 @@
  * ```
  * @module
  */
-import { InvalidArgumentError, StateError } from '../errors.js';
+import { StateError } from '../errors.js';
 import { Identity } from '../crypto/identity.js';
 import type { X25519KeyPair } from '../crypto/noise.js';
 import { secureServer, type SecurePipe, type SecureServer } from '../crypto/secure-pipe.js';
@@ -32,14 +32,14 @@ import { startBroker, type Broker } from './broker.js';
 import { buildAddress } from './build-address.js';
 import { KEEPALIVE_MS, type NodeContext } from './context.js';
 import { deriveSignalKey } from './envelope.js';
-import { asNodePipe, CONN_ID, decodeHello, errorOf, safe } from './hello.js';
+import { asNodePipe, decodeHello } from './hello.js';
 import { loadPunch, type PunchModule } from './punch-api.js';
 import { Signalling, type SignalMessage } from './signalling.js';
-import { ReverseWaiters, serveReverse } from './strategy-direct.js';
-import { servePunch } from './strategy-punch.js';
-import { serveRelay } from './strategy-relay.js';
+import { ReverseWaiters } from './strategy-direct.js';
 import { connectPeer } from './connect.js';
 import { listenEverywhere } from './listen.js';
+import { NodeHandlers } from './handlers.js';
+import { RequestServer } from './requests.js';
 import { learnExternal, mapListenPorts } from './external.js';
 import { validateNodeOptions } from './options.js';
 import type { ConnectOptions, NodeEvent, NodeMessageCallback, NodePipe, NodeTimeouts, P2pNodeOptions, PipePath } from './types.js';
@@ -47,8 +47,6 @@ import type { ConnectOptions, NodeEvent, NodeMessageCallback, NodePipe, NodeTime
 const DEFAULT_TIMEOUTS: Required<NodeTimeouts> = { connect: 15_000, direct: 2_000, reverse: 4_000, punch: 6_000, relay: 10_000, handshake: 5_000, nat: 2_500 };
 export { punchHopeless } from './connect.js';
 
-/** Most reverse/punch/relay requests served at once. */
-const MAX_SERVING = 16;
 
 /**
  * A P2P node. Create with {@link startP2pNode} (or `new P2pNode(opts).start()`), give
@@ -85,12 +83,8 @@ export class P2pNode implements AsyncDisposable {
   private externalUdp: Endpoint | undefined;
   private addrText = '';
   private addrParsed: PeerAddress | undefined;
-  private msgCbs: NodeMessageCallback[] = [];
-  private pipeCbs: ((p: NodePipe) => void)[] = [];
-  private addrCbs: ((addr: string) => void)[] = [];
-  private errorCbs: ((e: Error) => void)[] = [];
   private readonly reverseWaiters = new ReverseWaiters();
-  private serving = 0;
+  private readonly requests: RequestServer;
   private readonly life = new AbortController();
   private readonly relays = new Set<TurnPipe>();
   private readonly background = new Set<Promise<unknown>>();
@@ -98,15 +92,18 @@ export class P2pNode implements AsyncDisposable {
   private closing: Promise<void> | undefined;
   private punchMod: PunchModule | null | undefined;
   private readonly ctx: NodeContext;
+  private readonly handlers: NodeHandlers;
 
   constructor(opts: P2pNodeOptions = {}) {
     validateNodeOptions(opts);
     this.opts = opts;
+    this.handlers = new NodeHandlers(opts);
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
     this.identity = opts.identity ?? Identity.generate();
     this.idHex = this.identity.idHex;
     this.signalKey = deriveSignalKey(this.identity);
     this.ctx = this.makeContext();
+    this.requests = new RequestServer(this.ctx, (p) => this.track(p));
   }
 
   private makeContext(): NodeContext {
@@ -270,8 +267,7 @@ export class P2pNode implements AsyncDisposable {
 
   /** Registers a callback for address changes; returns a remover. */
   onAddrChange(cb: (addr: string) => void): () => void {
-    this.addrCbs.push(cb);
-    return () => (this.addrCbs = this.addrCbs.filter((c) => c !== cb));
+    return this.handlers.addrs.add(cb);
   }
 
   private rebuildAddr(): void {
@@ -294,61 +290,40 @@ export class P2pNode implements AsyncDisposable {
     this.addrParsed = parseAddress(text);
     const changed = text !== this.addrText;
     this.addrText = text;
-    if (changed) for (const cb of this.addrCbs) safe(() => cb(text));
+    if (changed) this.handlers.addrChanged(text);
   }
 
   // ------------------------------------------------------------------------ messages --
 
   /** Adds the protocol handler called for every message from every peer (P2PD's `add_msg_cb`). Returns a remover. */
   addMsgCb(cb: NodeMessageCallback): () => void {
-    if (typeof cb !== 'function') throw new InvalidArgumentError('addMsgCb expects a function');
-    this.msgCbs = [...this.msgCbs, cb];
-    return () => (this.msgCbs = this.msgCbs.filter((c) => c !== cb));
+    return this.handlers.addMessage(cb);
   }
 
   /** Same as {@link addMsgCb}. */
   onMessage(cb: NodeMessageCallback): () => void {
-    return this.addMsgCb(cb);
+    return this.handlers.addMessage(cb);
   }
 
   /** Removes a handler added with {@link addMsgCb}. */
   delMsgCb(cb: NodeMessageCallback): void {
-    this.msgCbs = this.msgCbs.filter((c) => c !== cb);
+    this.handlers.messages.remove(cb);
   }
 
   /** Called with each new pipe a peer opened to us (and each pipe made for a peer's reverse/punch/relay request). */
   onPipe(cb: (pipe: NodePipe) => void): () => void {
-    this.pipeCbs.push(cb);
-    return () => (this.pipeCbs = this.pipeCbs.filter((c) => c !== cb));
+    return this.handlers.pipes.add(cb);
   }
 
   /** Errors thrown by message callbacks. Without a listener they become process warnings. */
   onError(cb: (e: Error) => void): () => void {
-    this.errorCbs.push(cb);
-    return () => (this.errorCbs = this.errorCbs.filter((c) => c !== cb));
+    return this.handlers.errors.add(cb);
   }
 
-  private report(e: unknown): void {
-    const err = errorOf(e);
-    if (this.errorCbs.length === 0) process.emitWarning(`p2pd node: error in a message callback: ${err.message}`, { code: 'P2PD_CALLBACK_ERROR' });
-    for (const cb of this.errorCbs) safe(() => cb(err));
-  }
-
-  private readonly dispatch = (m: Message): void => {
-    const pipe = m.pipe as NodePipe;
-    for (const cb of this.msgCbs) {
-      try {
-        const r = cb(m.data, pipe);
-        if (r && typeof (r as Promise<void>).then === 'function') (r as Promise<void>).then(undefined, (e: unknown) => this.report(e));
-      } catch (e) {
-        this.report(e);
-      }
-    }
-  };
+  private readonly dispatch = (m: Message): void => this.handlers.dispatch(m);
 
   private event(e: NodeEvent): void {
-    const cb = this.opts.onEvent;
-    if (cb) safe(() => cb(e));
+    this.handlers.event(e);
   }
 
   /** Registers a pipe with the node (callbacks, keep-alive, bookkeeping). */
@@ -364,7 +339,7 @@ export class P2pNode implements AsyncDisposable {
     inner?.socket?.setKeepAlive?.(true, this.opts.keepAlive ?? KEEPALIVE_MS);
     if (announce) {
       this.event({ type: 'inbound', peer: np.remoteIdHex, detail: `${path.strategy} ${path.transport} ${formatEndpoint(path.remote)}` });
-      for (const cb of this.pipeCbs) safe(() => cb(np));
+      this.handlers.pipeOpened(np);
     }
     return np;
   }
@@ -380,39 +355,7 @@ export class P2pNode implements AsyncDisposable {
   private onSignal(m: SignalMessage): void {
     if (this.state !== 'running') return;
     this.event({ type: 'signal', peer: m.from, detail: m.type });
-    switch (m.type) {
-      case 'reverse':
-        this.serve(m, (peer, conn) => serveReverse(this.ctx, peer, conn));
-        break;
-      case 'relay':
-        this.serve(m, (peer, conn) => serveRelay(this.ctx, m, peer, conn));
-        break;
-      case 'punch':
-        this.serve(m, (peer, conn) => servePunch(this.ctx, m, peer, conn));
-        break;
-      default:
-        break;
-    }
-  }
-
-  /** Validates a request (its address must be the sender's) and runs `fn` within the concurrency limit. */
-  private serve(m: SignalMessage, fn: (peer: PeerAddress, conn: string) => Promise<void>): void {
-    const conn = m.body.conn;
-    if (typeof conn !== 'string' || !CONN_ID.test(conn)) return;
-    let peer: PeerAddress;
-    try {
-      peer = parseAddress(m.body.addr as string);
-    } catch {
-      return;
-    }
-    if (peer.idHex !== m.from) return; // an address of someone else: refused
-    if (this.serving >= MAX_SERVING) return;
-    this.serving++;
-    this.track(
-      fn(peer, conn)
-        .catch((e: unknown) => this.event({ type: 'warning', peer: m.from, detail: `${m.type} for peer failed: ${errorOf(e).message}` }))
-        .finally(() => this.serving--),
-    );
+    this.requests.handle(m);
   }
 
   // ------------------------------------------------------------------------- connect --

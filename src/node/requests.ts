@@ -1,0 +1,67 @@
+/**
+ * Serving peers' signalling requests (reverse connect, hole punching, relay): a request is
+ * validated (connection id, and the address it carries must be the sender's own) and served
+ * within a concurrency limit; failures become node warnings.
+ * @module
+ */
+import { parseAddress, type PeerAddress } from './address.js';
+import type { NodeContext } from './context.js';
+import { CONN_ID, errorOf } from './hello.js';
+import type { SignalMessage } from './signalling.js';
+import { serveReverse } from './strategy-direct.js';
+import { servePunch } from './strategy-punch.js';
+import { serveRelay } from './strategy-relay.js';
+
+/** Most reverse/punch/relay requests served at once (further ones are ignored). */
+export const MAX_SERVING = 16;
+
+/** Serves the requests of one node. */
+export class RequestServer {
+  private serving = 0;
+
+  /**
+   * @param ctx the node
+   * @param track registers background work (awaited when the node closes)
+   */
+  constructor(
+    private readonly ctx: NodeContext,
+    private readonly track: (p: Promise<unknown>) => void,
+  ) {}
+
+  /** Handles one signalling message (unknown types are ignored). */
+  handle(m: SignalMessage): void {
+    switch (m.type) {
+      case 'reverse':
+        this.serve(m, (peer, conn) => serveReverse(this.ctx, peer, conn));
+        break;
+      case 'relay':
+        this.serve(m, (peer, conn) => serveRelay(this.ctx, m, peer, conn));
+        break;
+      case 'punch':
+        this.serve(m, (peer, conn) => servePunch(this.ctx, m, peer, conn));
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Validates a request (its address must be the sender's) and runs `fn` within the concurrency limit. */
+  private serve(m: SignalMessage, fn: (peer: PeerAddress, conn: string) => Promise<void>): void {
+    const conn = m.body.conn;
+    if (typeof conn !== 'string' || !CONN_ID.test(conn)) return;
+    let peer: PeerAddress;
+    try {
+      peer = parseAddress(m.body.addr as string);
+    } catch {
+      return;
+    }
+    if (peer.idHex !== m.from) return; // an address of someone else: refused
+    if (this.serving >= MAX_SERVING) return;
+    this.serving++;
+    this.track(
+      fn(peer, conn)
+        .catch((e: unknown) => this.ctx.event({ type: 'warning', peer: m.from, detail: `${m.type} for peer failed: ${errorOf(e).message}` }))
+        .finally(() => this.serving--),
+    );
+  }
+}
