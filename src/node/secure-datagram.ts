@@ -41,22 +41,11 @@ export async function secureDatagram(ctx: NodeContext, mod: PunchModule, dgram: 
     keepAlive: ctx.opts.keepAlive ?? KEEPALIVE_MS,
     ...(o.rtt !== undefined ? { rtt: Math.max(1, Math.round(o.rtt)) } : {}),
   });
-  let sp: SecurePipe;
-  try {
-    if (!(stream instanceof TcpPipe)) throw new ConnectError('the reliable stream is not a TcpPipe: secure() cannot run over it');
-    sp = await secure(stream, {
-      identity: ctx.identity,
-      initiator: o.initiator,
-      remoteId: o.peer.id,
-      signal: o.signal,
-      timeout: ctx.timeouts.handshake,
-      onMessage: ctx.dispatch,
-      ...(o.hello ? { extensions: encodeHello(o.hello) } : {}),
-    });
-  } catch (e) {
-    await stream.close();
-    throw e;
+  if (!(stream instanceof TcpPipe)) {
+    await (stream as Pipe).close();
+    throw new ConnectError('the reliable stream is not a TcpPipe: secure() cannot run over it');
   }
+  const sp = await secureStream(ctx, stream, o);
   // The datagram pipe goes when the stream has finished its own close (FIN exchange).
   stream.onClose(() => void dgram.close());
   sp.onClose(() => {
