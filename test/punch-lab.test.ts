@@ -13,32 +13,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lines, waitEvent as waitFor, type Line } from './helpers/json-lines.js';
 import { labAvailable, labDown, labUp, requireRoot, type NatKind, type NsProcess } from './helpers/lab.js';
+
+/** Waits for one of `events` from `p`. */
+const waitEvent = (p: NsProcess, events: string[], timeoutMs = 20_000): Promise<Line> => waitFor(p, events, timeoutMs, 50);
+
 
 const SUITE = 'UDP hole punching + reliable streams through the NAT lab';
 const PEER = 'test/punch-lab-peer.ts';
-
-type Line = Record<string, unknown> & { event: string };
-
-function lines(text: string): Line[] {
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Line);
-}
-
-/** Waits for an output line of `p` whose event is one of `events`. */
-async function waitEvent(p: NsProcess, events: string[], timeoutMs = 20_000): Promise<Line> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const hit = lines(p.stdout()).find((l) => events.includes(l.event));
-    if (hit) return hit;
-    const failed = lines(p.stdout()).find((l) => l.event === 'error');
-    if (failed) throw new Error(`peer failed: ${JSON.stringify(failed)}\n${p.stderr()}`);
-    if (Date.now() > end) throw new Error(`timeout waiting for ${events.join('|')} from ${p.ns}\nstdout: ${p.stdout()}\nstderr: ${p.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 interface Case {
   natA: NatKind;

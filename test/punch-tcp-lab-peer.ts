@@ -14,36 +14,15 @@
  * 3. Sends `bytes` of a pattern over the punched connection and receives the other side's;
  *    prints `done` with `ok` and exits 0.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import { formatEndpoint } from '../src/interfaces/endpoint.js';
 import { tcpMapping } from '../src/node/punch/tcp-mapping.js';
 import { tcpPunch } from '../src/node/punch/tcp-punch.js';
-import { prng } from './punch-relay.js';
+import { args, out, pattern, sha, waitFile } from './helpers/lab-peer.js';
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]));
-const out = (o: Record<string, unknown>): void => console.log(JSON.stringify(o));
 const role = args.role === 'b' ? 'b' : 'a';
 const timeout = Number(args.timeout ?? 6000);
 const bytes = Number(args.bytes ?? 1 << 16);
 
-function pattern(n: number, seed: number): Buffer {
-  const rnd = prng(seed);
-  const d = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) d[i] = (rnd() * 256) | 0;
-  return d;
-}
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-async function waitFile(path: string, ms: number): Promise<string> {
-  const end = Date.now() + ms;
-  while (!existsSync(path)) {
-    if (Date.now() > end) throw new Error(`no ${path}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  await new Promise((r) => setTimeout(r, 20)); // written in one go; let it land
-  return readFileSync(path, 'utf8');
-}
 
 /** TCP sockets and servers still open (stdio excluded): the punch must leave none behind. */
 function openSockets(): number {
