@@ -103,6 +103,29 @@ describe('even chunking', () => {
     expect(got.length).toBe(1);
     expect(got[0]!.equals(m)).toBe(true);
   });
+
+  it('frames split across reads (gathered in a reused scratch buffer) never alias earlier messages', () => {
+    const [tx, rx] = pair();
+    const sent = [70_000, 100, 65_536, 40_000, 1, 131_100].map((n, k) => {
+      const b = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) b[i] = (i * 7 + k * 13) & 0xff;
+      return b;
+    });
+    const wire = Buffer.concat(sent.map((m) => tx.encrypt(m)));
+    for (const cut of [1, 3, 1000, 32_771, 65_536]) {
+      const [, fresh] = cut === 1 ? [tx, rx] : pair();
+      const got: Buffer[] = [];
+      // each read is a new buffer that the caller then overwrites, as a socket's could be
+      for (let off = 0; off < wire.length; off += cut) {
+        const read = Buffer.from(wire.subarray(off, off + cut));
+        got.push(...fresh.decrypt(read));
+        read.fill(0xee);
+      }
+      expect(got.length).toBe(sent.length);
+      got.forEach((g, i) => expect(g.equals(sent[i]!), `cut ${cut}, message ${i}`).toBe(true));
+      expect(fresh.receiving).toBe(false);
+    }
+  });
 });
 
 describe('ephemeral keys', () => {

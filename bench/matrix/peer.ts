@@ -379,8 +379,8 @@ async function bulk(a: Args): Promise<void> {
   const down = { bytes: 0 };
   r.onTag('D', (m) => void (down.bytes += m.length - 1));
   // warm-up
-  await nodeRun(pipe, r, Math.min(a.bytes, 4 << 20), down);
-  await rawRun(a.raw as string, Math.min(a.bytes, 4 << 20));
+  await nodeRun(pipe, r, Math.min(a.bytes, 64 << 20), down);
+  await rawRun(a.raw as string, Math.min(a.bytes, 64 << 20));
   for (let i = 0; i < a.rounds; i++) {
     const order = i % 2 ? ['node', 'raw'] : ['raw', 'node'];
     for (const m of order) {
