@@ -16,7 +16,8 @@
  */
 import { HandshakeError, InvalidArgumentError } from '../errors.js';
 import { ED25519_KEY_LENGTH, ED25519_SIGNATURE_LENGTH, Identity, idFromPublicKey } from './identity.js';
-import { DH_LEN, generateX25519KeyPair, type X25519KeyPair } from './noise.js';
+import { DH_LEN } from './noise-constants.js';
+import { generateX25519KeyPair, type X25519KeyPair } from './x25519.js';
 
 /** The only payload version this code speaks. */
 export const PAYLOAD_VERSION = 1;

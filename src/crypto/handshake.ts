@@ -16,9 +16,11 @@
  */
 import { HandshakeError, InvalidArgumentError, PeerIdMismatchError } from '../errors.js';
 import { cancellable, type AbortOptions } from '../util/abort.js';
+import type { CipherState } from './cipher-state.js';
 import { MAX_PAYLOAD_EXTENSIONS, noiseStaticCredential, sharedHandshakePayload, verifyHandshakePayload } from './handshake-payload.js';
 import { Identity, parseNodeId } from './identity.js';
-import { CipherState, XXHandshakeState, type X25519KeyPair } from './noise.js';
+import { XXHandshakeState } from './noise.js';
+import type { X25519KeyPair } from './x25519.js';
 
 /** Prologue used unless another is given: binds the handshake to this protocol. */
 export const DEFAULT_PROLOGUE: Buffer = Buffer.from('p2pd/noise-xx/1', 'latin1');

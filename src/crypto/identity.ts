@@ -18,12 +18,21 @@
  * OpenSSH does; pass `{ allowInsecurePermissions: true }` to skip that check. The check is
  * skipped on Windows, where POSIX modes mean nothing. A malformed file (bad JSON, wrong
  * field, bad base64, key/public/id mismatch) throws {@link DecodeError}.
+ *
+ * This module makes and parses the file's contents; `identity-file.ts` does the file I/O.
  * @module
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
-import { link, open, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { DecodeError, InvalidArgumentError, P2pdError, type P2pdErrorOptions } from '../errors.js';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { DecodeError, InvalidArgumentError } from '../errors.js';
+import {
+  IdentityFileError,
+  readIdentityFile,
+  sysCode,
+  writeIdentityFile,
+  type IdentityLoadOptions,
+  type IdentitySaveOptions,
+  type InsecureKeyFileError,
+} from './identity-file.js';
 
 /** Length of a node id (SHA-256), bytes. */
 export const ID_LENGTH = 32;
@@ -35,49 +44,9 @@ export const ED25519_SIGNATURE_LENGTH = 64;
 export const IDENTITY_FILE_TYPE = 'p2pd-identity';
 /** `version` field of the identity key file. */
 export const IDENTITY_FILE_VERSION = 1;
-/** Key files larger than this are rejected without parsing. */
-export const IDENTITY_FILE_MAX_SIZE = 16 * 1024;
 
 /** DER prefix of a PKCS#8 Ed25519 private key; followed by the 32-byte seed. */
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-
-/**
- * The identity key file could not be read or written (missing, exists, I/O error).
- * Code `ERR_IDENTITY_FILE` unless a subclass says otherwise. `cause` holds the system error.
- */
-export class IdentityFileError extends P2pdError {
-  /** The file concerned. */
-  readonly path: string;
-  constructor(path: string, message: string, options?: P2pdErrorOptions, code = 'ERR_IDENTITY_FILE') {
-    super(code, message, options);
-    this.path = path;
-  }
-}
-
-/**
- * The identity key file is accessible to group/others or owned by someone else.
- * Code `ERR_INSECURE_KEY_FILE`.
- */
-export class InsecureKeyFileError extends IdentityFileError {
-  /** The file's permission bits (`mode & 0o777`). */
-  readonly mode: number;
-  constructor(path: string, mode: number, message: string) {
-    super(path, message, undefined, 'ERR_INSECURE_KEY_FILE');
-    this.mode = mode;
-  }
-}
-
-/** Options of {@link Identity.save}. */
-export interface IdentitySaveOptions {
-  /** Replace an existing file. Default `false`: an existing file makes `save` fail. */
-  overwrite?: boolean;
-}
-
-/** Options of {@link Identity.load}. */
-export interface IdentityLoadOptions {
-  /** Accept a key file readable/writable by group or others. Default `false`. */
-  allowInsecurePermissions?: boolean;
-}
 
 function bytes(u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
@@ -128,10 +97,6 @@ function strictBase64(s: unknown): Buffer | undefined {
   return b.toString('base64') === s ? b : undefined;
 }
 
-function sysCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
-}
-
 /** An Ed25519 node identity. The private key never leaves the object except through {@link save}. */
 export class Identity {
   /** Raw 32-byte Ed25519 public key. */
@@ -152,7 +117,7 @@ export class Identity {
   /** Generates a new random identity. */
   static generate(): Identity {
     // The public key is encoded by generateKeyPairSync itself: exporting a fresh KeyObject as
-    // JWK can deadlock Node 20 (see generateX25519KeyPair in noise.ts).
+    // JWK can deadlock Node 20 (see generateX25519KeyPair in x25519.ts).
     const { privateKey, publicKey } = generateKeyPairSync('ed25519', { publicKeyEncoding: { type: 'spki', format: 'jwk' } } as never) as unknown as {
       publicKey: { x?: string };
       privateKey: KeyObject;
@@ -243,51 +208,7 @@ export class Identity {
    */
   async save(path: string, opts: IdentitySaveOptions = {}): Promise<void> {
     if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('path must be a non-empty string');
-    const dir = dirname(path);
-    const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-    const text = this.#serialize();
-    try {
-      const fh = await open(tmp, 'wx', 0o600);
-      try {
-        if (process.platform !== 'win32') await fh.chmod(0o600); // in case of an odd umask/ACL default
-        await fh.writeFile(text, 'utf8');
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    } catch (e) {
-      await unlink(tmp).catch(() => undefined);
-      throw new IdentityFileError(path, `cannot write identity file ${path}: ${(e as Error).message}`, { cause: e });
-    }
-    try {
-      if (opts.overwrite) {
-        await rename(tmp, path);
-      } else {
-        try {
-          // link() fails atomically with EEXIST if the target exists.
-          await link(tmp, path);
-        } catch (e) {
-          const code = sysCode(e);
-          if (code === 'EEXIST') throw e;
-          // Filesystems without hard links: check, then rename (small race window).
-          const exists = await stat(path).then(
-            () => true,
-            (se: unknown) => sysCode(se) !== 'ENOENT',
-          );
-          if (exists) throw Object.assign(new Error(`file exists: ${path}`), { code: 'EEXIST' });
-          await rename(tmp, path);
-        }
-      }
-    } catch (e) {
-      const msg =
-        sysCode(e) === 'EEXIST'
-          ? `identity file ${path} already exists (pass { overwrite: true } to replace it)`
-          : `cannot write identity file ${path}: ${(e as Error).message}`;
-      throw new IdentityFileError(path, msg, { cause: e });
-    } finally {
-      await unlink(tmp).catch(() => undefined);
-    }
-    await syncDir(dir);
+    await writeIdentityFile(path, this.#serialize(), opts);
   }
 
   /**
@@ -297,45 +218,7 @@ export class Identity {
    */
   static async load(path: string, opts: IdentityLoadOptions = {}): Promise<Identity> {
     if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('path must be a non-empty string');
-    let text: string;
-    try {
-      const fh = await open(path, 'r');
-      try {
-        const st = await fh.stat();
-        if (!st.isFile()) throw new IdentityFileError(path, `identity file ${path} is not a regular file`);
-        if (process.platform !== 'win32' && !opts.allowInsecurePermissions) {
-          const mode = st.mode & 0o777;
-          if ((mode & 0o077) !== 0) {
-            throw new InsecureKeyFileError(
-              path,
-              mode,
-              `identity file ${path} has permissions 0${mode.toString(8)}; it must not be accessible by group/others (chmod 600)`,
-            );
-          }
-          const uid = process.getuid?.();
-          if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
-            throw new InsecureKeyFileError(path, mode, `identity file ${path} is owned by uid ${st.uid}, not by us (${uid})`);
-          }
-        }
-        if (st.size > IDENTITY_FILE_MAX_SIZE) throw new DecodeError(`identity file ${path} is too large (${st.size} bytes)`);
-        const buf = Buffer.alloc(IDENTITY_FILE_MAX_SIZE + 1);
-        let n = 0;
-        for (;;) {
-          const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
-          if (bytesRead === 0) break;
-          n += bytesRead;
-          if (n > IDENTITY_FILE_MAX_SIZE) throw new DecodeError(`identity file ${path} is too large`);
-        }
-        text = buf.toString('utf8', 0, n);
-        buf.fill(0);
-      } finally {
-        await fh.close();
-      }
-    } catch (e) {
-      if (e instanceof P2pdError) throw e;
-      throw new IdentityFileError(path, `cannot read identity file ${path}: ${(e as Error).message}`, { cause: e });
-    }
-    return Identity.#parse(text, path);
+    return Identity.#parse(await readIdentityFile(path, opts), path);
   }
 
   /**
@@ -386,20 +269,5 @@ export class Identity {
     if (!identity.publicKey.equals(pub)) throw bad('publicKey does not match privateKey');
     if (o.id !== undefined && o.id !== identity.idHex) throw bad('id does not match publicKey');
     return identity;
-  }
-}
-
-/** fsync a directory so a rename survives a crash (best effort; not possible everywhere). */
-async function syncDir(dir: string): Promise<void> {
-  if (process.platform === 'win32') return;
-  try {
-    const fh = await open(dir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    /* ignore */
   }
 }

@@ -6,8 +6,6 @@
  */
 export {
   Identity,
-  IdentityFileError,
-  InsecureKeyFileError,
   idFromPublicKey,
   parseNodeId,
   ID_LENGTH,
@@ -15,28 +13,19 @@ export {
   ED25519_SIGNATURE_LENGTH,
   IDENTITY_FILE_TYPE,
   IDENTITY_FILE_VERSION,
+} from './identity.js';
+export {
+  IdentityFileError,
+  InsecureKeyFileError,
   IDENTITY_FILE_MAX_SIZE,
   type IdentitySaveOptions,
   type IdentityLoadOptions,
-} from './identity.js';
-export {
-  CipherState,
-  SymmetricState,
-  XXHandshakeState,
-  generateX25519KeyPair,
-  x25519KeyPairFromPrivate,
-  x25519,
-  hkdf2,
-  NOISE_PROTOCOL_NAME,
-  NOISE_MAX_MESSAGE,
-  NOISE_MAX_PLAINTEXT,
-  NOISE_TAG_SIZE,
-  DH_LEN,
-  HASH_LEN,
-  type X25519KeyPair,
-  type XXHandshakeOptions,
-  type HandshakeSplit,
-} from './noise.js';
+} from './identity-file.js';
+export { XXHandshakeState, type XXHandshakeOptions, type HandshakeSplit } from './noise.js';
+export { CipherState } from './cipher-state.js';
+export { SymmetricState, hkdf2 } from './symmetric-state.js';
+export { generateX25519KeyPair, x25519KeyPairFromPrivate, x25519, type X25519KeyPair } from './x25519.js';
+export { NOISE_PROTOCOL_NAME, NOISE_MAX_MESSAGE, NOISE_MAX_PLAINTEXT, NOISE_TAG_SIZE, DH_LEN, HASH_LEN } from './noise-constants.js';
 export { takeEphemeralKeyPair, resetEphemeralPool, ephemeralPoolStats, type EphemeralPoolStats } from './ephemeral.js';
 export {
   encodeHandshakePayload,
@@ -63,8 +52,8 @@ export {
   type SecureHandshakeResult,
   type HandshakeTransport,
 } from './handshake.js';
+export { SecureChannel, type SecureChannelOptions } from './secure-channel.js';
 export {
-  SecureChannel,
   FrameDecoder,
   MessageReassembler,
   encryptFrame,
@@ -83,8 +72,7 @@ export {
   MAX_FRAME_SIZE,
   MAX_SECURE_MESSAGE,
   type DecryptedFrame,
-  type SecureChannelOptions,
-} from './transport.js';
+} from './frames.js';
 export {
   SecurePipe,
   SecureServer,

@@ -24,7 +24,8 @@ import { SUB_ALL, type Message, type MessageCallback, type PipeOptions, type Que
 import { SecureHandshake } from './handshake.js';
 import { Identity } from './identity.js';
 import { SecurePipe } from './secure-pipe-core.js';
-import { decodeHandshakeFrame, encodeHandshakeFrame, FRAME_HEADER_SIZE, FrameDecoder, MAX_SECURE_MESSAGE, SecureChannel } from './transport.js';
+import { decodeHandshakeFrame, encodeHandshakeFrame, FRAME_HEADER_SIZE, FrameDecoder, MAX_SECURE_MESSAGE } from './frames.js';
+import { SecureChannel } from './secure-channel.js';
 
 /** Default bound of the whole handshake (ms). */
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;

@@ -1,7 +1,7 @@
 /**
  * {@link SecurePipe}: the encrypted pipe that a finished secure handshake yields. It owns a
  * raw TCP pipe, encrypts what is sent with the handshake's transport keys and decrypts what
- * arrives (`transport.ts` does the framing), and closes with an authenticated CLOSE frame.
+ * arrives (`secure-channel.ts` does the framing), and closes with an authenticated CLOSE frame.
  * Built by `secure()` / `connectSecure()` (`secure-connect.ts`) and `SecureServer`
  * (`secure-server.ts`); import all of them from `secure-pipe.ts`.
  * @module
@@ -15,7 +15,7 @@ import { streamError } from '../pipes/socket-errors.js';
 import { toBuffer, type TcpPipe } from '../pipes/tcp.js';
 import { MAX_INFLIGHT_CALLBACKS, SUB_ALL, type MessageCallback, type QueueLimits } from '../pipes/types.js';
 import type { SecureHandshakeResult } from './handshake.js';
-import type { SecureChannel } from './transport.js';
+import type { SecureChannel } from './secure-channel.js';
 
 /** Messages at least this large are encrypted into pieces and written with one vectored write (no copy). */
 const VECTORED_MIN = 16 * 1024;

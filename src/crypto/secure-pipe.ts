@@ -12,7 +12,7 @@
  * await pipe.close();
  * ```
  *
- * Wire format: the handshake frames and then the encrypted frames of `transport.ts`. `close()`
+ * Wire format: the handshake frames and then the encrypted frames of `frames.ts`. `close()`
  * sends an authenticated CLOSE frame before the TCP FIN; a connection that ends without one
  * (the peer crashed, or someone in the middle cut it) closes the pipe with a
  * `PipeClosedError`, never silently.

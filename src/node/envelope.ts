@@ -25,7 +25,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { Identity, idFromPublicKey } from '../crypto/identity.js';
-import { generateX25519KeyPair, x25519, x25519KeyPairFromPrivate, type X25519KeyPair } from '../crypto/noise.js';
+import { generateX25519KeyPair, x25519, x25519KeyPairFromPrivate, type X25519KeyPair } from '../crypto/x25519.js';
 import { SignalError } from './errors.js';
 
 /** Envelope version byte. */

@@ -2,7 +2,7 @@
  * The P2P node: listens everywhere, knows its addresses and NAT, signals over MQTT, and
  * connects to peers by address with the best strategy that works. The strategies live in
  * files of their own (strategy-direct.ts, strategy-punch.ts, strategy-relay.ts) and see the
- * node through a {@link NodeContext}.
+ * node through a {@link NodeContext}; its states and close order are in node-lifecycle.ts.
  *
  * ```ts
  * const nics = await initP2pd();
@@ -15,7 +15,7 @@
  */
 import { StateError } from '../errors.js';
 import { Identity } from '../crypto/identity.js';
-import type { X25519KeyPair } from '../crypto/noise.js';
+import type { X25519KeyPair } from '../crypto/x25519.js';
 import { secureServer, type SecurePipe, type SecureServer } from '../crypto/secure-pipe.js';
 import { formatEndpoint, type Endpoint, type Family } from '../interfaces/endpoint.js';
 import { initP2pd, Interfaces, type Interface } from '../interfaces/interfaces.js';
@@ -42,11 +42,11 @@ import { NodeHandlers } from './handlers.js';
 import { RequestServer } from './requests.js';
 import { learnExternal, mapListenPorts } from './external.js';
 import { validateNodeOptions } from './options.js';
+import { NodeLifecycle } from './node-lifecycle.js';
 import type { ConnectOptions, NodeEvent, NodeMessageCallback, NodePipe, NodeTimeouts, P2pNodeOptions, PipePath } from './types.js';
 
 const DEFAULT_TIMEOUTS: Required<NodeTimeouts> = { connect: 15_000, direct: 2_000, reverse: 4_000, punch: 6_000, relay: 10_000, handshake: 5_000, nat: 2_500 };
 export { punchHopeless } from './connect.js';
-
 
 /**
  * A P2P node. Create with {@link startP2pNode} (or `new P2pNode(opts).start()`), give
@@ -59,7 +59,7 @@ export class P2pNode implements AsyncDisposable {
   /** Node id, hex. */
   readonly idHex: string;
   /** Live pipes to peers (inbound and outbound). */
-  readonly pipes = new Set<NodePipe>();
+  readonly pipes: Set<NodePipe>;
   /** NAT detection result, when STUN servers were given and it finished. */
   nat: NatDetection | undefined;
   /** The gateway port mapping of the TCP listen port, when one was made. */
@@ -85,11 +85,8 @@ export class P2pNode implements AsyncDisposable {
   private addrParsed: PeerAddress | undefined;
   private readonly reverseWaiters = new ReverseWaiters();
   private readonly requests: RequestServer;
-  private readonly life = new AbortController();
+  private readonly lc = new NodeLifecycle();
   private readonly relays = new Set<TurnPipe>();
-  private readonly background = new Set<Promise<unknown>>();
-  private state: 'new' | 'starting' | 'running' | 'closing' | 'closed' = 'new';
-  private closing: Promise<void> | undefined;
   private punchMod: PunchModule | null | undefined;
   private readonly ctx: NodeContext;
   private readonly handlers: NodeHandlers;
@@ -102,8 +99,9 @@ export class P2pNode implements AsyncDisposable {
     this.identity = opts.identity ?? Identity.generate();
     this.idHex = this.identity.idHex;
     this.signalKey = deriveSignalKey(this.identity);
+    this.pipes = this.lc.pipes;
     this.ctx = this.makeContext();
-    this.requests = new RequestServer(this.ctx, (p) => this.track(p));
+    this.requests = new RequestServer(this.ctx, (p) => this.lc.track(p));
   }
 
   private makeContext(): NodeContext {
@@ -122,7 +120,7 @@ export class P2pNode implements AsyncDisposable {
       get addr() {
         return node.addr;
       },
-      lifeSignal: this.life.signal,
+      lifeSignal: this.lc.signal,
       get natType() {
         return node.nat?.type;
       },
@@ -145,8 +143,7 @@ export class P2pNode implements AsyncDisposable {
    * @throws BindError when the port is taken; AbortError/TimeoutError via `signal`/`timeout`.
    */
   async start(opts: AbortOptions = {}): Promise<this> {
-    if (this.state !== 'new') throw new StateError(`node is ${this.state}`);
-    this.state = 'starting';
+    this.lc.begin();
     throwIfAborted(opts.signal);
     try {
       const nics = this.opts.nics ?? (await initP2pd({ signal: opts.signal }));
@@ -154,9 +151,9 @@ export class P2pNode implements AsyncDisposable {
       await this.listen();
       const tasks: Promise<unknown>[] = [this.startSignalling(opts), this.learnExternal(opts)];
       await Promise.all(tasks);
-      this.state = 'running';
+      this.lc.state = 'running';
       this.rebuildAddr();
-      if (this.opts.portMapping !== false && this.opts.listen !== 'loopback') this.track(this.mapPorts());
+      if (this.opts.portMapping !== false && this.opts.listen !== 'loopback') this.lc.track(this.mapPorts());
       return this;
     } catch (e) {
       await this.close();
@@ -214,7 +211,7 @@ export class P2pNode implements AsyncDisposable {
       udp4: this.udp.find((u) => u.local.family === 4),
       detect: this.opts.natDetection !== false,
       budget: this.timeouts.nat,
-      signal: opts.signal ? AbortSignal.any([opts.signal, this.life.signal]) : this.life.signal,
+      signal: opts.signal ? AbortSignal.any([opts.signal, this.lc.signal]) : this.lc.signal,
       warn: (detail) => this.event({ type: 'warning', detail }),
     });
     this.nat = v.nat;
@@ -227,9 +224,9 @@ export class P2pNode implements AsyncDisposable {
       nics: this.nics,
       port: this.port,
       protocols: this.udp.some((u) => u.local.family === 4) ? ['tcp', 'udp'] : ['tcp'],
-      signal: this.life.signal,
+      signal: this.lc.signal,
       onMapping: (m) => {
-        if (this.state !== 'running') return false;
+        if (this.lc.state !== 'running') return false;
         if (m.protocol === 'tcp') this.portMapping = m;
         else this.udpPortMapping = m;
         this.rebuildAddr();
@@ -238,12 +235,6 @@ export class P2pNode implements AsyncDisposable {
       onChange: () => this.rebuildAddr(),
       warn: (detail) => this.event({ type: 'warning', detail }),
     });
-  }
-
-  private track<T>(p: Promise<T>): void {
-    const q = p.catch(() => undefined);
-    this.background.add(q);
-    void q.finally(() => this.background.delete(q));
   }
 
   // ---------------------------------------------------------------------------- address --
@@ -271,7 +262,7 @@ export class P2pNode implements AsyncDisposable {
   }
 
   private rebuildAddr(): void {
-    if (this.state !== 'running') return;
+    if (this.lc.state !== 'running') return;
     const signal: SignalChannel[] = [];
     if (this.broker) signal.push({ type: 'mqtt-self', port: this.broker.port });
     for (const url of this.signalling?.configured ?? []) if (url !== this.broker?.url) signal.push({ type: 'mqtt', url });
@@ -329,12 +320,7 @@ export class P2pNode implements AsyncDisposable {
   /** Registers a pipe with the node (callbacks, keep-alive, bookkeeping). */
   private adopt(p: SecurePipe | Pipe, path: PipePath, announce: boolean): NodePipe {
     const np = asNodePipe(p, path);
-    if (this.state === 'closing' || this.state === 'closed') {
-      void np.close();
-      return np;
-    }
-    this.pipes.add(np);
-    np.onClose(() => this.pipes.delete(np));
+    if (!this.lc.keep(np)) return np;
     const inner = (p as { inner?: { socket?: { setKeepAlive?: (on: boolean, ms: number) => void } } }).inner;
     inner?.socket?.setKeepAlive?.(true, this.opts.keepAlive ?? KEEPALIVE_MS);
     if (announce) {
@@ -353,7 +339,7 @@ export class P2pNode implements AsyncDisposable {
   }
 
   private onSignal(m: SignalMessage): void {
-    if (this.state !== 'running') return;
+    if (this.lc.state !== 'running') return;
     this.event({ type: 'signal', peer: m.from, detail: m.type });
     this.requests.handle(m);
   }
@@ -370,7 +356,7 @@ export class P2pNode implements AsyncDisposable {
    *   TimeoutError, AbortError, StateError (node not running).
    */
   async connect(addr: string | PeerAddress, opts: ConnectOptions = {}): Promise<NodePipe> {
-    if (this.state !== 'running') throw new StateError(`node is ${this.state}`);
+    this.lc.expect('running');
     throwIfAborted(opts.signal);
     const pipe = await connectPeer(this.ctx, this.reverseWaiters, typeof addr === 'string' ? parseAddress(addr) : addr, opts);
     if (opts.queue !== false) pipe.subscribe(SUB_ALL);
@@ -382,17 +368,8 @@ export class P2pNode implements AsyncDisposable {
 
   /** Closes every pipe, listener, broker connection, relay allocation and port mapping. Idempotent. */
   close(): Promise<void> {
-    if (this.closing) return this.closing;
-    const was = this.state;
-    this.state = 'closing';
-    this.life.abort(new StateError('node closed'));
-    this.closing = (async () => {
-      if (was === 'new') {
-        this.state = 'closed';
-        return;
-      }
-      await Promise.allSettled([...this.pipes].map((p) => p.close()));
-      await Promise.allSettled([
+    return this.lc.close(
+      () => [
         ...this.servers.map((s) => s.close()),
         ...this.tcpServers.map((s) => s.close()),
         ...this.udp.map((u) => u.close()),
@@ -400,14 +377,13 @@ export class P2pNode implements AsyncDisposable {
         this.signalling?.close(),
         this.portMapping?.close(),
         this.udpPortMapping?.close(),
-      ]);
-      await Promise.allSettled([...this.background]);
-      await this.broker?.close();
-      this.portMapping = undefined;
-      this.udpPortMapping = undefined;
-      this.state = 'closed';
-    })();
-    return this.closing;
+      ],
+      async () => {
+        await this.broker?.close();
+        this.portMapping = undefined;
+        this.udpPortMapping = undefined;
+      },
+    );
   }
 
   [Symbol.asyncDispose](): Promise<void> {

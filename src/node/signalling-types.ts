@@ -4,7 +4,7 @@
  * @module
  */
 import type { Identity } from '../crypto/identity.js';
-import type { X25519KeyPair } from '../crypto/noise.js';
+import type { X25519KeyPair } from '../crypto/x25519.js';
 import type { SignalRejection } from './errors.js';
 
 /** Default time to connect to a broker (ms). */

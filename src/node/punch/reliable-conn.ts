@@ -8,17 +8,18 @@
  * flow both ways with cumulative + selective acks (`reliable-send.ts`, `reliable-recv.ts`),
  * acknowledged at least every second segment and at once when out of order. A FIN follows
  * the data; both FINs acknowledged = a clean close, which lingers to answer a retransmitted
- * FIN. A reset or failure sends RST. One unref'd timer per stream: 10 ms ticks while data is
- * in flight (RTO, RACK, tail loss probe, zero-window probe), else the keep-alive PING after
- * `keepAlive` ms without sending and the idle timeout.
+ * FIN. A reset or failure sends RST. One unref'd timer per stream (`reliable-timer.ts`): 10 ms
+ * ticks while data is in flight (RTO, RACK, tail loss probe, zero-window probe), else the
+ * keep-alive PING after `keepAlive` ms without sending and the idle timeout.
  * @module
  */
 import { randomInt } from 'node:crypto';
-import { ConnectionRefusedError, ConnectionResetError, PipeClosedError, TimeoutError } from '../../errors.js';
+import { ConnectionRefusedError, ConnectionResetError, PipeClosedError } from '../../errors.js';
 import type { Endpoint } from '../../interfaces/endpoint.js';
 import { Receiver } from './reliable-recv.js';
 import { ReliableMux, type MuxAcceptor, type MuxTarget } from './reliable-mux.js';
 import { RttEstimator, Sender } from './reliable-send.js';
+import { newStreamClock, nextTickIn, onEstablishedTick, StreamTimer, type TickOutput } from './reliable-timer.js';
 import { ACK_EVERY, INITIAL_CWND, INITIAL_RTO, MIN_CWND, nowUs, TICK_MS, type ReliableSocketOptions, type ReliableStats } from './reliable-types.js';
 import { FLAG_ACK, FLAG_FIN, FLAG_PING, FLAG_RST, FLAG_SYN, seqAdd, seqDiff, type ReliablePacket } from './reliable-wire.js';
 
@@ -63,13 +64,9 @@ export class ReliableConnection implements MuxTarget {
   private ackPending = false;
   private unacked = 0;
   private kicked = false;
-  private timer: NodeJS.Timeout | undefined;
-  private timerDue = 0;
-  private lastRecvAt = performance.now();
-  private lastSendAt = performance.now();
-  private lastAckAt = 0;
-  private lastProbeAt = 0;
-  private tlpDone = false;
+  private readonly timer = new StreamTimer(() => this.tick(), () => this.state !== 'closed');
+  private readonly clock = newStreamClock();
+  private readonly out: TickOutput = { segment: (s) => this.send(FLAG_ACK | (s.fin ? FLAG_FIN : 0), s.seq, s.data), ping: () => this.sendAck(FLAG_PING) };
   private hsAt = 0;
   private hsRto = 0;
   private blocked = false;
@@ -142,7 +139,7 @@ export class ReliableConnection implements MuxTarget {
     this.isn = randomInt(0, 0xffffffff);
     this.state = 'syn-rcvd';
     this.tsEcho = p.ts;
-    this.lastRecvAt = performance.now();
+    this.clock.lastRecvAt = performance.now();
     this.sendSyn();
     return true;
   }
@@ -153,7 +150,7 @@ export class ReliableConnection implements MuxTarget {
     this.hsAt = performance.now();
     if (this.hsRto === 0) this.hsRto = this.rtt.rto;
     this.send(this.state === 'syn-rcvd' ? FLAG_SYN | FLAG_ACK : FLAG_SYN, this.isn, mss);
-    this.arm(this.hsRto);
+    this.timer.arm(this.hsRto);
   }
 
   private establish(p: ReliablePacket): void {
@@ -162,7 +159,7 @@ export class ReliableConnection implements MuxTarget {
     this.edge = seqAdd(p.ack, p.wnd);
     this.sampleRtt(p);
     this.rtt.backoff = 0;
-    this.arm(TICK_MS);
+    this.timer.arm(TICK_MS);
     this.hooks.open();
   }
 
@@ -172,7 +169,7 @@ export class ReliableConnection implements MuxTarget {
     if (this.state === 'closed') return;
     const now = performance.now();
     this.st.packetsIn++;
-    this.lastRecvAt = now;
+    this.clock.lastRecvAt = now;
     if (p.flags & FLAG_RST) return this.onReset(p);
     if (this.state === 'syn-sent') {
       if ((p.flags & (FLAG_SYN | FLAG_ACK)) !== (FLAG_SYN | FLAG_ACK) || p.ack !== seqAdd(this.isn, 1)) return void this.st.invalid++;
@@ -228,8 +225,8 @@ export class ReliableConnection implements MuxTarget {
 
   private onDelivered(p: ReliablePacket, now: number): void {
     const snd = this.snd as Sender;
-    this.lastAckAt = now;
-    this.tlpDone = false;
+    this.clock.lastAckAt = now;
+    this.clock.tlpDone = false;
     this.rtt.backoff = 0;
     this.sampleRtt(p);
     if (snd.inflight > 0) snd.detectLoss(now, this.rtt.srtt ?? this.rtt.rto);
@@ -316,7 +313,7 @@ export class ReliableConnection implements MuxTarget {
       this.lastWnd = wnd;
     }
     this.st.packetsOut++;
-    this.lastSendAt = performance.now();
+    this.clock.lastSendAt = performance.now();
     const rcv = ack ? this.rcv : undefined;
     this.mux.send({ flags, conv: this.conversationId, seq, ack: rcv ? rcv.rcvNxt : 0, wnd, ts: nowUs() || 1, tsEcho: this.tsEcho, sacks: rcv ? rcv.sacks() : [], payload }, this.remote);
   }
@@ -342,62 +339,28 @@ export class ReliableConnection implements MuxTarget {
     const wasIdle = snd.inflight === 0;
     for (let s = snd.next(now, this.edge); s !== undefined; s = snd.next(now, this.edge)) this.send(FLAG_ACK | (s.fin ? FLAG_FIN : 0), s.seq, s.data);
     if (wasIdle && snd.inflight > 0) {
-      this.lastAckAt = now; // the probe timer counts from the first transmission after idle
-      this.tlpDone = false;
+      this.clock.lastAckAt = now; // the probe timer counts from the first transmission after idle
+      this.clock.tlpDone = false;
     }
     if (this.ackPending) this.sendAck();
-    if (snd.busy) this.arm(TICK_MS);
+    if (snd.busy) this.timer.arm(TICK_MS);
   };
 
-  private readonly tick = (): void => {
-    this.timer = undefined;
+  private tick(): void {
     const now = performance.now();
     if (this.state === 'syn-sent' || this.state === 'syn-rcvd') {
       if (now - this.hsAt >= this.hsRto - 1) {
         this.hsRto = Math.min(this.o.maxRto, this.hsRto * 2);
         this.sendSyn();
-      } else this.arm(this.hsRto - (now - this.hsAt));
+      } else this.timer.arm(this.hsRto - (now - this.hsAt));
       return;
     }
     if (this.state !== 'established') return;
-    if (now - this.lastRecvAt >= this.o.idleTimeout) {
-      return this.hooks.fail(new TimeoutError(`reliable stream idle: nothing from the peer for ${Math.round(now - this.lastRecvAt)} ms`));
-    }
     const snd = this.snd as Sender;
-    const oldest = snd.oldestInflight();
-    if (oldest > 0 && now - oldest >= this.rtt.rto) {
-      if (++this.rtt.backoff > this.o.maxRetries) {
-        return this.hooks.fail(new TimeoutError(`reliable stream: the peer stopped acknowledging (${this.o.maxRetries} retransmission timeouts)`));
-      }
-      snd.onTimeout();
-    } else if (snd.inflight > 0) {
-      const srtt = this.rtt.srtt ?? this.rtt.rto;
-      snd.detectLoss(now, srtt);
-      // Tail loss probe: two RTTs without any delivery, once per silence.
-      if (!this.tlpDone && snd.inflight > 0 && now - this.lastAckAt >= Math.max(2 * srtt + 2, TICK_MS / 2)) {
-        this.tlpDone = true;
-        const s = snd.probe(now);
-        if (s) this.send(FLAG_ACK | (s.fin ? FLAG_FIN : 0), s.seq, s.data);
-      }
-    }
-    // Zero window: probe, so that a lost window update cannot stall us.
-    if (snd.hasPending && snd.inflight === 0 && now - this.lastProbeAt >= this.rtt.rto) {
-      this.lastProbeAt = now;
-      this.sendAck(FLAG_PING);
-    } else if (now - this.lastSendAt >= this.o.keepAlive) this.sendAck(FLAG_PING);
+    const err = onEstablishedTick(now, this.clock, snd, this.rtt, this.o, this.out);
+    if (err) return this.hooks.fail(err);
     this.flush();
-    const idle = Math.min(this.o.keepAlive - (now - this.lastSendAt), this.o.idleTimeout - (now - this.lastRecvAt));
-    this.arm(snd.busy || this.ackPending ? TICK_MS : Math.max(TICK_MS, idle));
-  };
-
-  private arm(ms: number): void {
-    if (this.state === 'closed') return;
-    const due = performance.now() + ms;
-    if (this.timer !== undefined && this.timerDue <= due + 1) return;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timerDue = due;
-    this.timer = setTimeout(this.tick, Math.max(1, ms));
-    this.timer.unref?.();
+    this.timer.arm(nextTickIn(now, this.clock, snd, this.o, this.ackPending));
   }
 
   // --------------------------------------------------------------------- close --
@@ -410,8 +373,7 @@ export class ReliableConnection implements MuxTarget {
     const was = this.state;
     if (was === 'closed') return false;
     this.state = 'closed';
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.timer.stop();
     if (this.acceptor) this.mux.removeAcceptor(this.acceptor);
     const snd = this.snd;
     const rcv = this.rcv;
