@@ -104,13 +104,7 @@ export class SecurePipe extends Pipe {
       this.fail(e instanceof Error ? e : new FrameError('bad frame', { cause: e }));
       return;
     }
-    const st = this.stats;
-    for (let i = 0; i < msgs.length; i++) {
-      const pt = msgs[i] as Buffer;
-      st.messagesIn++;
-      st.bytesIn += pt.length;
-      if (!this.dispatch({ data: pt, from: this.remote, pipe: this })) st.unmatched++;
-    }
+    for (let i = 0; i < msgs.length; i++) this.receive(msgs[i] as Buffer, this.remote);
     if (this.channel.remoteClosed && !this.done) {
       // The peer's authenticated end of stream: a clean close. The peer closed its side, so no
       // CLOSE frame of ours is needed: just end the TCP connection.

@@ -125,10 +125,6 @@ function hostBytes(host: string): Uint8Array {
   return ipToBytes(host);
 }
 
-function hostText(b: Uint8Array): string {
-  return b.length === 4 ? `${b[0]}.${b[1]}.${b[2]}.${b[3]}` : bytesToIp(b);
-}
-
 function writeContact(w: WireWriter, c: Contact): void {
   const addr = hostBytes(c.host);
   if (addr.length !== (c.family === 4 ? 4 : 16)) throw new InvalidArgumentError(`contact host ${c.host} is not IPv${c.family}`);
@@ -146,7 +142,7 @@ function readContact(rd: WireReader): Contact {
   const id = rd.bytes(ID_BYTES, 'contact id');
   const family = rd.u8('contact family');
   if (family !== 4 && family !== 6) throw new DecodeError(`contact: bad family ${family}`);
-  const host = hostText(rd.bytes(family === 4 ? 4 : 16, 'contact address'));
+  const host = bytesToIp(rd.bytes(family === 4 ? 4 : 16, 'contact address'));
   const port = rd.u16('contact port');
   if (port === 0) throw new DecodeError('contact: port 0');
   if (flags & CONTACT_HAS_KEY) return { id, host, port, family, publicKey: rd.bytes(PUBLIC_KEY_BYTES, 'public key') };

@@ -214,12 +214,9 @@ export class RoutingTable {
    * A cached replacement that fails is dropped from the cache. Returns true if evicted.
    */
   markFailed(id: DhtId): boolean {
-    const idx = bucketIndex(this.selfId, id);
-    if (idx < 0) return false;
-    const b = this.#buckets[idx] as Bucket;
-    b.replacements = b.replacements.filter((r) => !idEquals(r.contact.id, id));
-    const i = b.entries.findIndex((e) => idEquals(e.contact.id, id));
-    if (i < 0) return false;
+    const at = this.#dropReplacement(id);
+    if (at === undefined) return false;
+    const { b, i } = at;
     const e = b.entries[i] as RoutingEntry;
     e.failures++;
     if (e.failures >= this.#maxFailures || b.replacements.length > 0) {
@@ -231,14 +228,20 @@ export class RoutingTable {
 
   /** Removes a contact (promoting a replacement). Returns true if it was in a bucket. */
   remove(id: DhtId): boolean {
+    const at = this.#dropReplacement(id);
+    if (at === undefined) return false;
+    this.#evict(at.b, at.i);
+    return true;
+  }
+
+  /** Drops `id` from its bucket's replacement cache; returns the bucket and its entry index if it is an entry. */
+  #dropReplacement(id: DhtId): { b: Bucket; i: number } | undefined {
     const idx = bucketIndex(this.selfId, id);
-    if (idx < 0) return false;
+    if (idx < 0) return undefined;
     const b = this.#buckets[idx] as Bucket;
     b.replacements = b.replacements.filter((r) => !idEquals(r.contact.id, id));
     const i = b.entries.findIndex((e) => idEquals(e.contact.id, id));
-    if (i < 0) return false;
-    this.#evict(b, i);
-    return true;
+    return i < 0 ? undefined : { b, i };
   }
 
   /** The entry for `id`, if it is in a bucket. */

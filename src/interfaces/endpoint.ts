@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { EndpointError } from '../errors.js';
 import { describeInput as describe } from '../util/describe.js';
+import { unmapIPv4 } from './ip.js';
 
 /** IP address family. */
 export type Family = 4 | 6;
@@ -139,9 +140,14 @@ export function endpointFromNode(address: string, port: number): Endpoint {
   return out;
 }
 
-/** `::ffff:1.2.3.4` → `1.2.3.4`; other addresses unchanged. */
+/**
+ * {@link unmapIPv4} with a fast path for hot code: `::ffff:1.2.3.4` (the form sockets report)
+ * → `1.2.3.4` without parsing; any other address starting `::ffff:` goes through
+ * `unmapIPv4`; everything else is returned unchanged.
+ */
 export function unmapHost(host: string): string {
-  return host.length > 7 && host.startsWith('::ffff:') && host.includes('.') ? host.slice(7) : host;
+  if (!host.startsWith('::ffff:')) return host;
+  return host.includes('.') ? host.slice(7) : unmapIPv4(host);
 }
 
 /**

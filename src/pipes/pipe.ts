@@ -2,10 +2,10 @@
  * The `Pipe` base class: what every TCP/UDP (and later relay or encrypted) pipe offers.
  * @module
  */
-import type { Endpoint, EndpointLike } from '../interfaces/endpoint.js';
+import { toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import type { AbortOptions } from '../util/abort.js';
 import { MessageHub } from './hub.js';
-import type { Framing, Proto, QueueLimits } from './types.js';
+import type { Framing, Message, Proto, QueueLimits } from './types.js';
 
 /** Data accepted by `send`: bytes or a string (sent as UTF-8). */
 export type SendData = string | Uint8Array;
@@ -48,6 +48,20 @@ export abstract class Pipe extends MessageHub {
    */
   abstract close(): Promise<void>;
 
+  /**
+   * @internal Counts one received message and hands it to the subscriptions and callbacks;
+   * a message nobody takes counts as unmatched. Returns whether anything took it.
+   */
+  protected receive(data: Buffer, from: Endpoint): boolean {
+    const st = this.stats;
+    st.messagesIn++;
+    st.bytesIn += data.length;
+    const m: Message = { data, from, pipe: this };
+    if (this.dispatch(m)) return true;
+    st.unmatched++;
+    return false;
+  }
+
   /** `await using pipe = await pipeOpen(…)` closes it at the end of the scope. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
@@ -70,6 +84,11 @@ export abstract class Pipe extends MessageHub {
     };
     return { source: source(), sink };
   }
+}
+
+/** @internal `dest` as an Endpoint: an Endpoint object as it is (e.g. `msg.from`), anything else parsed. */
+export function destEndpoint(dest: EndpointLike): Endpoint {
+  return typeof dest === 'object' && 'family' in dest ? (dest as Endpoint) : toEndpoint(dest);
 }
 
 /** @internal A resolved promise to return from hot paths. */

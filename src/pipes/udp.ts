@@ -6,11 +6,11 @@
 import type { RemoteInfo, Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { EndpointError, InvalidArgumentError, MessageTooBigError, P2pdError, PipeClosedError, UnreachableError } from '../errors.js';
-import { endpointFromNode, formatEndpoint, nodeHost, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
+import { endpointFromNode, formatEndpoint, nodeHost, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { toAbortError, type AbortOptions } from '../util/abort.js';
-import { handled, Pipe, type SendData } from './pipe.js';
+import { destEndpoint, handled, Pipe, type SendData } from './pipe.js';
 import { toBuffer } from './tcp.js';
-import { MAX_UDP_PAYLOAD, SUB_ALL, type Message, type MessageCallback, type QueueLimits } from './types.js';
+import { MAX_UDP_PAYLOAD, SUB_ALL, type MessageCallback, type QueueLimits } from './types.js';
 
 /** Options for wrapping a bound UDP socket. */
 export interface UdpPipeInit extends QueueLimits {
@@ -63,18 +63,14 @@ export class UdpPipe extends Pipe {
       this.lastAddr = rinfo.address;
       this.lastPort = rinfo.port;
     }
-    const st = this.stats;
-    st.messagesIn++;
-    st.bytesIn += data.length;
-    const m: Message = { data, from, pipe: this };
-    if (!this.dispatch(m)) st.unmatched++;
+    this.receive(data, from);
   };
 
   send(data: SendData, dest?: EndpointLike, opts?: AbortOptions): Promise<void> {
     try {
       if (this.closed) throw new PipeClosedError('pipe is closed');
       if (opts?.signal?.aborted) throw toAbortError(opts.signal);
-      const to = dest === undefined ? this.remote : typeof dest === 'object' && 'family' in dest ? (dest as Endpoint) : toEndpoint(dest);
+      const to = dest === undefined ? this.remote : destEndpoint(dest);
       if (to === undefined) throw new InvalidArgumentError('a UDP server needs dest to send (e.g. msg.from)');
       // Endpoint-shaped objects skip toEndpoint: check what dgram would otherwise reject raw (port) or resolve via DNS (host).
       if (!(to.port > 0 && to.port <= 65535) || (to === dest && to !== this.lastFrom && isIP(to.host) === 0)) {

@@ -79,7 +79,7 @@ export interface RawAnnouncement {
 /** Reads one announcement from `r` (structure only; see {@link verifyAnnouncement}). @throws {@link DecodeError} */
 export function readAnnouncement(r: Reader): RawAnnouncement {
   const start = r.pos;
-  const publicKey = r.bytes(32, 'member key');
+  r.bytes(32, 'member key'); // returned below as a view of `raw`
   const seq = r.u64('member seq');
   const flags = r.u8('member flags');
   if ((flags & ~FLAG_LEAVING) !== 0) throw new DecodeError('member announcement: unknown flags');

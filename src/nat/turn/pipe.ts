@@ -6,9 +6,9 @@
  */
 import { InvalidArgumentError, MessageTooBigError, PipeClosedError } from '../../errors.js';
 import { formatEndpoint, parseHost, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../../interfaces/endpoint.js';
-import { handled, Pipe, type SendData } from '../../pipes/pipe.js';
+import { destEndpoint, handled, Pipe, type SendData } from '../../pipes/pipe.js';
 import { toBuffer } from '../../pipes/tcp.js';
-import { SUB_ALL, type Message, type MessageCallback, type QueueLimits } from '../../pipes/types.js';
+import { SUB_ALL, type MessageCallback, type QueueLimits } from '../../pipes/types.js';
 import { toAbortError, type AbortOptions } from '../../util/abort.js';
 import { CHANNEL_DATA_HEADER_SIZE } from '../stun/channel-data.js';
 import { ATTR, CLASS, METHOD } from '../stun/constants.js';
@@ -161,7 +161,7 @@ export class TurnPipe extends Pipe {
         return;
       }
       this.turnStats.channelDataIn++;
-      this.#deliver(p.data, peer);
+      this.receive(p.data, peer);
       return;
     }
     const m = p.stun;
@@ -170,20 +170,12 @@ export class TurnPipe extends Pipe {
       const data = getAttr(m, ATTR.DATA);
       if (peer !== undefined && data !== undefined) {
         this.turnStats.indicationsIn++;
-        this.#deliver(Buffer.from(data.buffer, data.byteOffset, data.byteLength), peer);
+        this.receive(Buffer.from(data.buffer, data.byteOffset, data.byteLength), peer);
         return;
       }
     }
     this.turnStats.ignored++;
   };
-
-  #deliver(data: Buffer, from: Endpoint): void {
-    const st = this.stats;
-    st.messagesIn++;
-    st.bytesIn += data.length;
-    const m: Message = { data, from, pipe: this };
-    if (!this.dispatch(m)) st.unmatched++;
-  }
 
   /**
    * Relays `data` to the peer `dest` (required). The first send to a peer IP waits for its
@@ -198,7 +190,7 @@ export class TurnPipe extends Pipe {
       if (this.closed) throw new PipeClosedError('TURN relay pipe is closed');
       if (opts?.signal?.aborted) throw toAbortError(opts.signal);
       if (dest === undefined) throw new InvalidArgumentError('a TURN relay pipe needs dest: the peer to relay to (e.g. msg.from)');
-      const to = typeof dest === 'object' && 'family' in dest ? (dest as Endpoint) : toEndpoint(dest);
+      const to = destEndpoint(dest);
       if (to.family !== this.relayed.family) {
         throw new InvalidArgumentError(`peer ${formatEndpoint(to)} is IPv${to.family} but the relayed address is IPv${this.relayed.family}`);
       }

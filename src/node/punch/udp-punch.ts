@@ -182,7 +182,6 @@ class PunchSession {
   private readonly sent = new Map<string, Sent>();
   private readonly rtts = new Map<string, number>();
   private readonly tb = randomBytes(8);
-  private peerTb: Buffer | undefined;
   private nominee: { dest: Dest; rtt: number } | undefined;
   private state: 'waiting' | 'probing' | 'done' | 'lingering' | 'stopped' = 'waiting';
   private timer: NodeJS.Timeout | undefined;
@@ -337,7 +336,6 @@ class PunchSession {
 
   private onProbe(p: PunchPacket, from: Endpoint): void {
     this.stats.probesReceived++;
-    this.peerTb = p.tiebreaker;
     if (this.take() || this.state !== 'probing') {
       this.stats.acksSent++;
       void this.pipe.send(encodePunch(this.key, { type: PUNCH_ACK, nominate: false, txid: p.txid, tiebreaker: this.tb, rttUs: 0 }), from).catch(() => undefined);
@@ -360,7 +358,6 @@ class PunchSession {
     }
     this.sent.delete(txid);
     this.stats.acksReceived++;
-    this.peerTb = p.tiebreaker;
     if (this.state !== 'probing' && this.state !== 'waiting') return;
     if (!sameEndpoint(s.dest.ep, from)) {
       // An asymmetric answer: probe where it came from instead.
