@@ -130,7 +130,7 @@ describe('punch legs: the connecting side', () => {
     const run = punchAsInitiator(t.ctx, t.mod, t.peer, t.legs, { v: 1, s: 'punch' }, new AbortController().signal);
     t.udp.reject(new Error('udp timed out'));
     t.tcp.reject(new Error('tcp refused'));
-    const err = await run.catch((e: unknown) => e as Error);
+    const err = (await run.catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(ConnectError);
     expect(err.message).toMatch(/udp timed out/);
     expect(err.message).toMatch(/tcp refused/);
@@ -169,7 +169,7 @@ describe('punch legs: the answering side', () => {
     t.udp.resolve({ remote: REMOTE, rtt: 1 });
     const pipe = fakeTcp();
     t.tcp.resolve({ pipe, remote: REMOTE });
-    const err = await run.catch((e: unknown) => e as Error);
+    const err = (await run.catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(ConnectError);
     expect(t.signals.udp?.aborted).toBe(true);
     expect(t.signals.tcp?.aborted).toBe(true);
