@@ -17,7 +17,7 @@
  * MATRIX_BUSY connect/transfer phases at once (default 1: connect times are not skewed by
  * other labs' CPU; idle phases overlap), MATRIX_PAIRS filter (comma-separated `natA/natB`
  * substrings, or `extras`), MATRIX_OUT output file (default bench/matrix.md), MATRIX_BULK_BYTES
- * (raw-vs-pipe transfer size, default 32 MiB), MATRIX_TSX=1 (run the peers through tsx instead
+ * (raw-vs-pipe transfer size, default 256 MiB), MATRIX_TSX=1 (run the peers through tsx instead
  * of tsc-compiled JavaScript).
  * @module
  */
@@ -44,7 +44,7 @@ const BUSY = Math.max(1, Number(process.env.MATRIX_BUSY ?? 1));
 const FILTER = (process.env.MATRIX_PAIRS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const OUT = path.resolve(REPO_ROOT, process.env.MATRIX_OUT ?? 'bench/matrix.md');
 const BYTES = 1 << 20;
-const BULK_BYTES = Number(process.env.MATRIX_BULK_BYTES ?? 32 << 20);
+const BULK_BYTES = Number(process.env.MATRIX_BULK_BYTES ?? 256 << 20);
 const TSX = !!process.env.MATRIX_TSX && process.env.MATRIX_TSX !== '0';
 /** Node arguments that run the peer script: compiled JavaScript (default) or the TS source through tsx. */
 let PEER_ARGS: string[] = ['--import', 'tsx', path.join(REPO_ROOT, 'bench/matrix/peer.ts')];
@@ -252,7 +252,7 @@ async function runExtras(): Promise<Extras> {
     log(`extras: a2 / pub1 nodes started (${a2.startMs.toFixed(0)} / ${pub1.startMs.toFixed(0)} ms)`);
     // throughput and memory first, while nothing else runs in this lab
     const pub4 = lab.env.NATLAB_PUB1_IP4 as string;
-    const b = await lab.exec('a1', process.execPath, [...PEER_ARGS, 'bulk', pub1.addr, '--raw', `${pub4}:40200`, '--bytes', String(BULK_BYTES), '--rounds', '3'], { timeoutMs: 300_000 });
+    const b = await lab.exec('a1', process.execPath, [...PEER_ARGS, 'bulk', pub1.addr, '--raw', `${pub4}:40200`, '--bytes', String(BULK_BYTES), '--rounds', '5'], { timeoutMs: 300_000 });
     ex.bulk = lines(b.stdout).filter((l) => l.event === 'bulk' || l.event === 'connected');
     if (!ex.bulk.some((l) => l.event === 'bulk')) ex.notes.push(`bulk run failed: ${b.stdout.slice(-300)} ${b.stderr.slice(-300)}`);
     log(`extras: bulk done (${ex.bulk.length} lines)`);
@@ -337,7 +337,7 @@ function report(rows: Row[], ex: Extras | undefined, t0: number): string {
   md += `\nRemote endpoints of the winning paths: ${all.filter((r) => r.ok).map((r) => `${r.pair}: ${r.remote}`).join('; ')}.\n`;
   // bulk
   if (ex) {
-    md += `\n## Node pipe vs raw TCP, a1 → pub1 (direct path through rtrA, ${(BULK_BYTES / 2 ** 20).toFixed(0)} MiB each way, 3 interleaved rounds after a warm-up)\n\n`;
+    md += `\n## Node pipe vs raw TCP, a1 → pub1 (direct path through rtrA, ${(BULK_BYTES / 2 ** 20).toFixed(0)} MiB each way, 5 interleaved rounds after a 64 MiB warm-up; medians)\n\n`;
     const bulk = ex.bulk.filter((l) => l.event === 'bulk');
     const conn = ex.bulk.find((l) => l.event === 'connected');
     if (conn) md += `Node pipe path: ${JSON.stringify(conn.path)}. The node pipe is encrypted (Noise XX, ChaCha20-Poly1305) and framed; raw TCP is plain \`node:net\` with TCP_NODELAY, same 64 KiB writes. RTT = median of 50 round trips of a 64-byte message. ${TSX ? 'Both processes run through tsx.' : 'Both processes run tsc-compiled JavaScript.'}\n\n`;
