@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import { FrameError, InvalidArgumentError, MessageTooBigError, PipeClosedError } from '../errors.js';
 import { sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { toAbortError, type AbortOptions } from '../util/abort.js';
-import { handled, Pipe, type SendData } from '../pipes/pipe.js';
+import { boundSend, handled, Pipe, type SendData } from '../pipes/pipe.js';
 import { streamError } from '../pipes/socket-errors.js';
 import { toBuffer, type TcpPipe } from '../pipes/tcp.js';
 import { MAX_INFLIGHT_CALLBACKS, SUB_ALL, type MessageCallback, type QueueLimits } from '../pipes/types.js';
@@ -153,20 +153,23 @@ export class SecurePipe extends Pipe {
       if (buf.length < VECTORED_MIN) {
         const frame = this.channel.encrypt(buf);
         this.inner.stats.bytesOut += frame.length;
-        return handled(new Promise<void>((resolve, reject) => sock.write(frame, (err) => (err ? reject(streamError(err)) : resolve()))));
+        return boundSend(handled(new Promise<void>((resolve, reject) => sock.write(frame, (err) => (err ? reject(streamError(err)) : resolve())))), opts);
       }
       const parts = this.channel.encryptv(buf);
       const n = parts.length;
       let wire = 0;
       for (let i = 0; i < n; i++) wire += (parts[i] as Buffer).length;
       this.inner.stats.bytesOut += wire;
-      return handled(
-        new Promise<void>((resolve, reject) => {
-          sock.cork();
-          for (let i = 0; i < n - 1; i++) sock.write(parts[i] as Buffer);
-          sock.write(parts[n - 1] as Buffer, (err) => (err ? reject(streamError(err)) : resolve()));
-          sock.uncork();
-        }),
+      return boundSend(
+        handled(
+          new Promise<void>((resolve, reject) => {
+            sock.cork();
+            for (let i = 0; i < n - 1; i++) sock.write(parts[i] as Buffer);
+            sock.write(parts[n - 1] as Buffer, (err) => (err ? reject(streamError(err)) : resolve()));
+            sock.uncork();
+          }),
+        ),
+        opts,
       );
     } catch (e) {
       return handled(Promise.reject(e));

@@ -3,7 +3,7 @@
  * @module
  */
 import { toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
-import type { AbortOptions } from '../util/abort.js';
+import { bounded, type AbortOptions } from '../util/abort.js';
 import { MessageHub } from './hub.js';
 import type { Framing, Message, Proto, QueueLimits } from './types.js';
 
@@ -36,8 +36,11 @@ export abstract class Pipe extends MessageHub {
    * Sends one message. `dest` is required for UDP servers (reply to `msg.from`) and for
    * TCP servers (the client's endpoint); clients send to their `remote` by default.
    * Resolves once handed to the kernel (waits while the socket is over its buffer limit).
-   * Rejects with `PipeClosedError` after close. A rejected promise that nobody awaits never
-   * becomes an unhandled rejection.
+   * Rejects with `PipeClosedError` after close. `opts.signal` / `opts.timeout` bound that
+   * wait (`AbortError` / `TimeoutError`); a message already accepted is not taken back (a byte
+   * stream cannot drop it from the middle): it stays queued in order and may still be
+   * delivered; `close()` or `reset()` the pipe to give up on it. A rejected promise that nobody
+   * awaits never becomes an unhandled rejection.
    */
   abstract send(data: SendData, dest?: EndpointLike, opts?: AbortOptions): Promise<void>;
 
@@ -89,6 +92,11 @@ export abstract class Pipe extends MessageHub {
 /** @internal `dest` as an Endpoint: an Endpoint object as it is (e.g. `msg.from`), anything else parsed. */
 export function destEndpoint(dest: EndpointLike): Endpoint {
   return typeof dest === 'object' && 'family' in dest ? (dest as Endpoint) : toEndpoint(dest);
+}
+
+/** @internal `p` bounded by the `signal`/`timeout` of a send's options (see {@link Pipe.send}), marked handled. */
+export function boundSend(p: Promise<void>, opts: AbortOptions | undefined): Promise<void> {
+  return opts === undefined ? p : handled(bounded(p, opts, 'send'));
 }
 
 /** @internal A resolved promise to return from hot paths. */

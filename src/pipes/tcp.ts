@@ -7,7 +7,7 @@ import { FrameError, InvalidArgumentError, PipeClosedError } from '../errors.js'
 import { endpointFromNode, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { toAbortError, type AbortOptions } from '../util/abort.js';
 import { createDecoder, encodeFrame, type FrameDecoder } from './framing.js';
-import { handled, Pipe, type SendData } from './pipe.js';
+import { boundSend, handled, Pipe, type SendData } from './pipe.js';
 import { streamError } from './socket-errors.js';
 import { CLOSE_FLUSH_TIMEOUT, CLOSE_TIMEOUT, MAX_INFLIGHT_CALLBACKS, SUB_ALL, type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
 
@@ -184,11 +184,11 @@ export class TcpPipe extends Pipe {
       if (!this.tickOpen) {
         this.tickOpen = true;
         process.nextTick(this.flush);
-        return this.writeNow(frame);
+        return boundSend(this.writeNow(frame), opts);
       }
       let b = this.batch;
       if (b === undefined) {
-        if (buf.length >= BATCH_BYTES) return this.writeNow(frame);
+        if (buf.length >= BATCH_BYTES) return boundSend(this.writeNow(frame), opts);
         b = this.batch = newBatch();
       } else {
         if (!b.corked) {
@@ -201,7 +201,7 @@ export class TcpPipe extends Pipe {
       b.bytes += buf.length;
       const p = b.promise;
       if (b.bytes >= BATCH_BYTES) this.flush();
-      return p;
+      return boundSend(p, opts);
     } catch (e) {
       return handled(Promise.reject(e));
     }

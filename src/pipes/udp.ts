@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { EndpointError, InvalidArgumentError, MessageTooBigError, P2pdError, PipeClosedError, UnreachableError } from '../errors.js';
 import { endpointFromNode, formatEndpoint, nodeHost, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { toAbortError, type AbortOptions } from '../util/abort.js';
-import { destEndpoint, handled, Pipe, type SendData } from './pipe.js';
+import { boundSend, destEndpoint, handled, Pipe, type SendData } from './pipe.js';
 import { toBuffer } from './tcp.js';
 import { MAX_UDP_PAYLOAD, SUB_ALL, type MessageCallback, type QueueLimits } from './types.js';
 
@@ -80,10 +80,13 @@ export class UdpPipe extends Pipe {
       if (buf.length > MAX_UDP_PAYLOAD) throw new MessageTooBigError(`datagram of ${buf.length} bytes exceeds ${MAX_UDP_PAYLOAD}`);
       this.stats.messagesOut++;
       this.stats.bytesOut += buf.length;
-      return handled(
-        new Promise<void>((resolve, reject) => {
-          this.socket.send(buf, to.port, nodeHost(to), (err) => (err ? reject(sendError(err)) : resolve()));
-        }),
+      return boundSend(
+        handled(
+          new Promise<void>((resolve, reject) => {
+            this.socket.send(buf, to.port, nodeHost(to), (err) => (err ? reject(sendError(err)) : resolve()));
+          }),
+        ),
+        opts,
       );
     } catch (e) {
       return handled(Promise.reject(e));

@@ -81,6 +81,18 @@ export function cancellable<T>(
   });
 }
 
+/**
+ * Bounds the wait for `p` by `opts`: the result rejects with {@link AbortError} when
+ * `opts.signal` aborts, or {@link TimeoutError} when `opts.timeout` passes, before `p`
+ * settles (the operation behind `p` is not undone). Without a signal or a timeout, `p` itself.
+ */
+export function bounded<T>(p: Promise<T>, opts: AbortOptions | undefined, what: string): Promise<T> {
+  if (opts === undefined || (opts.signal === undefined && !(opts.timeout && opts.timeout > 0))) return p;
+  return cancellable<T>(opts, what, (resolve, reject) => {
+    p.then(resolve, reject);
+  });
+}
+
 /** Resolves after `ms` milliseconds, or rejects when `signal` aborts. */
 export function sleep(ms: number, opts?: { signal?: AbortSignal }): Promise<void> {
   return cancellable<void>(opts, 'sleep', (resolve) => {

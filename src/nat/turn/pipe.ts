@@ -6,7 +6,7 @@
  */
 import { InvalidArgumentError, MessageTooBigError, PipeClosedError } from '../../errors.js';
 import { formatEndpoint, parseHost, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../../interfaces/endpoint.js';
-import { destEndpoint, handled, Pipe, type SendData } from '../../pipes/pipe.js';
+import { boundSend, destEndpoint, handled, Pipe, type SendData } from '../../pipes/pipe.js';
 import { toBuffer } from '../../pipes/tcp.js';
 import { SUB_ALL, type MessageCallback, type QueueLimits } from '../../pipes/types.js';
 import { toAbortError, type AbortOptions } from '../../util/abort.js';
@@ -202,12 +202,15 @@ export class TurnPipe extends Pipe {
       const ch = this.#peers.channelFor(to, key);
       if (ch !== undefined) return this.#sendChannel(ch, buf, opts);
       if (this.#peers.hasPermission(to.host)) return this.#sendIndication(to, buf, opts);
-      return handled(
-        this.#peers.permit(to.host, to.family).then(() => {
-          if (this.closed) throw new PipeClosedError('TURN relay pipe is closed');
-          const c = this.#peers.channelFor(to, key);
-          return c !== undefined ? this.#sendChannel(c, buf, opts) : this.#sendIndication(to, buf, opts);
-        }),
+      return boundSend(
+        handled(
+          this.#peers.permit(to.host, to.family).then(() => {
+            if (this.closed) throw new PipeClosedError('TURN relay pipe is closed');
+            const c = this.#peers.channelFor(to, key);
+            return c !== undefined ? this.#sendChannel(c, buf, opts) : this.#sendIndication(to, buf, opts);
+          }),
+        ),
+        opts,
       );
     } catch (e) {
       return handled(Promise.reject(e));
