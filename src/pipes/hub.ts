@@ -176,7 +176,7 @@ export abstract class MessageHub implements QueueOwner {
     for (let i = 0; i < qs.length; i++) {
       const q = qs[i] as SubQueue;
       if (q.match === undefined || q.match(m.data, m.from)) {
-        q.push(copies++ === 0 || this.limits.copyPayloads !== true ? m : { data: Buffer.from(m.data), from: m.from, pipe: m.pipe });
+        q.push(copies++ === 0 || this.limits.copyPayloads === false ? m : { data: Buffer.from(m.data), from: m.from, pipe: m.pipe });
       }
     }
     return handled || copies > 0;

@@ -86,10 +86,12 @@ export interface QueueLimits {
   /** Max bytes per subscription queue. @default DEFAULT_MAX_QUEUE_BYTES (8 MiB) */
   maxQueueBytes?: number;
   /**
-   * Give each additional matching subscription its own copy of the payload bytes. By default
-   * every matching subscription receives the message with the same, read-only payload (as
-   * Node's EventEmitter does); set this if a consumer mutates `msg.data` in place.
-   * @default false
+   * Every matching subscription receives its own copy of the payload: the first matching
+   * subscription (and the `onMessage` callbacks) get the received bytes, each further one a
+   * copy, so a consumer that changes `msg.data` in place cannot change what another
+   * subscription sees. `false` shares one payload among them all (treat it as read-only):
+   * it saves a copy per extra matching subscription.
+   * @default true
    */
   copyPayloads?: boolean;
 }
