@@ -3,7 +3,7 @@
  * `node:crypto`, keyed by the handshake and then used for every transport message.
  * @module
  */
-import { createCipheriv, createDecipheriv, type DecipherChaCha20Poly1305 } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { DecryptError, InvalidArgumentError } from '../errors.js';
 import { asBuffer, EMPTY, isBytes } from './bytes.js';
 import { NOISE_TAG_SIZE } from './noise-constants.js';
@@ -118,25 +118,6 @@ export class CipherState {
     else parts.push(tag);
     this.#n++;
     return n + tag.length;
-  }
-
-  /**
-   * Low-level streaming decryption of one message whose ciphertext arrives in pieces: returns
-   * a decipher for the current nonce with `ad` applied. Feed it the ciphertext (without the
-   * tag) with `update()`, then `setAuthTag(tag)` and `final()`; only if `final()` succeeds,
-   * call {@link commitNonce}. Plaintext from `update()` is unauthenticated until then.
-   */
-  beginDecrypt(ad: Uint8Array | null, ciphertextLength: number): DecipherChaCha20Poly1305 {
-    const k = this.#k;
-    if (k === null) throw new InvalidArgumentError('beginDecrypt needs a keyed CipherState');
-    const d = createDecipheriv(CIPHER, k, this.#ivForNonce(), AEAD_OPTS);
-    if (ad !== null && ad.length > 0) d.setAAD(ad, { plaintextLength: ciphertextLength });
-    return d;
-  }
-
-  /** Advances the nonce after a successful {@link beginDecrypt} decryption. */
-  commitNonce(): void {
-    this.#n++;
   }
 
   /** Noise `EncryptWithAd(ad, plaintext)`: returns `ciphertext || tag`, or `plaintext` itself if no key. */

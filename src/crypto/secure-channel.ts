@@ -35,8 +35,9 @@ export interface SecureChannelOptions {
  * Receiving: a frame that lies within one read is decrypted in place (no copy); a frame split
  * across reads is gathered into a reused scratch buffer (at most one frame, 64 KiB) and
  * decrypted in one call, which measures cheaper than a streaming decipher that allocates a
- * buffer per piece. A message is only returned once every one of its frames has authenticated. After the handshake, feed any bytes already buffered past the
- * last handshake frame ({@link FrameDecoder.drain}) to {@link decrypt} first.
+ * buffer per piece. A message is only returned once every one of its frames has authenticated.
+ * After the handshake, feed any bytes already buffered past the last handshake frame
+ * ({@link FrameDecoder.drain}) to {@link decrypt} first.
  *
  * After any error from {@link decrypt} the channel is unusable (every later call throws the
  * same error): the stream must be closed.
