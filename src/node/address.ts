@@ -163,6 +163,7 @@ function isMulticast(b: Uint8Array): boolean {
 function kindProblem(kind: AddrEndpointKind, host: string, bytes: Uint8Array): string | undefined {
   if (isUnspecified(host)) return `unspecified address ${host}`;
   if (isMulticast(bytes)) return `multicast address ${host}`;
+  if (bytes.length === 4 && bytes.every((x) => x === 0xff)) return `broadcast address ${host}`;
   if (bytes.length === 16 && bytes.subarray(0, 10).every((x) => x === 0) && bytes[10] === 0xff && bytes[11] === 0xff) {
     return `IPv4-mapped address ${host} (use the IPv4 form)`;
   }
@@ -229,6 +230,7 @@ function writeRecord(parts: Buffer[], type: number, value: Buffer): void {
 export function encodeAddress(identity: Identity, init: PeerAddressInit): string {
   if (!(identity instanceof Identity)) fail('identity', 'identity must be an Identity');
   if (!(init.signalKey instanceof Uint8Array) || init.signalKey.length !== 32) fail('signalKey', 'signal key must be 32 bytes');
+  if (init.signalKey.every((x) => x === 0)) fail('signalKey', 'all-zero signal key');
   const ts = init.timestamp ?? Math.floor(Date.now() / 1000);
   if (!Number.isInteger(ts) || ts < 0 || ts > 0xffffffff) fail('timestamp', 'timestamp out of range');
   if (!Array.isArray(init.interfaces) || init.interfaces.length > MAX_ADDR_INTERFACES) fail('interface', `at most ${MAX_ADDR_INTERFACES} interfaces`);
@@ -281,7 +283,7 @@ export interface ParseAddressOptions {
 /**
  * Parses and verifies an address. Every field is checked: the encoding, the version, each
  * record's length, NAT and delta codes, each endpoint (family, port 1–65535, address class
- * matching its kind: no loopback, unspecified or multicast addresses), broker URLs, the
+ * matching its kind: no loopback, unspecified, multicast or broadcast addresses), broker URLs, the
  * signature. Unknown optional records (type ≥ 0x80) are skipped.
  * @throws AddressError (code `ERR_BAD_ADDRESS`, `field` naming what was wrong) on anything else.
  */
