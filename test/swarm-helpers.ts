@@ -3,6 +3,7 @@
  * peers closed after each test, polling, and raw frame injection over a peer's own links.
  * @module
  */
+import { createServer } from 'node:net';
 import { afterEach, expect } from 'vitest';
 import { SwarmPeer, type SwarmPeerOptions } from '../src/swarm/index.js';
 import type { Link } from '../src/swarm/link.js';
@@ -38,6 +39,34 @@ export async function swarmOf(n: number, opts: SwarmPeerOptions = {}): Promise<S
   }
   await until(() => peers.every((p) => p.peers.length === n - 1), 5000, 'full mesh');
   return peers;
+}
+
+/**
+ * Three peers in a line, `a — r — b`: `a` and `b` link only to the relay `r`. Each end
+ * advertises the port of its own loopback listener that resets every connection, so their
+ * dials of each other fail and no direct `a — b` link ever forms (traffic between them must
+ * cross `r`). Resolves once both ends gave up dialing each other (the steady state: each counts
+ * the other as unreachable).
+ */
+export async function lineOf3(opts: SwarmPeerOptions = {}): Promise<{ a: SwarmPeer; r: SwarmPeer; b: SwarmPeer }> {
+  const r = await boundPeer(opts);
+  const edge = async (): Promise<SwarmPeer> => {
+    const sink = createServer((s) => s.destroy());
+    await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+    track({ close: () => new Promise<void>((resolve) => sink.close(() => resolve())) });
+    const p = track(new SwarmPeer(opts));
+    p.on('error', () => undefined);
+    await p.bind('127.0.0.1', 0, { externalPort: (sink.address() as { port: number }).port });
+    await p.connect(r.endpoint, undefined, { timeout: 5000 });
+    return p;
+  };
+  const a = await edge();
+  const b = await edge();
+  await until(() => a.members.length === 2 && b.members.length === 2 && r.peers.length === 2, 5000, 'line membership');
+  await until(() => a.core.isUnreachable(b.idHex) && b.core.isUnreachable(a.idHex), 20_000, 'the ends gave up dialing each other');
+  expect(a.core.links.get(b.idHex)).toBeUndefined();
+  expect(b.core.links.get(a.idHex)).toBeUndefined();
+  return { a, r, b };
 }
 
 /** A testnet closed after the test. */

@@ -66,6 +66,7 @@ export class SwarmCore {
         protocolHash: cfg.protocol.hash,
         links: this.links,
         reachable: (b) => this.#nb.reachableCount(b),
+        memberCount: (b) => this.members.bucketCount(b),
         isMember: (id) => this.members.get(id)?.leaving === false,
         stats: this.stats,
         redundancy: cfg.redundancy,

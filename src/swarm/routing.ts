@@ -14,8 +14,11 @@
  * `redundancy` copies) into each of its buckets `b ≥ limit`, with limit `b + 1`; the receivers
  * then cover exactly that bucket. With converged views that is n − 1 frames for n nodes
  * (times the redundancy). When a bucket has known members but no link, the node falls back to
- * flooding. A node that receives a copy with a smaller limit than it already served covers
- * the difference; a flood copy makes it flood once.
+ * flooding. When those members are ones it failed to dial (behind a NAT, or crashed) it
+ * does not flood: it hands the bucket to the neighbour best placed to reach them by lowering
+ * the limit of that neighbour's copy (the surplus it covers arrives as dropped duplicates).
+ * A node that receives a copy with a smaller limit than it already served covers the
+ * difference; a flood copy makes it flood once.
  *
  * Every node verifies a message (signature, timestamp window) the first time it sees its id,
  * before forwarding or delivering it; invalid ones count against the link they came on.
@@ -46,6 +49,8 @@ export interface RouterDeps {
   isMember(idHex: string): boolean;
   /** Live members in a bucket that we can reach (for the broadcast flood fallback). */
   reachable(bucket: number): number;
+  /** Live members in a bucket, reachable or not. */
+  memberCount(bucket: number): number;
   readonly stats: SwarmStats;
   readonly redundancy: number;
   now(): number;
@@ -195,6 +200,7 @@ export class Router {
   #fanOut(env: Envelope, except: Link | undefined, from: number, to: number, st: BcastState, hops: number): void {
     const r = this.d.redundancy;
     const sends: [Link, number][] = [];
+    let gap = -1;
     for (let b = from; b < to && b < 256; b++) {
       const links = this.d.links.bucket(b);
       let n = 0;
@@ -204,12 +210,35 @@ export class Router {
         sends.push([l, b + 1]);
         n++;
       }
-      if (n === 0 && this.d.reachable(b) > (except && except.member.bucket === b ? 1 : 0)) {
+      if (n > 0) continue;
+      const sender = except && except.member.bucket === b ? 1 : 0;
+      if (this.d.reachable(b) > sender) {
         this.#floodBcast(env, except, hops, st);
         return;
       }
+      if (gap < 0 && this.d.memberCount(b) > sender) gap = b;
     }
     st.limit = Math.min(st.limit, from);
+    if (gap >= 0) this.#delegate(gap, except, sends);
     for (const [l, limit] of sends) this.#send(l, relayFrame(env, hops, MODE_NORMAL, limit), FRAME_BCAST);
+  }
+
+  /**
+   * Bucket `gap` holds members we cannot dial, and we have no link into it; another node may
+   * reach them. Picks the neighbour in the nearest linked bucket `x` above `gap` (its bucket
+   * `gap` is our bucket `gap`), else the nearest below (its bucket `x` holds them), and lowers
+   * the limit of its copy to `min(gap, x)` so that it covers them.
+   */
+  #delegate(gap: number, except: Link | undefined, sends: [Link, number][]): void {
+    const rank = (x: number): number => (x > gap ? x - gap : 256 + gap - x);
+    let best: Link | undefined;
+    for (const l of this.d.links.values()) {
+      if (l !== except && (!best || rank(l.member.bucket) < rank(best.member.bucket))) best = l;
+    }
+    if (!best) return;
+    const limit = Math.min(gap, best.member.bucket);
+    const i = sends.findIndex(([l]) => l === best);
+    if (i < 0) sends.push([best, limit]);
+    else sends[i] = [best, Math.min(limit, (sends[i] as [Link, number])[1])];
   }
 }
