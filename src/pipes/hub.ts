@@ -176,7 +176,7 @@ export abstract class MessageHub implements QueueOwner {
     for (let i = 0; i < qs.length; i++) {
       const q = qs[i] as SubQueue;
       if (q.match === undefined || q.match(m.data, m.from)) {
-        q.push(copies++ === 0 || this.limits.copyPayloads === false ? m : { data: Buffer.from(m.data), from: m.from, pipe: m.pipe });
+        q.push(copies++ === 0 || this.limits.copyPayloads === false ? m : { data: copyOf(m.data), from: m.from, pipe: m.pipe });
       }
     }
     return handled || copies > 0;
@@ -227,3 +227,28 @@ export abstract class MessageHub implements QueueOwner {
 }
 
 const CLOSED: CloseCallback[] = [];
+
+/** Copies of at most this many bytes are carved from a shared slab. */
+const SLAB_COPY_MAX = 4 * 1024;
+/** Size of the slab subscription copies are carved from. */
+const SLAB_SIZE = 64 * 1024;
+let slab: Buffer | undefined;
+let slabUsed = 0;
+
+/**
+ * A copy of `b`. Small payloads are carved from a 64 KiB slab shared by all pipes (as Node's
+ * own 8 KiB pool does for `Buffer.allocUnsafe`, with 8× fewer allocations); larger ones get
+ * their own buffer.
+ */
+function copyOf(b: Buffer): Buffer {
+  const n = b.length;
+  if (n > SLAB_COPY_MAX) return Buffer.from(b);
+  if (slab === undefined || slabUsed + n > SLAB_SIZE) {
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const c = slab.subarray(slabUsed, slabUsed + n);
+  slabUsed = (slabUsed + n + 7) & ~7;
+  c.set(b);
+  return c;
+}
