@@ -125,6 +125,7 @@ function connectTcp(remote: Endpoint, bind: Binding, framing: Framing, maxMessag
           onMessage: opts.onMessage,
           defaultSub: true,
           flushTimeout: opts.flushTimeout,
+          holdBurstTails: opts.noDelay ?? true,
         }),
       );
     });

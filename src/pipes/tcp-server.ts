@@ -84,6 +84,7 @@ export class TcpServer extends Pipe {
       copyPayloads: this.init.copyPayloads,
       defaultSub: this.callbacks.length === 0 && this.queues.length === 0,
       flushTimeout: this.init.flushTimeout,
+      holdBurstTails: this.init.noDelay,
       parent: this,
     });
     this.connections.add(pipe);

@@ -23,6 +23,11 @@ export interface TcpPipeInit extends QueueLimits {
   defaultSub: boolean;
   /** Flush timeout of `close()` (ms). */
   flushTimeout?: number | undefined;
+  /**
+   * TCP_NODELAY socket: let the kernel hold the tail of a burst (Nagle) until the peer
+   * acknowledges its head, at most {@link BURST_TAIL_HOLD_MS}. Only for real sockets.
+   */
+  holdBurstTails?: boolean | undefined;
   /** The server that accepted it, which also sees its messages. */
   parent?: { deliverShared(m: Message): boolean; pipeClosed(p: TcpPipe): void } | undefined;
 }
@@ -37,6 +42,12 @@ export function toBuffer(data: SendData): Buffer {
 
 /** A batch this large is written without waiting for the end of the tick. */
 const BATCH_BYTES = 64 * 1024;
+
+/**
+ * Longest time the tail of a burst is left to the kernel's Nagle algorithm (ms) before it is
+ * pushed out; usually the peer's acknowledgement releases it within a round trip.
+ */
+export const BURST_TAIL_HOLD_MS = 1;
 
 /** The sends of one tick. */
 interface Batch {
@@ -121,6 +132,7 @@ export class TcpPipe extends Pipe {
     this.decoder = createDecoder(init.framing, init.maxMessageSize);
     this.parent = init.parent;
     this.flushTimeout = init.flushTimeout ?? CLOSE_FLUSH_TIMEOUT;
+    this.holdTails = init.holdBurstTails === true;
     this.local = endpointFromNode(socket.localAddress ?? '', socket.localPort ?? 0);
     this.remote = endpointFromNode(socket.remoteAddress ?? '', socket.remotePort ?? 0);
     if (init.onMessage) this.onMessage(init.onMessage);
@@ -184,6 +196,7 @@ export class TcpPipe extends Pipe {
       if (!this.tickOpen) {
         this.tickOpen = true;
         process.nextTick(this.flush);
+        if (this.tailHeld) this.pushTail();
         return boundSend(this.writeNow(frame), opts);
       }
       let b = this.batch;
@@ -212,12 +225,41 @@ export class TcpPipe extends Pipe {
   /** Whether this tick has sent already (its end is scheduled to run `flush`). */
   private tickOpen = false;
 
-  /** Ends the tick: writes its batch, if any; its last frame carries the callback. */
+  /** See {@link TcpPipeInit.holdBurstTails}. */
+  private readonly holdTails: boolean;
+  /** Whether Nagle is on for a burst's tail (TCP_NODELAY off until {@link pushTail}). */
+  private tailHeld = false;
+  private tailTimer: NodeJS.Timeout | undefined;
+
+  /** TCP_NODELAY back on: the kernel sends a held tail at once. */
+  private readonly pushTail = (): void => {
+    if (!this.tailHeld) return;
+    this.tailHeld = false;
+    this.socket.setNoDelay(true);
+  };
+
+  /**
+   * Ends the tick: writes its batch, if any; its last frame carries the callback. The head of
+   * the burst left at once; with {@link TcpPipeInit.holdBurstTails} the batch goes out with
+   * Nagle on, so the kernel holds it until the peer acknowledges the head (as node:net's
+   * default does for every write) and the peer's work on the head overlaps ours on the tail.
+   * The next tick's first send, or {@link BURST_TAIL_HOLD_MS}, turns TCP_NODELAY back on.
+   */
   private readonly flush = (): void => {
     this.tickOpen = false;
     const b = this.batch;
     if (b === undefined) return;
     this.batch = undefined;
+    if (this.holdTails && !this.closed && b.bytes < BATCH_BYTES) {
+      if (!this.tailHeld) {
+        this.tailHeld = true;
+        this.socket.setNoDelay(false);
+      }
+      if (this.tailTimer === undefined) {
+        this.tailTimer = setTimeout(this.pushTail, BURST_TAIL_HOLD_MS);
+        this.tailTimer.unref();
+      } else this.tailTimer.refresh();
+    }
     this.writeFrame(b.last as Buffer | [Buffer, Buffer], (err?: Error | null) => (err ? b.reject(streamError(err)) : b.resolve()));
     if (b.corked) this.socket.uncork();
   };
@@ -245,6 +287,7 @@ export class TcpPipe extends Pipe {
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this.flush(); // the tick's pending sends go out before the FIN
+    this.pushTail();
     this.closed = true;
     this.closing = new Promise<void>((resolve) => {
       if (this.socket.destroyed) {
@@ -281,6 +324,7 @@ export class TcpPipe extends Pipe {
   }
 
   private onSocketClose(): void {
+    if (this.tailTimer !== undefined) clearTimeout(this.tailTimer);
     if (this.closeCbsDone) return;
     this.closeCbsDone = true;
     this.finish(this.lastError);
