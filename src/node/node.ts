@@ -145,6 +145,8 @@ export class P2pNode implements AsyncDisposable {
   async start(opts: AbortOptions = {}): Promise<this> {
     this.lc.begin();
     throwIfAborted(opts.signal);
+    // Load the punch/relay module while the node starts, not in the first connect().
+    if (this.opts.signalling !== false) void this.ctx.punchModule();
     try {
       const nics = this.opts.nics ?? (await initP2pd({ signal: opts.signal }));
       this.nics = nics instanceof Interfaces ? nics.list : [...nics];
