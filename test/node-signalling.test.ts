@@ -98,7 +98,8 @@ describe('signalling envelopes', () => {
 });
 
 /** Transport tests, run against each broker. */
-function transportSuite(name: string, brokerUrl: () => string, restart?: () => Promise<void>): void {
+/** `restart`: stop the broker (resolves once it is gone), then start it again on the same port. */
+function transportSuite(name: string, brokerUrl: () => string, restart?: { stop(): Promise<void>; start(): Promise<void> }): void {
   describe(`signalling over MQTT: ${name}`, () => {
     it('request → reply between two nodes, sender authenticated', async () => {
       const A = party([brokerUrl()]);
@@ -183,13 +184,13 @@ function transportSuite(name: string, brokerUrl: () => string, restart?: () => P
         try {
           await Promise.all([A.sig.start(), B.sig.start()]);
           B.sig.onMessage((m) => void B.sig.reply(m, A.addr, 'pong', {}).catch(() => undefined));
-          const pending = restart();
+          await restart.stop(); // gone before the request (stopping while it is in flight races with its delivery)
           const t0 = performance.now();
           const err = await A.sig.request(B.addr, 'ping', {}, { timeout: 2000 }).catch((e: unknown) => e);
           expect(err).toBeInstanceOf(Error);
           expect(['SignalError', 'TimeoutError']).toContain((err as Error).name);
           expect(performance.now() - t0).toBeLessThan(2500);
-          await pending;
+          await restart.start();
           await until(() => A.sig.connected.length === 1 && B.sig.connected.length === 1, 6000);
           const r = await A.sig.request(B.addr, 'ping', {}, { timeout: 2000 });
           expect(r.type).toBe('pong');
@@ -210,10 +211,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await aedes?.close();
 });
-transportSuite('embedded aedes', () => `mqtt://127.0.0.1:${aedesPort}`, async () => {
-  await aedes?.close();
-  await new Promise((r) => setTimeout(r, 300));
-  aedes = await startBroker({ host: '127.0.0.1', port: aedesPort });
+transportSuite('embedded aedes', () => `mqtt://127.0.0.1:${aedesPort}`, {
+  stop: async () => void (await aedes?.close()),
+  start: async () => {
+    await new Promise((r) => setTimeout(r, 300));
+    aedes = await startBroker({ host: '127.0.0.1', port: aedesPort });
+  },
 });
 
 describe('embedded broker', () => {
@@ -281,10 +284,12 @@ describe.runIf(haveMosquitto || CI)('mosquitto', () => {
     mosq = await startMosquitto(mosqPort);
   });
   afterAll(() => stopMosquitto(mosq));
-  transportSuite('mosquitto', () => `mqtt://127.0.0.1:${mosqPort}`, async () => {
-    await stopMosquitto(mosq);
-    await new Promise((r) => setTimeout(r, 300));
-    mosq = await startMosquitto(mosqPort);
+  transportSuite('mosquitto', () => `mqtt://127.0.0.1:${mosqPort}`, {
+    stop: () => stopMosquitto(mosq),
+    start: async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      mosq = await startMosquitto(mosqPort);
+    },
   });
 });
 if (!haveMosquitto && !CI) {

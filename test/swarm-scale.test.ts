@@ -14,6 +14,25 @@ function collect(nodes: SwarmPeer[]): Map<string, number> {
   return got;
 }
 
+/**
+ * Sends `tag` from every node to every other and waits until all arrive. The swarm has no
+ * end-to-end acks, so a message that meets a link being replaced is lost: pairs still missing
+ * after `ms` are sent once more. Returns how many were resent (callers bound it).
+ */
+async function allPairs(nodes: SwarmPeer[], tag: string, got: Map<string, number>, ms: number): Promise<number> {
+  const missing = (): [SwarmPeer, SwarmPeer][] =>
+    nodes.flatMap((a) => nodes.filter((b) => b !== a && !got.has(`${b.idHex}|${a.idHex}|${tag}`)).map((b): [SwarmPeer, SwarmPeer] => [a, b]));
+  for (const a of nodes) for (const b of nodes) if (a !== b) await a.send(b, tag);
+  const done = (): boolean => missing().length === 0;
+  const end = performance.now() + ms;
+  while (!done() && performance.now() < end) await delay(20);
+  if (done()) return 0;
+  const again = missing();
+  for (const [a, b] of again) await a.send(b, tag);
+  await until(done, ms, `${tag}: every pair`);
+  return again.length;
+}
+
 describe('swarm at scale', () => {
   it('30 nodes: every ordered pair delivers a directed message exactly once, to the right node', { timeout: 60_000 }, async () => {
     const net = await testnet(30, { seed: 'pairs' });
@@ -107,8 +126,8 @@ describe('swarm at scale', () => {
     const ids = new Set(alive.map((n) => n.idHex));
     expect(alive.every((n) => isConverged(n, ids))).toBe(true);
     const got = collect(alive);
-    for (const a of alive) for (const b of alive) if (a !== b) await a.send(b, 'after churn');
-    await until(() => got.size === 12 * 11, 10_000);
+    expect(await allPairs(alive, 'after churn', got, 10_000)).toBeLessThanOrEqual(3);
+    expect(got.size).toBe(12 * 11);
     // Crashes (no goodbye): the others find them unreachable and route around them.
     const killed = net.nodes.slice(8, 10);
     await Promise.all(killed.map((n) => n.core.kill()));
@@ -118,8 +137,8 @@ describe('swarm at scale', () => {
     const alive2 = net.alive();
     expect(alive2.length).toBe(10);
     const got2 = collect(alive2);
-    for (const a of alive2) for (const b of alive2) if (a !== b) await a.send(b, 'after crash');
-    await until(() => got2.size === alive2.length * (alive2.length - 1), 10_000);
+    expect(await allPairs(alive2, 'after crash', got2, 10_000)).toBeLessThanOrEqual(3);
+    expect(got2.size).toBe(alive2.length * (alive2.length - 1));
     const late = await net.addNode();
     await net.waitConverged({ timeout: 20_000 });
     await late.broadcast('newcomer');
