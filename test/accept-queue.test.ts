@@ -5,15 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { AbortError, InvalidArgumentError, PipeClosedError, TimeoutError } from '../src/errors.js';
 import { AcceptQueue } from '../src/pipes/accept-queue.js';
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
+import { rejection } from './helpers/pipes.js';
 
 describe('AcceptQueue', () => {
   it('queued items come out in order; take() waits for the next push', async () => {

@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AbortError, InterfaceNotFoundError, InvalidArgumentError } from '../src/errors.js';
 import { buildInterfaces } from '../src/interfaces/interfaces.js';
+import { rejection } from './helpers/pipes.js';
 import {
   Interface,
   Interfaces,
@@ -32,15 +33,6 @@ import {
 afterEach(() => {
   vi.restoreAllMocks();
 });
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('real machine enumeration', () => {
   it('lists the loopback interface with 127.0.0.1 (scope loopback)', async () => {
