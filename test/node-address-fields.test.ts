@@ -2,15 +2,18 @@
  * The address parser's field checks on correctly signed addresses: each case is built record
  * by record and signed by the identity in it (so the signature holds and only the field check
  * can reject it), next to a control that differs only in the field under test and parses.
- * Port 0, endpoint address classes per kind (lan, external, global, loopback), an all-zero
- * signalling key, and more interfaces / endpoints / signalling channels than an address holds.
+ * Port 0, endpoint address classes per kind (lan, external, global, loopback), an endpoint
+ * family that disagrees with its host (the encoder's check; on the wire, a v4-mapped address
+ * under the IPv6 flag), an all-zero signalling key, and more interfaces / endpoints /
+ * signalling channels than an address holds.
  */
 import { describe, expect, it } from 'vitest';
 import { Identity } from '../src/crypto/identity.js';
 import { ipToBytes } from '../src/interfaces/scope.js';
 import { DELTA_TYPE_CODE } from '../src/nat/detect/delta.js';
 import {
-  ADDR_PREFIX, ADDR_VERSION, MAX_ADDR_ENDPOINTS, MAX_ADDR_INTERFACES, MAX_ADDR_SIGNAL, encodeAddress, parseAddress, type AddrEndpointKind,
+  ADDR_PREFIX, ADDR_VERSION, MAX_ADDR_ENDPOINTS, MAX_ADDR_INTERFACES, MAX_ADDR_SIGNAL, encodeAddress, parseAddress,
+  type AddrEndpoint, type AddrEndpointKind, type PeerAddressInit,
 } from '../src/node/address.js';
 import { base58Encode } from '../src/node/base58.js';
 import { deriveSignalKey } from '../src/node/envelope.js';
@@ -117,6 +120,50 @@ describe('address parser: endpoint fields (signed addresses)', () => {
       expect(() => encodeAddress(id, init)).toThrow(expect.objectContaining({ field: 'endpoint' }));
     });
   }
+
+  it('encodeAddress rejects an endpoint whose family does not match its host (AddressError, field endpoint)', () => {
+    const init = (e: AddrEndpoint): PeerAddressInit => ({ signalKey, interfaces: [{ nat: 'UNKNOWN', delta: { type: 'NA', value: 0 }, endpoints: [e] }], signal: [] });
+    // [kind, host, right family]
+    const hosts: [AddrEndpointKind, string, 4 | 6][] = [
+      ['loopback', '127.0.0.1', 4], ['loopback', '::1', 6], ['lan', '10.0.0.1', 4], ['lan', 'fd00::5', 6],
+      ['link-local', 'fe80::1', 6], ['global', '203.0.113.9', 4], ['global', '2001:db8::7', 6], ['external', '198.51.100.7', 4], ['mapped', '2001:db8::9', 6],
+    ];
+    for (const [kind, host, family] of hosts) {
+      for (const proto of ['tcp', 'udp'] as const) {
+        // Control: the right family encodes, and parses back with that family.
+        const ok = parseAddress(encodeAddress(id, init({ kind, proto, host, port: 4000, family })));
+        expect(ok.interfaces[0]?.endpoints[0]).toEqual({ kind, proto, host, port: 4000, family });
+        let err: unknown;
+        try {
+          encodeAddress(id, init({ kind, proto, host, port: 4000, family: family === 4 ? 6 : 4 }));
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(AddressError);
+        expect((err as AddressError).code).toBe('ERR_BAD_ADDRESS');
+        expect((err as AddressError).field).toBe('endpoint');
+        expect((err as AddressError).message).toMatch(/family/);
+      }
+    }
+    // A family that is neither 4 nor 6.
+    for (const family of [0, 5, '4', undefined]) {
+      expect(() => encodeAddress(id, init({ kind: 'lan', proto: 'tcp', host: '10.0.0.1', port: 4000, family: family as 4 }))).toThrow(
+        expect.objectContaining({ code: 'ERR_BAD_ADDRESS', field: 'endpoint' }),
+      );
+    }
+  });
+
+  it('rejects an endpoint whose IPv6 flag carries an IPv4 address (v4-mapped) on every kind; the IPv4 form parses', () => {
+    // The family bit sets the address length, so the only way family and address bytes can
+    // disagree on the wire is an IPv4 address in IPv6 (v4-mapped) form.
+    const hosts: [AddrEndpointKind, string][] = [
+      ['lan', '10.0.0.1'], ['global', '8.8.8.8'], ['external', '198.51.100.7'], ['mapped', '198.51.100.7'], ['loopback', '127.0.0.1'], ['link-local', '169.254.1.1'],
+    ];
+    for (const [kind, v4] of hosts) {
+      if (kind !== 'link-local') expect(parseAddress(signed([iface(ep(kind, v4))])).interfaces[0]?.endpoints[0]).toMatchObject({ kind, host: v4, family: 4 });
+      expect(rejection(signed([iface(ep(kind, `::ffff:${v4}`))])).field).toBe('endpoint');
+    }
+  });
 
   it('rejects port 0 on every kind of endpoint; port 1 and 65535 parse', () => {
     const hosts: [AddrEndpointKind, string][] = [['lan', '10.0.0.1'], ['global', '2001:db8::1'], ['external', '198.51.100.1'], ['loopback', '127.0.0.1']];

@@ -1,17 +1,21 @@
 /**
  * `node.connect()` when things go away or never answer, on loopback: the caller's AbortSignal
- * (during a reverse connect that would wait for a peer that is gone, and already aborted), a
+ * (during a reverse connect that would wait for a peer that is gone, and already aborted; the
+ * strategy-fail events then say the caller aborted, unlike a connect that runs out of time), a
  * broker that disappears in the middle of a connect, and a node started with brokers and STUN
  * servers that cannot be reached (closed ports, or servers that accept and never answer).
  */
 import { createSocket } from 'node:dgram';
 import { createServer, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Identity } from '../src/crypto/identity.js';
 import { AbortError, TimeoutError } from '../src/errors.js';
 import { startStunServer, type StunServer } from '../src/nat/stun/server.js';
 import {
   P2pConnectError, SignalError, startBroker, startP2pNode, type Broker, type NodeEvent, type NodePipe, type P2pNode, type P2pNodeOptions,
 } from '../src/node/index.js';
+import { encodeAddress } from '../src/node/address.js';
+import { deriveSignalKey } from '../src/node/envelope.js';
 import { guardUnhandled } from './helpers/pipes.js';
 import { freePort } from './node-helpers.js';
 
@@ -88,6 +92,8 @@ describe('connect: the caller’s AbortSignal', () => {
     expect(a.signalling?.stats.sent).toBe(sentBefore + 1);
     // The strategy itself stopped too (not only the outer promise), long before its own 4 s timeout.
     await waitFor(() => events.some((e) => e.type === 'strategy-fail' && e.strategy === 'reverse'), 1000);
+    // Its failure event says the caller aborted (not a timeout, not the strategy's own failure).
+    expect(events.filter((e) => e.type === 'strategy-fail').map((e) => e.detail)).toEqual(['aborted by the caller']);
     expect(events.some((e) => e.type === 'strategy-win')).toBe(false);
     await new Promise((r) => setTimeout(r, 200));
     expect(a.pipes.size).toBe(pipesBefore);
@@ -117,6 +123,59 @@ describe('connect: the caller’s AbortSignal', () => {
     expect(a.signalling?.stats.sent).toBe(sent);
     expect(a.pipes.size).toBe(0);
     expect(b.pipes.size).toBe(0);
+  });
+});
+
+describe('connect: strategy-fail events name the caller’s abort', () => {
+  /** A TCP server on 127.0.0.1 that accepts and never answers (a direct handshake to it hangs). */
+  async function silentTcp(): Promise<{ port: number; close(): Promise<void> }> {
+    const socks = new Set<Socket>();
+    const srv = createServer((s) => {
+      socks.add(s);
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    return {
+      port: (srv.address() as { port: number }).port,
+      async close() {
+        for (const s of socks) s.destroy();
+        await new Promise((r) => srv.close(r));
+      },
+    };
+  }
+
+  /** A signed address of a peer whose only endpoint is `port` on loopback. */
+  function silentPeer(port: number): string {
+    const other = Identity.fromPrivateKey(Buffer.alloc(32, 7));
+    const endpoints = [{ kind: 'loopback' as const, proto: 'tcp' as const, host: '127.0.0.1', port, family: 4 as const }];
+    return encodeAddress(other, { signalKey: deriveSignalKey(other).publicKey, interfaces: [{ nat: 'UNKNOWN', delta: { type: 'NA', value: 0 }, endpoints }], signal: [] });
+  }
+
+  it('a direct connect aborted by the caller: "aborted by the caller"; one that runs out of time: a timeout, not an abort', async () => {
+    const silent = await silentTcp();
+    try {
+      const events: NodeEvent[] = [];
+      const a = await node({ signalling: false, timeouts: { direct: 10_000, handshake: 10_000 }, onEvent: (e) => events.push(e) });
+      const peer = silentPeer(silent.port);
+      const fails = (): NodeEvent[] => events.filter((e) => e.type === 'strategy-fail');
+      // The caller aborts while the handshake waits.
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(new Error('user pressed cancel')), 150);
+      const err = await a.connect(peer, { strategies: ['direct'], signal: ac.signal, timeout: 10_000 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AbortError);
+      await waitFor(() => fails().length === 1, 1000);
+      expect(fails()[0]).toMatchObject({ strategy: 'direct', detail: 'aborted by the caller' });
+      // The connect's own time limit ends it: a timeout, not the caller.
+      events.length = 0;
+      const err2 = await a.connect(peer, { strategies: ['direct'], timeout: 150 }).catch((e: unknown) => e);
+      expect(err2).toBeInstanceOf(TimeoutError);
+      await waitFor(() => fails().length === 1, 1000);
+      expect(fails()[0]?.strategy).toBe('direct');
+      expect(fails()[0]?.detail).not.toMatch(/abort/i);
+      expect(a.pipes.size).toBe(0);
+    } finally {
+      await silent.close();
+    }
   });
 });
 

@@ -3,7 +3,7 @@
  * race between them (connect-race.ts) under the caller's signal and timeout.
  * @module
  */
-import { ConnectError, InvalidArgumentError, TimeoutError } from '../errors.js';
+import { AbortError, ConnectError, InvalidArgumentError, TimeoutError } from '../errors.js';
 import { formatEndpoint } from '../interfaces/endpoint.js';
 import { cancellable } from '../util/abort.js';
 import type { PeerAddress } from './address.js';
@@ -49,7 +49,10 @@ export async function connectPeer(ctx: NodeContext, reverse: ReverseWaiters, pee
         {
           plan,
           startAfter,
-          run: (s) => runStrategy(ctx, reverse, s, peer, signal, opts.via),
+          // A strategy that ends once the caller has aborted ends because of it: say so.
+          run: (s) => runStrategy(ctx, reverse, s, peer, signal, opts.via).catch((e: unknown) => {
+            throw opts.signal?.aborted ? abortedByCaller(opts.signal, e) : e;
+          }),
           discard: (p) => void p.close(),
           onStart: (s) => ctx.event({ type: 'strategy-start', strategy: s, peer: peer.idHex, ms: performance.now() - t0 }),
           onWin: (s, p) => {
@@ -65,7 +68,7 @@ export async function connectPeer(ctx: NodeContext, reverse: ReverseWaiters, pee
       );
       return () => {
         stop();
-        ac.abort(new TimeoutError('connect ended'));
+        ac.abort(opts.signal?.aborted ? abortedByCaller(opts.signal) : new TimeoutError('connect ended'));
       };
     }).catch((e: unknown) => {
       if (e instanceof TimeoutError && failures.length > 0) {
@@ -73,6 +76,18 @@ export async function connectPeer(ctx: NodeContext, reverse: ReverseWaiters, pee
       }
       throw e;
     });
+}
+
+/** Message of a strategy's failure when the caller's signal ended the connect. */
+const ABORTED_BY_CALLER = 'aborted by the caller';
+
+/**
+ * The error of a strategy ended by the caller's abort (code `ABORT_ERR`); `cause` is the
+ * strategy's own error, or the caller's reason.
+ */
+function abortedByCaller(callerSignal: AbortSignal, strategyError?: unknown): AbortError {
+  if (strategyError instanceof AbortError && strategyError.message === ABORTED_BY_CALLER) return strategyError;
+  return new AbortError(ABORTED_BY_CALLER, { cause: strategyError ?? callerSignal.reason });
 }
 
 /** Why `s` cannot be used for `peer`, or undefined. */
