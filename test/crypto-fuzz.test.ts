@@ -15,6 +15,7 @@ import {
   SecureHandshake,
   verifyHandshakePayload,
   type X25519KeyPair,
+  MAX_FRAME_BODY,
 } from '../src/crypto/index.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 10_000);
@@ -239,7 +240,7 @@ describe('fuzz: transport frames', () => {
 
   it('FrameDecoder yields the same frames whatever the chunking', () => {
     const frames = (() => {
-      const d = new FrameDecoder();
+      const d = new FrameDecoder(MAX_FRAME_BODY);
       d.push(wire);
       const out: Buffer[] = [];
       for (let f = d.next(); f; f = d.next()) out.push(Buffer.from(f));
@@ -247,7 +248,7 @@ describe('fuzz: transport frames', () => {
     })();
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 8 }), (cuts) => {
-        const d = new FrameDecoder();
+        const d = new FrameDecoder(MAX_FRAME_BODY);
         const out: Buffer[] = [];
         let off = 0;
         let i = 0;

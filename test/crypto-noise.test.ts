@@ -16,6 +16,9 @@ import {
   Identity,
   MAX_SECURE_MESSAGE,
   MessageReassembler,
+  MAX_FRAME_BODY,
+  MAX_FRAME_PLAINTEXT,
+  NOISE_MAX_MESSAGE,
   NOISE_MAX_PLAINTEXT,
   noiseStaticCredential,
   performHandshake,
@@ -435,7 +438,7 @@ describe('transport framing', () => {
 
   it('carries messages of every size class with boundaries intact, split arbitrarily', () => {
     const [a, b] = channels();
-    const sizes = [0, 1, 100, NOISE_MAX_PLAINTEXT - 1, NOISE_MAX_PLAINTEXT, NOISE_MAX_PLAINTEXT + 1, 65536, 3 * NOISE_MAX_PLAINTEXT + 7, 1 << 20];
+    const sizes = [0, 1, 100, NOISE_MAX_PLAINTEXT - 1, NOISE_MAX_PLAINTEXT, NOISE_MAX_PLAINTEXT + 1, 65536, 3 * NOISE_MAX_PLAINTEXT + 7, MAX_FRAME_PLAINTEXT, MAX_FRAME_PLAINTEXT + 1, 1 << 20];
     const msgs = sizes.map((n, i) => Buffer.alloc(n, i + 1));
     const wire = Buffer.concat(msgs.map((m) => a.encrypt(m)));
     // Feed in odd-sized pieces.
@@ -485,7 +488,17 @@ describe('transport framing', () => {
     const [, e] = channels();
     expect(() => e.decrypt(Buffer.from([0x80, 0, 0, 20]))).toThrow(FrameError);
     const [, g] = channels();
-    expect(() => g.decrypt(Buffer.from([0, 1, 0, 20]))).toThrow(FrameError);
+    // Byte 1 is the high byte of the 24-bit length: 0x010014 is a valid length, pending its body …
+    expect(g.decrypt(Buffer.from([0, 1, 0, 20]))).toEqual([]);
+    expect(g.receiving).toBe(true);
+    // … and a body over MAX_FRAME_BODY is refused at its header, before any of it is buffered.
+    const [, g2] = channels();
+    const over = Buffer.alloc(4);
+    over.writeUInt32BE(MAX_FRAME_BODY + 1);
+    expect(() => g2.decrypt(over)).toThrow(/exceeds/);
+    const [, g3] = channels();
+    over.writeUInt32BE(MAX_FRAME_BODY);
+    expect(g3.decrypt(over)).toEqual([]);
     const [, h] = channels();
     expect(() => h.decrypt(Buffer.from([0, 0, 0, 5, 1, 2, 3, 4, 5]))).toThrow(FrameError);
 
@@ -497,9 +510,9 @@ describe('transport framing', () => {
     const key = Buffer.alloc(32, 3);
     const tx = new CipherState(key);
     const rx = new CipherState(key);
-    const r = new MessageReassembler(100_000);
-    const big = encryptMessage(tx, Buffer.alloc(150_000), MAX_SECURE_MESSAGE);
-    const dec = new FrameDecoder();
+    const r = new MessageReassembler(300_000);
+    const big = encryptMessage(tx, Buffer.alloc(600_000), MAX_SECURE_MESSAGE); // 3 frames of 200 000
+    const dec = new FrameDecoder(MAX_FRAME_BODY);
     dec.push(big);
     expect(() => {
       for (let f = dec.next(); f; f = dec.next()) {
@@ -514,7 +527,7 @@ describe('transport framing', () => {
     const key = Buffer.alloc(32, 4);
     const tx = new CipherState(key);
     const rx = new CipherState(key);
-    expect(() => encryptFrame(tx, Buffer.alloc(NOISE_MAX_PLAINTEXT + 1))).toThrow(MessageTooBigError);
+    expect(() => encryptFrame(tx, Buffer.alloc(MAX_FRAME_PLAINTEXT + 1))).toThrow(MessageTooBigError);
     const fr = encryptFrame(tx, Buffer.from('abc'), FRAME_FLAG_MORE);
     expect(fr.readUInt32BE(0)).toBe(0x01000000 | 19);
     expect(decryptFrame(rx, fr)).toEqual({ flags: FRAME_FLAG_MORE, plaintext: Buffer.from('abc') });
@@ -529,6 +542,19 @@ describe('transport framing', () => {
     expect(dec.next()).toEqual(hf);
     expect(dec.next()).toBeUndefined();
     expect(dec.drain()).toEqual(Buffer.from([9]));
+    // A handshake frame is one Noise message: the decoder refuses a longer one at its header.
+    const hs = new FrameDecoder();
+    expect(hs.maxBody).toBe(NOISE_MAX_MESSAGE);
+    hs.push(Buffer.from([0, 1, 0, 0]));
+    expect(() => hs.next()).toThrow(FrameError);
+    expect(() => decodeHandshakeFrame(Buffer.concat([Buffer.from([0, 1, 0, 0]), Buffer.alloc(65536)]))).toThrow(FrameError);
+    expect(() => new FrameDecoder(MAX_FRAME_BODY + 1)).toThrow();
+    // The largest frame: 256 KiB of plaintext round-trips in one frame, a byte more is two.
+    const one = encryptMessage(tx, Buffer.alloc(MAX_FRAME_PLAINTEXT, 1));
+    expect(one.readUInt32BE(0)).toBe(MAX_FRAME_BODY);
+    expect(one.length).toBe(MAX_FRAME_BODY + 4);
+    expect(decryptFrame(rx, one).plaintext.equals(Buffer.alloc(MAX_FRAME_PLAINTEXT, 1))).toBe(true);
+    expect(encryptMessage(tx, Buffer.alloc(MAX_FRAME_PLAINTEXT + 1)).length).toBe(MAX_FRAME_PLAINTEXT + 1 + 2 * 20);
   });
 });
 

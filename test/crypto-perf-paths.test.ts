@@ -25,6 +25,7 @@ import {
   generateX25519KeyPair,
   connectSecure,
   listenSecure,
+  MAX_FRAME_PLAINTEXT,
 } from '../src/crypto/index.js';
 
 const key = Buffer.alloc(32, 9);
@@ -55,34 +56,37 @@ async function pooledAtLeast(n: number): Promise<void> {
 }
 
 describe('even chunking', () => {
-  it('messageChunkSizes splits into ceil(len / 65519) chunks differing by at most one byte', () => {
+  it('messageChunkSizes splits into ceil(len / 256 KiB) chunks differing by at most one byte', () => {
     expect(messageChunkSizes(0)).toEqual([0]);
     expect(messageChunkSizes(1)).toEqual([1]);
-    expect(messageChunkSizes(NOISE_MAX_PLAINTEXT)).toEqual([NOISE_MAX_PLAINTEXT]);
-    expect(messageChunkSizes(NOISE_MAX_PLAINTEXT + 1)).toEqual([32760, 32760]);
-    expect(messageChunkSizes(65536)).toEqual([32768, 32768]);
-    for (const n of [65537, 3 * NOISE_MAX_PLAINTEXT + 1, 1_000_003, 16 * 1024 * 1024]) {
+    expect(messageChunkSizes(65536)).toEqual([65536]);
+    expect(messageChunkSizes(MAX_FRAME_PLAINTEXT)).toEqual([MAX_FRAME_PLAINTEXT]);
+    expect(messageChunkSizes(MAX_FRAME_PLAINTEXT + 1)).toEqual([131073, 131072]);
+    for (const n of [MAX_FRAME_PLAINTEXT + 2, 3 * MAX_FRAME_PLAINTEXT + 1, 1_000_003, 16 * 1024 * 1024]) {
       const s = messageChunkSizes(n);
-      expect(s.length).toBe(Math.ceil(n / NOISE_MAX_PLAINTEXT));
+      expect(s.length).toBe(Math.ceil(n / MAX_FRAME_PLAINTEXT));
       expect(messageChunkCount(n)).toBe(s.length);
       expect(s.reduce((a, b) => a + b, 0)).toBe(n);
       expect(Math.max(...s) - Math.min(...s)).toBeLessThanOrEqual(1);
-      expect(Math.max(...s)).toBeLessThanOrEqual(NOISE_MAX_PLAINTEXT);
+      expect(Math.max(...s)).toBeLessThanOrEqual(MAX_FRAME_PLAINTEXT);
     }
   });
 
-  it('a 64 KiB message is two 32 KiB frames on the wire (MORE then last), from encrypt and encryptv alike', () => {
+  it('a 64 KiB message is one frame; a 400 KiB message is two 200 KiB frames (MORE then last), from encrypt and encryptv alike', () => {
+    const [a0, b0] = pair();
+    expect(frames(a0.encrypt(Buffer.alloc(65536, 7)))).toEqual([{ flags: 0, pt: 65536 }]);
+    expect(b0.encryptv(Buffer.alloc(65536, 7)).length).toBe(3); // header, ciphertext, tag
     const [a, b] = pair();
-    const m = Buffer.alloc(65536, 7);
+    const m = Buffer.alloc(400 * 1024, 7);
     const wire = a.encrypt(m);
     expect(frames(wire)).toEqual([
-      { flags: FRAME_FLAG_MORE, pt: 32768 },
-      { flags: 0, pt: 32768 },
+      { flags: FRAME_FLAG_MORE, pt: 200 * 1024 },
+      { flags: 0, pt: 200 * 1024 },
     ]);
     const parts = b.encryptv(m);
     expect(parts.length).toBe(5); // header, ciphertext, tag+header, ciphertext, tag
     expect(Buffer.concat(parts).equals(wire)).toBe(true);
-    for (const n of [0, 3, NOISE_MAX_PLAINTEXT, NOISE_MAX_PLAINTEXT + 1, 200_001]) {
+    for (const n of [0, 3, NOISE_MAX_PLAINTEXT, NOISE_MAX_PLAINTEXT + 1, 200_001, MAX_FRAME_PLAINTEXT + 1, 1_000_000]) {
       const [c, d] = pair();
       const x = Buffer.alloc(n, n & 0xff);
       const v = c.encryptv(x);

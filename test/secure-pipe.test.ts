@@ -668,7 +668,7 @@ describe('receive APIs', () => {
 });
 
 describe('wire layout and server queue', () => {
-  it('a 64 KiB message leaves as two equal frames (even chunking on the wire) and arrives whole', async () => {
+  it('a 64 KiB message leaves as one frame, a 300 KiB one as two equal frames, and both arrive whole', async () => {
     const srv = await server();
     const proxy = await mitm(srv.local.port);
     const seen: Buffer[] = [];
@@ -676,16 +676,25 @@ describe('wire layout and server queue', () => {
     const client = cleanup.track(await connectSecure({ host: HOST, port: proxy.port }, { identity: B, remoteId: A.id }));
     const peer = cleanup.track(await srv.accept({ timeout: 5000 }));
     const m = randomBytes(64 * KiB);
+    const big = randomBytes(300 * KiB);
     await client.send(m);
+    await client.send(big);
     expect((await peer.recv({ timeout: 5000 })).data.equals(m)).toBe(true);
-    // Client→server stream: message 1, message 3, then the transport frames.
+    expect((await peer.recv({ timeout: 5000 })).data.equals(big)).toBe(true);
+    // Client→server stream: message 1, message 3, then the transport frames (u8 flags, u24 length).
     const wire = Buffer.concat(seen).subarray(MSG1 + MSG3);
     const f1 = wire.readUInt32BE(0);
-    expect(f1 >>> 24).toBe(1); // MORE
-    expect(f1 & 0xffff).toBe(32 * KiB + 16);
-    const f2 = wire.readUInt32BE(4 + 32 * KiB + 16);
-    expect(f2 >>> 24).toBe(0);
-    expect(f2 & 0xffff).toBe(32 * KiB + 16);
+    expect(f1 >>> 24).toBe(0); // whole message in one frame
+    expect(f1 & 0xffffff).toBe(64 * KiB + 16);
+    let off = 4 + 64 * KiB + 16;
+    const f2 = wire.readUInt32BE(off);
+    expect(f2 >>> 24).toBe(1); // MORE
+    expect(f2 & 0xffffff).toBe(150 * KiB + 16);
+    off += 4 + 150 * KiB + 16;
+    const f3 = wire.readUInt32BE(off);
+    expect(f3 >>> 24).toBe(0);
+    expect(f3 & 0xffffff).toBe(150 * KiB + 16);
+    expect(wire.length).toBe(off + 4 + 150 * KiB + 16);
   });
 
   it('SecureServer: beyond maxAcceptQueue the oldest secured pipe is closed (secure close) and counted', async () => {

@@ -23,7 +23,7 @@ import { XXHandshakeState } from './noise.js';
 import type { X25519KeyPair } from './x25519.js';
 
 /** Prologue used unless another is given: binds the handshake to this protocol. */
-export const DEFAULT_PROLOGUE: Buffer = Buffer.from('p2pd/noise-xx/1', 'latin1');
+export const DEFAULT_PROLOGUE: Buffer = Buffer.from('p2pd/noise-xx/2', 'latin1');
 
 /**
  * The Noise static key each recently authenticated peer used, by node id: a reconnecting

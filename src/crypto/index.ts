@@ -70,6 +70,8 @@ export {
   FRAME_FLAG_CLOSE,
   FRAME_OVERHEAD,
   MAX_FRAME_SIZE,
+  MAX_FRAME_BODY,
+  MAX_FRAME_PLAINTEXT,
   MAX_SECURE_MESSAGE,
   type DecryptedFrame,
 } from './frames.js';

@@ -13,6 +13,7 @@ import {
   FRAME_FLAG_MORE,
   FRAME_HEADER_SIZE,
   KNOWN_FRAME_FLAGS,
+  MAX_FRAME_BODY,
   MAX_SECURE_MESSAGE,
   messageChunkCount,
   parseFrameHeader,
@@ -33,7 +34,7 @@ export interface SecureChannelOptions {
  * encrypted in the order they are written and bytes fed in the order they arrive.
  *
  * Receiving: a frame that lies within one read is decrypted in place (no copy); a frame split
- * across reads is gathered into a reused scratch buffer (at most one frame, 64 KiB) and
+ * across reads is gathered into a reused scratch buffer (at most one frame, 256 KiB) and
  * decrypted in one call, which measures cheaper than a streaming decipher that allocates a
  * buffer per piece. A message is only returned once every one of its frames has authenticated.
  * After the handshake, feed any bytes already buffered past the last handshake frame
@@ -56,7 +57,7 @@ export class SecureChannel {
   #flags = 0;
   #bodyLen = 0; // body length of the frame being gathered; 0 = reading a header
   #bodyFill = 0;
-  #scratch: Buffer | undefined; // grows to the largest split frame seen (≤ 65535 bytes)
+  #scratch: Buffer | undefined; // grows to the largest split frame seen (≤ MAX_FRAME_SIZE)
   #msgParts: Buffer[] = []; // authenticated chunks of the current message
   #msgSize = 0; // bytes of the current message, including the current frame
 
@@ -159,8 +160,8 @@ export class SecureChannel {
     if (this.#remoteClosed) throw new FrameError('data after the close frame');
     // parseFrameHeader, inlined (no object per frame).
     const flags = buf[off] as number;
-    if (buf[off + 1] !== 0 || (flags & ~KNOWN_FRAME_FLAGS) !== 0) parseFrameHeader(buf, off); // throws the precise FrameError
-    const length = ((buf[off + 2] as number) << 8) | (buf[off + 3] as number);
+    const length = ((buf[off + 1] as number) << 16) | ((buf[off + 2] as number) << 8) | (buf[off + 3] as number);
+    if ((flags & ~KNOWN_FRAME_FLAGS) !== 0 || length > MAX_FRAME_BODY) parseFrameHeader(buf, off); // throws the precise FrameError
     if (length < NOISE_TAG_SIZE) throw new FrameError('transport frame shorter than the authentication tag');
     const pt = length - NOISE_TAG_SIZE;
     if (flags & FRAME_FLAG_CLOSE) {
