@@ -159,6 +159,7 @@ export function runSecure(pipe: TcpPipe, opts: SecureOptions, onReady: ((p: Secu
   let settleOk: ((p: SecurePipe) => void) | undefined;
   let settleErr: ((e: unknown) => void) | undefined;
   const sock = inner.socket;
+  inner.ensureNoDelay(); // this pipe writes to the socket itself from now on
   const write = (msg: Buffer): void => {
     // Write errors surface as the inner pipe's close.
     if (sock.destroyed || !sock.writable) return;

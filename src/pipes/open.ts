@@ -104,7 +104,6 @@ function connectTcp(remote: Endpoint, bind: Binding, framing: Framing, maxMessag
       host: nodeHost(remote),
       port: remote.port,
       family: remote.family,
-      noDelay: opts.noDelay ?? true,
       ...(bind.host !== undefined ? { localAddress: nodeHost({ host: bind.host, scopeId: bind.scopeId }) } : {}),
       ...(bind.port ? { localPort: bind.port } : {}),
     });
@@ -126,6 +125,9 @@ function connectTcp(remote: Endpoint, bind: Binding, framing: Framing, maxMessag
           defaultSub: true,
           flushTimeout: opts.flushTimeout,
           holdBurstTails: opts.noDelay ?? true,
+          deferNoDelay: opts.noDelay ?? true,
+          // A dotted quad is already the form the socket reports (isIP admits no other).
+          knownRemote: remote.family === 4 ? { host: remote.host, port: remote.port, family: 4 } : undefined,
         }),
       );
     });
@@ -143,7 +145,8 @@ function listenTcp(bind: Binding, family: Family, framing: Framing, maxMessageSi
   const host = bind.host ?? wildcard(family);
   const addr = formatEndpoint({ host, port: bind.port, scopeId: bind.scopeId, family });
   return cancellable<TcpServer>({ signal: opts.signal, timeout: opts.timeout }, `listen on ${addr}`, (resolve, reject) => {
-    const server = createServer({ noDelay: opts.noDelay ?? true });
+    // TCP_NODELAY: each accepted pipe sets it at its first send (TcpPipeInit.deferNoDelay).
+    const server = createServer();
     const onError = (e: Error): void => reject(bindError(e, addr));
     server.once('error', onError);
     server.listen({ host: nodeHost({ host, scopeId: bind.scopeId }), port: bind.port, backlog: opts.backlog ?? 511, ipv6Only: opts.ipv6Only ?? family === 6 }, () => {

@@ -39,6 +39,8 @@ export class TcpServer extends Pipe {
   readonly remote = undefined;
   readonly framing: Framing;
   readonly local: Endpoint;
+  /** `local` is one address, not a wildcard: accepted sockets report it as their local end. */
+  private readonly specificLocal: boolean;
   /** Live accepted connections. */
   readonly connections = new Set<TcpPipe>();
   /** The underlying `net.Server`. */
@@ -57,6 +59,8 @@ export class TcpServer extends Pipe {
     super(init);
     this.server = server;
     this.local = local;
+    // Bound to one address (not a wildcard, no zone): every accepted socket's local end is it.
+    this.specificLocal = local.scopeId === undefined && local.host !== '0.0.0.0' && local.host !== '::' && !local.host.startsWith('::ffff:');
     this.framing = init.framing;
     this.init = init;
     this.acceptQueue = new AcceptQueue<TcpPipe>({
@@ -75,7 +79,6 @@ export class TcpServer extends Pipe {
       socket.destroy();
       return;
     }
-    if (this.init.noDelay) socket.setNoDelay(true);
     const pipe = new TcpPipe(socket, {
       framing: this.framing,
       maxMessageSize: this.init.maxMessageSize,
@@ -85,7 +88,9 @@ export class TcpServer extends Pipe {
       defaultSub: this.callbacks.length === 0 && this.queues.length === 0,
       flushTimeout: this.init.flushTimeout,
       holdBurstTails: this.init.noDelay,
+      deferNoDelay: this.init.noDelay,
       parent: this,
+      knownLocal: this.specificLocal ? { host: this.local.host, port: this.local.port, family: this.local.family } : undefined,
     });
     this.connections.add(pipe);
     if (this.paused) pipe.pauseReading();
