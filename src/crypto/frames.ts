@@ -18,9 +18,9 @@
  * 65535 bytes so that 16-bit length fields suffice; ChaCha20-Poly1305 itself is sound for
  * messages up to 256 GiB per nonce, so the cap is a framing convention, not a security bound.
  * With the cap, every 64 KiB application message costs two AEAD calls, two cipher objects
- * and a reassembly copy on the receiver; one frame per message measured +27 % secure bulk
- * throughput on 2 vCPUs (bench/secure.ts, A/B). Hyperswarm makes the same trade (Noise
- * handshake, then 24-bit-length secretstream frames). The handshake itself, the
+ * and a reassembly copy on the receiver; one frame per message measured +19–27 % secure bulk
+ * throughput on 2 vCPUs (bench/secure.ts, A/B). Hyperswarm's secret-stream makes a similar
+ * trade (a Noise handshake, then its own libsodium secretstream framing). The handshake itself, the
  * `CipherState`s and their nonces are exactly Noise's and are checked against the published
  * test vectors. The framing version is bound into the handshake by the prologue
  * (`p2pd/noise-xx/2`), so a peer speaking another framing fails the handshake instead of

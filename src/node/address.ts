@@ -187,9 +187,10 @@ function checkEndpoint(e: AddrEndpoint, where: string): Uint8Array {
   if (e === null || typeof e !== 'object') fail('endpoint', `${where} is not an object`);
   if (!KINDS.includes(e.kind)) fail('endpoint', `${where}: unknown kind ${JSON.stringify(e.kind)}`);
   if (e.proto !== 'tcp' && e.proto !== 'udp') fail('endpoint', `${where}: proto must be 'tcp' or 'udp'`);
-  if (typeof e.host !== 'string' || isIP(e.host) === 0) fail('endpoint', `${where}: host is not an IP literal`);
+  const v = typeof e.host === 'string' ? isIP(e.host) : 0;
+  if (v === 0) fail('endpoint', `${where}: host is not an IP literal`);
   if (e.family !== 4 && e.family !== 6) fail('endpoint', `${where}: family must be 4 or 6`);
-  if (isIP(e.host) !== e.family) fail('endpoint', `${where}: family ${e.family} does not match host ${e.host}`);
+  if (v !== e.family) fail('endpoint', `${where}: family ${e.family} does not match host ${e.host}`);
   if (!Number.isInteger(e.port) || e.port < 1 || e.port > 65535) fail('endpoint', `${where}: port ${String(e.port)} out of range 1-65535`);
   const b = ipToBytes(e.host);
   const problem = kindProblem(e.kind, e.host, b);
