@@ -6,6 +6,7 @@
 import type { Server, Socket } from 'node:net';
 import { InvalidArgumentError, PipeClosedError } from '../errors.js';
 import { formatEndpoint, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
+import { isUnspecified } from '../interfaces/scope.js';
 import type { AbortOptions } from '../util/abort.js';
 import { AcceptQueue } from './accept-queue.js';
 import { handled, Pipe, type SendData } from './pipe.js';
@@ -60,7 +61,7 @@ export class TcpServer extends Pipe {
     this.server = server;
     this.local = local;
     // Bound to one address (not a wildcard, no zone): every accepted socket's local end is it.
-    this.specificLocal = local.scopeId === undefined && local.host !== '0.0.0.0' && local.host !== '::' && !local.host.startsWith('::ffff:');
+    this.specificLocal = local.scopeId === undefined && !isUnspecified(local.host) && !local.host.startsWith('::ffff:');
     this.framing = init.framing;
     this.init = init;
     this.acceptQueue = new AcceptQueue<TcpPipe>({
