@@ -153,6 +153,29 @@ describe('subscriptions', () => {
     expect(server.stats.messagesIn).toBe(1);
   });
 
+  it('copies of many messages (carved from a shared slab) are Buffers that never overlap', async () => {
+    const { server, client } = await udpPair();
+    const s1: Sub = { pattern: 'msg' };
+    server.subscribe(s1);
+    const n = 200; // 200 × 700 B spans three 64 KiB slabs
+    const body = (i: number): string => `msg${String(i).padStart(4, '0')}`.padEnd(700, String.fromCharCode(97 + (i % 26)));
+    const copies: Buffer[] = [];
+    for (let i = 0; i < n; i += 20) {
+      // In batches, so that the socket's receive buffer never overflows.
+      for (let j = i; j < i + 20; j++) await client.send(body(j));
+      for (let j = i; j < i + 20; j++) copies.push((await server.recv({ sub: s1, timeout: 5_000 })).data);
+    }
+    expect(copies).toHaveLength(n);
+    copies.forEach((c, i) => {
+      expect(Buffer.isBuffer(c)).toBe(true);
+      expect(c.length).toBe(700);
+      expect(c.toString()).toBe(body(i));
+    });
+    // Writing to every copy must not change any other copy or the SUB_ALL originals.
+    for (const c of copies) c.fill(0x21);
+    for (let i = 0; i < n; i++) expect((await server.recv({ timeout: 5_000 })).data.toString()).toBe(body(i));
+  });
+
   it('unmatched messages are dropped and counted in stats.unmatched', async () => {
     const { client, conn } = await tcpPair();
     conn.unsubscribe(SUB_ALL);

@@ -232,22 +232,23 @@ const CLOSED: CloseCallback[] = [];
 const SLAB_COPY_MAX = 4 * 1024;
 /** Size of the slab subscription copies are carved from. */
 const SLAB_SIZE = 64 * 1024;
-let slab: Buffer | undefined;
+let slab: ArrayBuffer | undefined;
 let slabUsed = 0;
 
 /**
  * A copy of `b`. Small payloads are carved from a 64 KiB slab shared by all pipes (as Node's
  * own 8 KiB pool does for `Buffer.allocUnsafe`, with 8× fewer allocations); larger ones get
- * their own buffer.
+ * their own buffer. The view is made with `Buffer.from(arrayBuffer, offset, length)`, which
+ * costs about half of `Buffer#subarray` (no species lookup).
  */
 function copyOf(b: Buffer): Buffer {
   const n = b.length;
   if (n > SLAB_COPY_MAX) return Buffer.from(b);
   if (slab === undefined || slabUsed + n > SLAB_SIZE) {
-    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE).buffer as ArrayBuffer; // not zero-filled: every byte handed out is written first
     slabUsed = 0;
   }
-  const c = slab.subarray(slabUsed, slabUsed + n);
+  const c = Buffer.from(slab, slabUsed, n);
   slabUsed = (slabUsed + n + 7) & ~7;
   c.set(b);
   return c;
