@@ -1,10 +1,10 @@
 /**
  * Hot-path details of the pipe layer: a subscription queue's waiting receivers (order,
  * cancellation, close), short and long byte-prefix patterns, the per-source `from` cache of
- * UDP pipes, and TCP write coalescing (order, every send resolving, flushing before FIN).
+ * UDP pipes, batched UDP dispatch, and TCP write coalescing (order, every send resolving, flushing before FIN).
  */
 import { once } from 'node:events';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { AbortError, PipeClosedError, TimeoutError } from '../src/errors.js';
 import { SUB_ALL, pipeOpen, type Message, type TcpPipe } from '../src/pipes/index.js';
 import { SHORT_PREFIX, SubQueue, compileSub, type QueueOwner } from '../src/pipes/sub-queue.js';
@@ -167,6 +167,64 @@ describe('UDP from endpoints', () => {
     await server.send('reply', m2.from); // a cached from is a valid destination
     const [reply] = (await once(peer, 'message')) as [Buffer];
     expect(reply.toString()).toBe('reply');
+  });
+});
+
+describe('UDP batched dispatch', () => {
+  /** Sends `n` datagrams `d0…` from a raw socket in one burst (one turn of our event loop). */
+  async function burst(to: UdpPipe, n: number): Promise<void> {
+    const peer = cleanup.socket(await rawUdp('127.0.0.1'));
+    await Promise.all(Array.from({ length: n }, (_, i) => new Promise<void>((r) => peer.send(`d${i}`, to.local.port, '127.0.0.1', () => r()))));
+  }
+
+  it('a burst reaches three pull consumers and a callback complete and in order', async () => {
+    const server: UdpPipe = cleanup.track(await pipeOpen('udp', undefined, { bind: '127.0.0.1:0' }));
+    const s1 = server.subscribe({ pattern: 'd' });
+    const s2 = server.subscribe({ source: { host: '127.0.0.1' } });
+    const viaCb: string[] = [];
+    server.onMessage((m) => void viaCb.push(m.data.toString()));
+    const n = 200;
+    const got = [SUB_ALL, s1, s2].map(async (sub) => {
+      const out: string[] = [];
+      while (out.length < n) out.push((await server.recv({ sub, timeout: 5_000 })).data.toString());
+      return out;
+    });
+    await burst(server, n);
+    const want = Array.from({ length: n }, (_, i) => `d${i}`);
+    for (const out of await Promise.all(got)) expect(out).toEqual(want);
+    expect(viaCb).toEqual(want);
+    expect(server.stats.messagesIn).toBe(n);
+  });
+
+  it('a callback that closes the pipe stops the rest of the batch from being dispatched', async () => {
+    const server: UdpPipe = cleanup.track(await pipeOpen('udp', undefined, { bind: '127.0.0.1:0' })); // SUB_ALL: batched
+    let seen = 0;
+    server.onMessage(() => {
+      seen++;
+      void server.close();
+    });
+    const closed = new Promise<void>((r) => server.onClose(() => r()));
+    await burst(server, 20);
+    await within(closed, 5_000, 'close');
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toBe(1);
+    expect(server.stats.messagesIn).toBe(1);
+    expect(server.tryRecv()?.data.toString()).toBe('d0');
+    expect(server.tryRecv()).toBeUndefined();
+  });
+
+  it('fake timers installed after import do not hold back delivery', async () => {
+    const server: UdpPipe = cleanup.track(await pipeOpen('udp', undefined, { bind: '127.0.0.1:0' }));
+    const realTimeout = setTimeout;
+    vi.useFakeTimers({ toFake: ['setImmediate', 'setTimeout', 'setInterval'] });
+    try {
+      const got = server.recv();
+      await burst(server, 1);
+      const late = new Promise<never>((_, rej) => realTimeout(() => rej(new Error('not delivered within 5 s')), 5_000));
+      expect((await Promise.race([got, late])).data.toString()).toBe('d0');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
