@@ -40,9 +40,10 @@ function openAsBob(bytes: Uint8Array, now?: number): SignalError | undefined {
 
 /**
  * An envelope built by hand and signed by `signer` (a peer with a valid identity but hostile
- * content): header fields, ciphertext and ephemeral key chosen by the caller.
+ * content): header fields and ephemeral key chosen by the caller; `ct` is the ciphertext, or
+ * makes it from the finished header (its associated data).
  */
-function forge(signer: Identity, o: { ephPub?: Buffer; ct?: Buffer; expires?: bigint; version?: number }): Buffer {
+function forge(signer: Identity, o: { ephPub?: Buffer; ct?: Buffer | ((header: Buffer) => Buffer); expires?: bigint; version?: number }): Buffer {
   const header = Buffer.alloc(HEADER);
   header[0] = o.version ?? ENVELOPE_VERSION;
   signer.publicKey.copy(header, 1);
@@ -50,7 +51,7 @@ function forge(signer: Identity, o: { ephPub?: Buffer; ct?: Buffer; expires?: bi
   randomBytes(16).copy(header, 65);
   header.writeBigUInt64BE(o.expires ?? BigInt(Date.now() + 10_000), 81);
   (o.ephPub ?? randomBytes(32)).copy(header, 89);
-  const ct = o.ct ?? randomBytes(40);
+  const ct = typeof o.ct === 'function' ? o.ct(header) : (o.ct ?? randomBytes(40));
   const sig = signer.sign(Buffer.concat([Buffer.from('p2pd-signal-v1\0', 'latin1'), header, ct]));
   return Buffer.concat([header, ct, sig]);
 }
@@ -60,18 +61,14 @@ function forgePayload(signer: Identity, plaintext: Buffer): Buffer {
   const eph = generateX25519KeyPair();
   const shared = x25519(eph.privateKey, bobSignal.publicKey);
   const key = Buffer.from(hkdfSync('sha256', shared, Buffer.concat([eph.publicKey, bobSignal.publicKey]), Buffer.from('p2pd-signal-v1', 'latin1'), 32));
-  const header = Buffer.alloc(HEADER);
-  header[0] = ENVELOPE_VERSION;
-  signer.publicKey.copy(header, 1);
-  bob.id.copy(header, 33);
-  randomBytes(16).copy(header, 65);
-  header.writeBigUInt64BE(BigInt(Date.now() + 10_000), 81);
-  eph.publicKey.copy(header, 89);
-  const c = createCipheriv('chacha20-poly1305', key, Buffer.alloc(12), { authTagLength: TAG });
-  c.setAAD(header, { plaintextLength: plaintext.length });
-  const ct = Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
-  const sig = signer.sign(Buffer.concat([Buffer.from('p2pd-signal-v1\0', 'latin1'), header, ct]));
-  return Buffer.concat([header, ct, sig]);
+  return forge(signer, {
+    ephPub: eph.publicKey,
+    ct: (header) => {
+      const c = createCipheriv('chacha20-poly1305', key, Buffer.alloc(12), { authTagLength: TAG });
+      c.setAAD(header, { plaintextLength: plaintext.length });
+      return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+    },
+  });
 }
 
 describe('signalling envelopes (openEnvelope)', () => {
