@@ -1,8 +1,9 @@
 /**
  * The fast paths of the crypto layer keep the protocol unchanged: even chunking on the wire
  * (and receivers still accepting any valid chunking), pre-generated ephemeral keys used exactly
- * once, the speculative DH with a remembered static key (right or wrong guess), the cached
- * prologue hash and imported static keys.
+ * once, the speculative DH with a remembered static key (right or wrong guess; initiator by
+ * peer id, responder by remote host), message 1 sent with the connection, the cached prologue
+ * hash and imported static keys.
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -26,7 +27,12 @@ import {
   connectSecure,
   listenSecure,
   MAX_FRAME_PLAINTEXT,
+  clearStaticKeyHints,
+  clearVerifiedPayloadCache,
+  staticKeyHintStats,
+  STATIC_KEY_HINT_HOSTS,
 } from '../src/crypto/index.js';
+import { noteStaticKey, staticKeyHint } from '../src/crypto/static-key-hints.js';
 
 const key = Buffer.alloc(32, 9);
 const pair = (): [SecureChannel, SecureChannel] => [
@@ -273,5 +279,123 @@ describe('cached handshake setup', () => {
     const b = new SecureHandshake({ identity: ib, initiator: false, prologue: Buffer.from('two') });
     b.readMessage(a.writeMessage());
     expect(() => a.readMessage(b.writeMessage())).toThrow();
+  });
+});
+
+describe("the initiator's message 1 leaves with the connection", () => {
+  it('message 1 goes out as the connection opens: a silent server gets exactly its 36-byte frame; abort still rejects', async () => {
+    // A plain TCP server records when bytes arrive relative to the connection.
+    const net = await import('node:net');
+    const got: Buffer[] = [];
+    const srv = net.createServer((s) => {
+      s.on('data', (d: Buffer) => got.push(d));
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as { port: number }).port;
+    try {
+      const ac = new AbortController();
+      const p = connectSecure({ host: '127.0.0.1', port }, { identity: Identity.generate(), signal: ac.signal, timeout: 5000 });
+      p.catch(() => undefined);
+      // The server never answers: the 36 bytes of message 1 (4-byte header + 32-byte key) still arrive.
+      for (let t = 0; got.reduce((n, b) => n + b.length, 0) < 36; t += 5) {
+        if (t > 3000) throw new Error('message 1 never arrived');
+        await tick();
+      }
+      const wire = Buffer.concat(got);
+      expect(wire.length).toBe(36);
+      expect(parseFrameHeader(wire)).toEqual({ flags: 0, length: 32 });
+      ac.abort();
+      await expect(p).rejects.toMatchObject({ name: 'AbortError' });
+    } finally {
+      srv.close();
+    }
+  });
+
+  it('a refused connection still rejects with ConnectionRefusedError', async () => {
+    const net = await import('node:net');
+    const srv = net.createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as { port: number }).port;
+    await new Promise<void>((r) => srv.close(() => r()));
+    await expect(connectSecure({ host: '127.0.0.1', port }, { identity: Identity.generate() })).rejects.toMatchObject({ name: 'ConnectionRefusedError' });
+  });
+
+  it('an argument error found after connecting closes the connection it opened', async () => {
+    const server = await listenSecure('127.0.0.1:0', { identity: Identity.generate() });
+    try {
+      const closed = new Promise<void>((r) => server.server.onConnection((p) => p.onClose(() => r())));
+      await expect(connectSecure(server.local, { identity: Identity.generate(), maxQueue: 0 })).rejects.toMatchObject({ name: 'InvalidArgumentError' });
+      await closed; // without the close the server's end would wait for the handshake timeout
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('initiator: false (simultaneous open) still answers instead of starting', async () => {
+    const server = await listenSecure('127.0.0.1:0', { identity: Identity.generate(), onPipe: (p) => void p.send('hi') });
+    try {
+      // A responder-side connectSecure against a responder: neither writes, so the handshake times out.
+      await expect(connectSecure(server.local, { identity: Identity.generate(), initiator: false, timeout: 300 })).rejects.toMatchObject({ name: 'TimeoutError' });
+      await expect(connectSecure(server.local, { identity: Identity.generate(), initiator: 'yes' as unknown as boolean })).rejects.toMatchObject({ name: 'InvalidArgumentError' });
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe("the responder's guess of a reconnecting peer's static key", () => {
+  it('the hint policy: guess after a first contact, stop after a miss, resume when the key is seen again', () => {
+    clearStaticKeyHints();
+    const k1 = Buffer.alloc(32, 1);
+    const k2 = Buffer.alloc(32, 2);
+    expect(staticKeyHint('10.0.0.1')).toBeUndefined();
+    noteStaticKey('10.0.0.1', k1, 'none');
+    expect(staticKeyHint('10.0.0.1')).toEqual(k1);
+    noteStaticKey('10.0.0.1', k1, 'hit');
+    expect(staticKeyHint('10.0.0.1')).toEqual(k1);
+    noteStaticKey('10.0.0.1', k2, 'miss'); // another peer behind the same address
+    expect(staticKeyHint('10.0.0.1')).toBeUndefined();
+    noteStaticKey('10.0.0.1', k1, 'none'); // and another again: still no guess
+    expect(staticKeyHint('10.0.0.1')).toBeUndefined();
+    noteStaticKey('10.0.0.1', k1, 'none'); // the same key twice in a row: guess again
+    expect(staticKeyHint('10.0.0.1')).toEqual(k1);
+    expect(staticKeyHint(undefined)).toBeUndefined();
+    expect(staticKeyHintStats).toEqual({ hits: 1, misses: 1 });
+    for (let i = 0; i < STATIC_KEY_HINT_HOSTS + 10; i++) noteStaticKey(`h${i}`, k1, 'none');
+    expect(staticKeyHint('10.0.0.1')).toBeUndefined(); // evicted (least recently used)
+    expect(staticKeyHint(`h${STATIC_KEY_HINT_HOSTS + 9}`)).toEqual(k1);
+    clearStaticKeyHints();
+  });
+
+  it('a reconnecting client hits; clients alternating behind one host all authenticate correctly', async () => {
+    clearStaticKeyHints();
+    clearVerifiedPayloadCache();
+    const seen: string[] = [];
+    const server = await listenSecure('127.0.0.1:0', { identity: Identity.generate(), onPipe: (p) => void seen.push(p.remoteIdHex) });
+    try {
+      const a = Identity.generate();
+      const b = Identity.generate();
+      const hello = async (id: Identity): Promise<void> => {
+        const p = await connectSecure(server.local, { identity: id });
+        const got = new Promise<string>((r) => p.onMessage((m) => r(m.data.toString())));
+        await p.send('ping');
+        void got;
+        await p.close();
+      };
+      for (let i = 0; i < 4; i++) await hello(a);
+      const afterA = { ...staticKeyHintStats };
+      expect(afterA.hits).toBeGreaterThanOrEqual(2); // the 2nd, 3rd and 4th connections, give or take a race with the 1st's close
+      expect(afterA.misses).toBe(0);
+      for (const id of [b, a, b, a, b]) await hello(id);
+      expect(staticKeyHintStats.misses).toBeGreaterThanOrEqual(1); // a wrong guess happened…
+      expect(staticKeyHintStats.misses).toBeLessThanOrEqual(2); // …and then guessing stopped
+      // …and every connection authenticated the right peer regardless.
+      for (let t = 0; seen.length < 9 && t < 2000; t += 5) await tick();
+      expect(seen).toEqual([a, a, a, a, b, a, b, a, b].map((x) => x.idHex));
+    } finally {
+      await server.close();
+      clearStaticKeyHints();
+    }
   });
 });

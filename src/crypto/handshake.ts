@@ -146,19 +146,42 @@ export class SecureHandshake {
 
   /**
    * Optional work ahead of the peer's next message, to call right after sending ours (off the
-   * critical path: the peer is busy answering). Today: an initiator that pins the peer's id and
-   * knows the static key that peer used last time precomputes the DH of its ephemeral key with
-   * it (see `XXHandshakeState.precomputeRemoteStatic`). Never fails.
+   * critical path: the peer is busy answering). When we can guess the Noise static key the
+   * peer is about to send, the DH of our ephemeral key with it is computed now (see
+   * `XXHandshakeState.precomputeRemoteStatic`):
+   * - an initiator that pins the peer's id, after message 1: the static key that peer used
+   *   last time (remembered here by node id);
+   * - a responder, after message 2: `hint`, if the transport has one (a `SecureServer` passes
+   *   the key last seen from the same remote host, see `static-key-hints.ts`).
+   *
+   * Never fails; a wrong guess only costs the DH it computed ({@link speculation} tells).
    */
-  prepare(): void {
-    if (this.#failed || !this.initiator || this.#expected === undefined || this.#hs.messageIndex !== 1) return;
-    const rs = lastStaticKey.get(this.#expected.toString('latin1'));
+  prepare(hint?: Uint8Array): void {
+    if (this.#failed) return;
+    let rs: Buffer | Uint8Array | undefined;
+    if (this.initiator) {
+      if (this.#expected === undefined || this.#hs.messageIndex !== 1) return;
+      rs = lastStaticKey.get(this.#expected.toString('latin1'));
+    } else {
+      if (this.#hs.messageIndex !== 2) return;
+      rs = hint;
+    }
     if (rs === undefined) return;
     try {
       this.#hs.precomputeRemoteStatic(rs);
     } catch {
       /* a hint only */
     }
+  }
+
+  /** Whether a {@link prepare} guess was used: `'none'`, `'hit'` or `'miss'`. */
+  get speculation(): 'none' | 'hit' | 'miss' {
+    return this.#hs.speculation;
+  }
+
+  /** The peer's Noise static key, once received. */
+  get remoteStaticKey(): Buffer | undefined {
+    return this.#hs.remoteStaticKey;
   }
 
   /** Consumes the peer's next handshake message. */

@@ -67,6 +67,7 @@ export class XXHandshakeState {
   #rsKey: KeyObject | undefined;
   /** A precomputed `DH(e, rs)` for a guessed `rs` (see {@link precomputeRemoteStatic}). */
   #guess: { e: X25519KeyPair; rs: Buffer; dh: Buffer } | undefined;
+  #speculation: 'none' | 'hit' | 'miss' = 'none';
   #index = 0;
   #failed: HandshakeError | undefined;
   #split: HandshakeSplit | undefined;
@@ -103,6 +104,14 @@ export class XXHandshakeState {
   /** The remote static public key, once received (message 2 for the initiator, 3 for the responder). */
   get remoteStaticKey(): Buffer | undefined {
     return this.#rs;
+  }
+
+  /**
+   * What became of {@link precomputeRemoteStatic}: `'none'` (no guess was used), `'hit'` (the
+   * peer sent the guessed key; its DH was reused) or `'miss'` (another key; DH computed anew).
+   */
+  get speculation(): 'none' | 'hit' | 'miss' {
+    return this.#speculation;
   }
 
   /** Our static public key. */
@@ -155,7 +164,9 @@ export class XXHandshakeState {
       const guess = this.#guess;
       if (guess !== undefined && localIsE && guess.e === local) {
         this.#guess = undefined;
-        if (guess.rs.equals(this.#rs)) return guess.dh;
+        const hit = guess.rs.equals(this.#rs);
+        this.#speculation = hit ? 'hit' : 'miss';
+        if (hit) return guess.dh;
       }
       remote = this.#rsKey ??= importStaticPublic(this.#rs);
     }
@@ -166,7 +177,8 @@ export class XXHandshakeState {
    * Optional speculation, to call while waiting for the peer's static key: computes
    * `DH(e, guess)` now (our ephemeral key with the static key the peer is expected to send,
    * e.g. the one it used last time), so that the token mixing our `e` with its `s` (`es` for
-   * the initiator, `se` for the responder) costs nothing when the message arrives. The result
+   * the initiator after message 1, `se` for the responder after message 2) costs nothing when
+   * the message arrives. The result
    * is used only if the static key received is exactly `guess`; otherwise it is discarded and
    * the DH computed as usual. Pure optimisation: the handshake is the same either way.
    * Does nothing unless our ephemeral key exists and the peer's static key is still to come.

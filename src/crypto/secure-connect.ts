@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import { FrameError, HandshakeError, InvalidArgumentError, PipeClosedError } from '../errors.js';
 import type { EndpointLike } from '../interfaces/endpoint.js';
 import { cancellable, throwIfAborted, toAbortError, type AbortOptions } from '../util/abort.js';
-import { pipeOpen } from '../pipes/open.js';
+import { connectTcpWith, pipeOpen } from '../pipes/open.js';
 import { handled } from '../pipes/pipe.js';
 import { TcpPipe } from '../pipes/tcp.js';
 import { SUB_ALL, type Message, type MessageCallback, type PipeOptions, type QueueLimits } from '../pipes/types.js';
@@ -26,6 +26,7 @@ import { Identity } from './identity.js';
 import { SecurePipe } from './secure-pipe-core.js';
 import { decodeHandshakeFrame, encodeHandshakeFrame, FRAME_HEADER_SIZE, FrameDecoder, MAX_SECURE_MESSAGE } from './frames.js';
 import { SecureChannel } from './secure-channel.js';
+import { noteStaticKey, staticKeyHint } from './static-key-hints.js';
 
 /** Default bound of the whole handshake (ms). */
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
@@ -84,6 +85,16 @@ export function checkTimeout(v: number | undefined): number {
   return v;
 }
 
+function newHandshake(opts: SecureOptions, initiator: boolean): SecureHandshake {
+  return new SecureHandshake({
+    identity: opts.identity,
+    initiator,
+    ...(opts.remoteId !== undefined ? { remoteId: opts.remoteId } : {}),
+    ...(opts.prologue !== undefined ? { prologue: opts.prologue } : {}),
+    ...(opts.extensions !== undefined ? { extensions: opts.extensions } : {}),
+  });
+}
+
 function asHandshakeError(e: unknown): Error {
   if (e instanceof HandshakeError) return e;
   if (e instanceof FrameError) return new HandshakeError(`malformed handshake frame: ${e.message}`, { cause: e });
@@ -112,8 +123,17 @@ export function secure(pipe: TcpPipe, opts: SecureOptions): Promise<SecurePipe> 
   return runSecure(pipe, opts, undefined);
 }
 
-/** @internal {@link secure}, with `onReady` called with the new pipe before any message is dispatched on it. */
-export function runSecure(pipe: TcpPipe, opts: SecureOptions, onReady: ((p: SecurePipe) => void) | undefined): Promise<SecurePipe> {
+/**
+ * @internal {@link secure}, with `onReady` called with the new pipe before any message is
+ * dispatched on it. `started`: an initiator's handshake whose message 1 (`sent` bytes on the
+ * wire) already went out with the connection (see {@link connectSecure}).
+ */
+export function runSecure(
+  pipe: TcpPipe,
+  opts: SecureOptions,
+  onReady: ((p: SecurePipe) => void) | undefined,
+  started?: { hs: SecureHandshake; sent: number },
+): Promise<SecurePipe> {
   let hs: SecureHandshake;
   let initiator: boolean;
   let maxMessageSize: number;
@@ -130,14 +150,8 @@ export function runSecure(pipe: TcpPipe, opts: SecureOptions, onReady: ((p: Secu
     }
     maxMessageSize = checkMax(opts.maxMessageSize);
     timeout = checkTimeout(opts.timeout);
-    initiator = opts.initiator ?? !isAccepted(pipe);
-    hs = new SecureHandshake({
-      identity: opts.identity,
-      initiator,
-      ...(opts.remoteId !== undefined ? { remoteId: opts.remoteId } : {}),
-      ...(opts.prologue !== undefined ? { prologue: opts.prologue } : {}),
-      ...(opts.extensions !== undefined ? { extensions: opts.extensions } : {}),
-    });
+    initiator = started !== undefined ? true : (opts.initiator ?? !isAccepted(pipe));
+    hs = started?.hs ?? newHandshake(opts, initiator);
     if (pipe.closed || pipe.socket.destroyed) throw new PipeClosedError('the TCP pipe is closed');
   } catch (e) {
     return handled(Promise.reject(e));
@@ -160,6 +174,9 @@ export function runSecure(pipe: TcpPipe, opts: SecureOptions, onReady: ((p: Secu
   let settleErr: ((e: unknown) => void) | undefined;
   const sock = inner.socket;
   inner.ensureNoDelay(); // this pipe writes to the socket itself from now on
+  if (started !== undefined) inner.stats.bytesOut += started.sent;
+  // The responder's guess of the initiator's static key (see static-key-hints.ts).
+  const host = initiator ? undefined : inner.remote?.host;
   const write = (msg: Buffer): void => {
     // Write errors surface as the inner pipe's close.
     if (sock.destroyed || !sock.writable) return;
@@ -180,6 +197,7 @@ export function runSecure(pipe: TcpPipe, opts: SecureOptions, onReady: ((p: Secu
   };
   const complete = (): void => {
     const peer = hs.result();
+    if (!initiator) noteStaticKey(host, peer.remoteStaticKey, hs.speculation);
     const channel = new SecureChannel({ send: peer.send, recv: peer.recv }, { maxMessageSize });
     const p = new SecurePipe({ inner, channel, peer, initiator, onMessage: opts.onMessage, maxQueue: opts.maxQueue, maxQueueBytes: opts.maxQueueBytes });
     state = 'done';
@@ -201,7 +219,7 @@ export function runSecure(pipe: TcpPipe, opts: SecureOptions, onReady: ((p: Secu
       while (state === 'handshake') {
         if (hs.isMyTurn) {
           write(hs.writeMessage());
-          hs.prepare(); // work ahead while the peer answers (never throws)
+          hs.prepare(staticKeyHint(host)); // work ahead while the peer answers (never throws)
         } else {
           const f = decoder.next();
           if (f === undefined) return;
@@ -231,6 +249,7 @@ export function runSecure(pipe: TcpPipe, opts: SecureOptions, onReady: ((p: Secu
   return cancellable<SecurePipe>({ signal: opts.signal, timeout }, 'secure handshake', (resolve, reject) => {
     settleOk = resolve;
     settleErr = reject;
+    if (started !== undefined) hs.prepare(); // message 1 left with the connection
     step(); // the initiator writes message 1; bytes already received are processed
     return () => {
       if (state === 'done') return;
@@ -258,11 +277,20 @@ export async function connectSecure(dest: EndpointLike, opts: ConnectSecureOptio
   if (!opts || !(opts.identity instanceof Identity)) throw new InvalidArgumentError('opts.identity must be an Identity');
   throwIfAborted(opts.signal);
   const timeout = checkTimeout(opts.timeout);
+  if (opts.initiator !== undefined && typeof opts.initiator !== 'boolean') throw new InvalidArgumentError('initiator must be a boolean');
   const t0 = performance.now();
   const { identity, remoteId, initiator, maxMessageSize, prologue, extensions, onMessage, maxQueue, maxQueueBytes, ...tcp } = opts;
-  const pipe = await pipeOpen('tcp', dest, { ...tcp, framing: 'raw', timeout });
+  // The initiator's message 1 depends on nothing from the peer: it leaves with the connection.
+  let started: { hs: SecureHandshake; sent: number } | undefined;
+  let early: Buffer | undefined;
+  if (initiator ?? true) {
+    const hs = newHandshake(opts, true);
+    early = encodeHandshakeFrame(hs.writeMessage());
+    started = { hs, sent: early.length };
+  }
+  const pipe = early !== undefined ? await connectTcpWith(dest, { ...tcp, framing: 'raw', timeout }, early) : await pipeOpen('tcp', dest, { ...tcp, framing: 'raw', timeout });
   const left = timeout === 0 ? 0 : Math.max(1, Math.ceil(timeout - (performance.now() - t0)));
-  return secure(pipe, {
+  const secOpts: SecureOptions = {
     identity,
     initiator: initiator ?? true,
     timeout: left,
@@ -274,6 +302,9 @@ export async function connectSecure(dest: EndpointLike, opts: ConnectSecureOptio
     ...(onMessage !== undefined ? { onMessage } : {}),
     ...(maxQueue !== undefined ? { maxQueue } : {}),
     ...(maxQueueBytes !== undefined ? { maxQueueBytes } : {}),
-  });
+  };
+  const p = runSecure(pipe, secOpts, undefined, started);
+  // Argument errors reject without touching the pipe: it is ours here, so close it.
+  p.catch(() => (pipe.closed ? undefined : pipe.close())).catch(() => undefined);
+  return p;
 }
-

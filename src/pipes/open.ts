@@ -73,6 +73,21 @@ export async function pipeOpen(proto: 'tcp', dest?: undefined, opts?: PipeOption
 export async function pipeOpen(proto: 'udp', dest?: EndpointLike, opts?: PipeOptions): Promise<UdpPipe>;
 export async function pipeOpen(proto: Proto, dest?: EndpointLike, opts?: PipeOptions): Promise<TcpPipe | TcpServer | UdpPipe>;
 export async function pipeOpen(proto: Proto, dest?: EndpointLike, opts: PipeOptions = {}): Promise<TcpPipe | TcpServer | UdpPipe> {
+  return openPipe(proto, dest, opts, undefined);
+}
+
+/**
+ * @internal `pipeOpen('tcp', dest, opts)` that also writes `early` on the socket as soon as
+ * the connection is established, before the pipe exists (the bytes leave in the same turn as
+ * the connect completes). For protocols whose first message does not depend on the
+ * connection, e.g. the secure handshake's message 1. The bytes are not counted in the pipe's
+ * `stats`.
+ */
+export async function connectTcpWith(dest: EndpointLike, opts: PipeOptions, early: Uint8Array): Promise<TcpPipe> {
+  return (await openPipe('tcp', dest, opts, early)) as TcpPipe;
+}
+
+async function openPipe(proto: Proto, dest: EndpointLike | undefined, opts: PipeOptions, early: Uint8Array | undefined): Promise<TcpPipe | TcpServer | UdpPipe> {
   throwIfAborted(opts.signal);
   if (proto !== 'tcp' && proto !== 'udp') throw new InvalidArgumentError(`proto must be 'tcp' or 'udp', got ${JSON.stringify(proto)}`);
   const remote = dest === undefined ? undefined : toEndpoint(dest);
@@ -92,11 +107,12 @@ export async function pipeOpen(proto: Proto, dest?: EndpointLike, opts: PipeOpti
   }
   const maxMessageSize = checkMaxMessageSize(framing, opts.maxMessageSize);
   if (proto === 'udp') return openUdp(remote, bind, family, opts);
-  if (remote) return connectTcp(remote, bind, framing, maxMessageSize, opts);
+  if (remote) return connectTcp(remote, bind, framing, maxMessageSize, opts, early);
+  if (early !== undefined) throw new InvalidArgumentError('early data needs a destination');
   return listenTcp(bind, family, framing, maxMessageSize, opts);
 }
 
-function connectTcp(remote: Endpoint, bind: Binding, framing: Framing, maxMessageSize: number, opts: PipeOptions): Promise<TcpPipe> {
+function connectTcp(remote: Endpoint, bind: Binding, framing: Framing, maxMessageSize: number, opts: PipeOptions, early: Uint8Array | undefined): Promise<TcpPipe> {
   const target = formatEndpoint(remote);
   const timeout = opts.timeout ?? DEFAULT_CONNECT_TIMEOUT;
   return cancellable<TcpPipe>({ signal: opts.signal, timeout }, `connect to ${target}`, (resolve, reject) => {
@@ -112,6 +128,8 @@ function connectTcp(remote: Endpoint, bind: Binding, framing: Framing, maxMessag
     const localAddr = (): string => formatEndpoint({ host: bind.host ?? wildcard(remote.family), port: bind.port, scopeId: bind.scopeId, family: remote.family });
     const onError = (e: Error): void => reject((e as { syscall?: string }).syscall === 'bind' ? bindError(e, localAddr()) : connectError(e, target));
     sock.once('error', onError);
+    // Queued before our 'connect' listener: node:net writes it first when the connect completes.
+    if (early !== undefined) sock.write(early);
     sock.once('connect', () => {
       ok = true;
       resolve(
