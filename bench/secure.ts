@@ -31,7 +31,10 @@
  *    each time (the server's signature-verification cache is warm, as for a reconnecting
  *    peer), and `secure-cold` (both ends forget verified signatures before every connection:
  *    two Ed25519 verifications each time). Target: ≥ 790 handshakes/s (10× js-libp2p's ≈ 79/s
- *    measured the same way).
+ *    measured the same way). Also `libp2p`: js-libp2p 3.x (TCP + Noise XX + Yamux) in the same
+ *    two processes, sequential `dial()` + `close()` (bench/lib/libp2p-peer.ts; fewer
+ *    connections per round, it is slow), and the row `secure.handshake.vs-libp2p` = secure /
+ *    libp2p rate in the same rounds (target ≥ 10×). `BENCH_LIBP2P=0` leaves it out.
  *
  * The client and the server are separate processes (bench/lib/ipc.ts) running tsc-compiled
  * JavaScript (`BENCH_TSX=1`: the TypeScript through tsx). Each measurement runs every mode once
@@ -58,6 +61,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { startLibp2p, type BenchLibp2p } from './lib/libp2p-peer.js';
 import { Child, args, serve } from './lib/ipc.js';
 import { closeRaw, connectRaw, cpuNow, cpuSince, HOST, listenRaw, now, sleep, type Cpu } from './lib/util.js';
 
@@ -174,8 +178,10 @@ async function serverRole(): Promise<void> {
       ? await alt.listenSecure(`${HOST}:0`, { identity: altIdentity, onMessage: (m) => onBytes(m.data.length, () => void m.pipe.send('k')), onPipe: () => void accepted++ })
       : undefined;
   const ports = { raw: await listenRaw(raw), p2pd: plain.local.port, secure: sec.local.port, secureAlt: altSec?.local.port ?? 0 };
+  const lp = LIBP2P ? await startLibp2p(true) : undefined;
+  let lpBase = 0;
   serve({
-    info: () => ({ ports, id: identity.idHex, altId: altIdentity?.idHex ?? '' }),
+    info: () => ({ ports, id: identity.idHex, altId: altIdentity?.idHex ?? '', libp2p: lp?.addr ?? '' }),
     aead: () => aeadHandler(crypto.messageChunkSizes(CHUNK)),
     begin: (a: { expected?: number; cold?: boolean }) => {
       expected = a.expected ?? Infinity;
@@ -184,10 +190,11 @@ async function serverRole(): Promise<void> {
       count = 0;
       acked = false;
       accepted = 0;
+      lpBase = lp?.inbound() ?? 0;
       cpu0 = cpuNow();
       return true;
     },
-    end: () => ({ cpuUs: cpuSince(cpu0), bytes: count, accepted, failures: sec.stats.failures }),
+    end: () => ({ cpuUs: cpuSince(cpu0), bytes: count, accepted: accepted + (lp ? lp.inbound() - lpBase : 0), failures: sec.stats.failures }),
   });
 }
 
@@ -200,6 +207,7 @@ async function clientRole(): Promise<void> {
     mode === 'secure@alt' && alt && altIdentity ? alt.connectSecure(ep(port), { identity: altIdentity, remoteId }) : crypto.connectSecure(ep(port), { identity, remoteId });
   const buf = Buffer.alloc(CHUNK, 0x61);
   const ep = (port: number): { host: string; port: number } => ({ host: HOST, port });
+  let lp: BenchLibp2p | undefined;
   serve({
     aead: () => aeadHandler(crypto.messageChunkSizes(CHUNK)),
     bulk: async (a: { mode: string; port: number; total: number; serverId: string }) => {
@@ -238,10 +246,13 @@ async function clientRole(): Promise<void> {
       await p.close();
       return { ms, cpuUs, bytes: chunks * CHUNK };
     },
-    connect: async (a: { mode: string; port: number; n: number; serverId: string; cold?: boolean }) => {
+    connect: async (a: { mode: string; port: number; n: number; serverId: string; libp2p?: string }) => {
+      if (a.mode === 'libp2p') lp ??= await startLibp2p(false);
       const cpu0 = cpuNow();
       const t0 = now();
-      if (a.mode === 'raw') {
+      if (a.mode === 'libp2p') {
+        for (let i = 0; i < a.n; i++) await lp?.dialAndClose(a.libp2p as string);
+      } else if (a.mode === 'raw') {
         for (let i = 0; i < a.n; i++) {
           await new Promise<void>((resolve, reject) => {
             const s = net.connect({ host: HOST, port: a.port });
@@ -276,7 +287,9 @@ const TSX = process.env['BENCH_TSX'] === '1';
 const ONLY = process.env['BENCH_SECURE_ONLY']?.split(',').filter(Boolean);
 const MODES = process.env['BENCH_SECURE_MODES']?.split(',').filter(Boolean);
 const PROF = process.env['BENCH_PROF'];
-const W = { bulkBytes: (QUICK ? 256 : 1024) * 2 ** 20, connN: QUICK ? 300 : 1000 };
+const W = { bulkBytes: (QUICK ? 256 : 1024) * 2 ** 20, connN: QUICK ? 300 : 1000, libp2pN: QUICK ? 100 : 300 };
+/** Measure js-libp2p in the same run (`BENCH_LIBP2P=0` to leave it out). */
+const LIBP2P = process.env['BENCH_LIBP2P'] !== '0';
 
 interface Target {
   op: '>=' | '<=';
@@ -371,11 +384,16 @@ async function rounds<T>(all: string[], one: (mode: string) => Promise<T>): Prom
   return out;
 }
 
-/** Compiles this script (and, through its imports, src/) with tsc into a temp dir. */
+/**
+ * Compiles this script (and, through its imports, src/) with tsc into a temp dir inside
+ * node_modules/.cache, so that the compiled code resolves packages (js-libp2p).
+ */
 function compile(): { script: string; remove(): void } {
   const self = join(ROOT, 'bench/secure.ts');
   if (TSX) return { script: self, remove: () => undefined };
-  const dir = mkdtempSync(join(os.tmpdir(), 'p2pd-bench-secure-'));
+  const cache = join(ROOT, 'node_modules/.cache');
+  mkdirSync(cache, { recursive: true });
+  const dir = mkdtempSync(join(cache, 'p2pd-bench-secure-'));
   writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n');
   const cfg = join(dir, 'tsconfig.json');
   writeFileSync(
@@ -398,11 +416,14 @@ interface Info {
   ports: { raw: number; p2pd: number; secure: number; secureAlt: number };
   id: string;
   altId: string;
+  /** The server's js-libp2p multiaddr ('' without the comparison). */
+  libp2p: string;
 }
 
 /** The server port and expected id of a mode. */
-function target(info: Info, mode: string): { port: number; serverId: string } {
+function target(info: Info, mode: string): { port: number; serverId: string; libp2p?: string } {
   if (mode === 'secure@alt') return { port: info.ports.secureAlt, serverId: info.altId };
+  if (mode === 'libp2p') return { port: 0, serverId: '', libp2p: info.libp2p };
   return { port: mode.startsWith('secure') ? info.ports.secure : mode === 'p2pd' ? info.ports.p2pd : info.ports.raw, serverId: info.id };
 }
 
@@ -472,11 +493,12 @@ function ceilingRow(res: Map<string, { mbps: number; clientMsPerGB: number; serv
 }
 
 async function benchHandshake(server: Child, client: Child, info: Info): Promise<void> {
-  log(`Connect + handshake + close, sequential, ${W.connN} per run`);
+  log(`Connect + handshake + close, sequential, ${W.connN} per run${info.libp2p ? ` (js-libp2p: ${W.libp2pN})` : ''}`);
   type R = { rate: number; cpuUs: number; clientUs: number; serverUs: number };
-  const res = await rounds(withAlt(['raw', 'p2pd', 'secure', 'secure-cold']), async (mode): Promise<R> => {
+  const modes = withAlt(['raw', 'p2pd', 'secure', 'secure-cold', ...(info.libp2p ? ['libp2p'] : [])]);
+  const res = await rounds(modes, async (mode): Promise<R> => {
     await server.call('begin', { cold: mode === 'secure-cold' });
-    const c = await client.call<{ ms: number; cpuUs: number; n: number }>('connect', { mode, n: W.connN, ...target(info, mode) });
+    const c = await client.call<{ ms: number; cpuUs: number; n: number }>('connect', { mode, n: mode === 'libp2p' ? W.libp2pN : W.connN, ...target(info, mode) });
     await sleep(50);
     const s = await server.call<{ cpuUs: number; accepted: number; failures: number }>('end');
     if (s.accepted !== c.n) log(`  warning: ${mode}: the server accepted ${s.accepted} of ${c.n}`);
@@ -490,6 +512,15 @@ async function benchHandshake(server: Child, client: Child, info: Info): Promise
   const abs: Target = { op: '>=', value: 790, on: 'abs' };
   addRow(res, 'raw', 'secure', (r) => r.rate, { id: 'secure.handshake', what: 'Secure connect + handshake + close, sequential, reconnecting peer (target ≥ 10× js-libp2p ≈ 79/s)', unit: 'conn/s', target: abs });
   addRow(res, 'raw', 'secure-cold', (r) => r.rate, { id: 'secure.handshake.cold', what: 'Same, signature caches cleared before each connection (2 Ed25519 verifications)', unit: 'conn/s', target: abs });
+  if (info.libp2p) {
+    addRow(res, 'libp2p', 'secure', (r) => r.rate, {
+      id: 'secure.handshake.vs-libp2p',
+      what: 'Secure handshake rate vs js-libp2p (TCP + Noise XX + Yamux, dial + close) in the same run; the raw column is js-libp2p (target ≥ 10×)',
+      unit: 'conn/s',
+      target: { op: '>=', value: 10, on: 'ratio' },
+    });
+    addRow(res, 'libp2p', 'secure', (r) => r.cpuUs, { id: 'secure.handshake.cpu.vs-libp2p', what: 'Connect + handshake + close CPU both ends vs js-libp2p, same run; the raw column is js-libp2p', unit: 'µs', note: split('libp2p') });
+  }
   if (ALT) addRow(res, 'secure@alt', 'secure', (r) => r.rate, { id: 'secure.handshake.vs-alt', what: 'Secure handshake rate, this tree / the BENCH_SECURE_ALT copy', unit: 'conn/s' });
   if (ALT) addRow(res, 'secure@alt', 'secure', (r) => r.cpuUs, { id: 'secure.handshake.cpu.vs-alt', what: 'Secure handshake CPU both ends, this tree / the BENCH_SECURE_ALT copy', unit: 'µs', note: split('secure@alt') });
   addRow(res, 'raw', 'p2pd', (r) => r.rate, { id: 'secure.connect.plain', what: 'Plain TcpPipe connect + close (same run, for reference)', unit: 'conn/s' });
