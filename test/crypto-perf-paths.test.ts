@@ -29,6 +29,8 @@ import {
   MAX_FRAME_PLAINTEXT,
   clearStaticKeyHints,
   clearVerifiedPayloadCache,
+  holdEphemeralRefill,
+  releaseEphemeralRefill,
   staticKeyHintStats,
   STATIC_KEY_HINT_HOSTS,
 } from '../src/crypto/index.js';
@@ -312,13 +314,31 @@ describe("the initiator's message 1 leaves with the connection", () => {
     }
   });
 
-  it('a refused connection still rejects with ConnectionRefusedError', async () => {
+  it('a refused connection still rejects with ConnectionRefusedError, and releases its hold on the key pool refill', async () => {
     const net = await import('node:net');
     const srv = net.createServer();
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
     const port = (srv.address() as { port: number }).port;
     await new Promise<void>((r) => srv.close(() => r()));
+    resetEphemeralPool();
     await expect(connectSecure({ host: '127.0.0.1', port }, { identity: Identity.generate() })).rejects.toMatchObject({ name: 'ConnectionRefusedError' });
+    // The initiator held the refill back until message 1 was out; the failure released it:
+    // the pool refills (in the thread pool) after the key taken for message 1.
+    await pooledAtLeast(1);
+    expect(ephemeralPoolStats.async).toBeGreaterThanOrEqual(1);
+  });
+
+  it('holds on the refill nest; the refill starts when the last is released', async () => {
+    resetEphemeralPool();
+    holdEphemeralRefill();
+    holdEphemeralRefill();
+    takeEphemeralKeyPair();
+    releaseEphemeralRefill();
+    await tick(30);
+    expect(ephemeralPoolStats.async).toBe(0); // still held
+    releaseEphemeralRefill();
+    await pooledAtLeast(1);
+    releaseEphemeralRefill(); // an extra release is harmless
   });
 
   it('an argument error found after connecting closes the connection it opened', async () => {

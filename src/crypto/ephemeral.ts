@@ -7,7 +7,9 @@
  * thread pool (`crypto.generateKeyPair`); when the pool runs low it is refilled, in a batch,
  * after the current turn of the event loop (when the process typically waits for the peer),
  * so the next handshake finds its key ready. When the pool is empty (a burst of handshakes) it generates
- * one synchronously: never slower than before, never waiting.
+ * one synchronously: never slower than before, never waiting. A caller for whom the next turn
+ * is on the critical path can hold the refill back ({@link holdEphemeralRefill}): the
+ * initiator does while its message 1 waits for the TCP connect to complete.
  *
  * Invariant: every pair is handed out **at most once** (it leaves the pool before it is
  * returned) and pairs are never recycled; a pair generated for a handshake that failed is
@@ -73,6 +75,8 @@ let epoch = 0;
 /** A refill scheduled for after the current turn of the event loop. */
 let scheduled: NodeJS.Immediate | undefined;
 let enabled = true;
+/** {@link holdEphemeralRefill} calls not yet released; while > 0 refills wait. */
+let holds = 0;
 
 /** Counters of the ephemeral key pool (for tests and benchmarks). */
 export interface EphemeralPoolStats {
@@ -94,7 +98,7 @@ export const ephemeralPoolStats: EphemeralPoolStats = { pooled: 0, sync: 0, asyn
  * typically waiting for the peer. Unreferenced: it never keeps a process alive.
  */
 function scheduleRefill(): void {
-  if (scheduled !== undefined || !enabled || pool.length + inflight > LOW_WATER) return;
+  if (holds > 0 || scheduled !== undefined || !enabled || pool.length + inflight > LOW_WATER) return;
   scheduled = setImmediate(runRefill);
   scheduled.unref();
 }
@@ -137,6 +141,22 @@ export function takeEphemeralKeyPair(): X25519KeyPair {
   }
   scheduleRefill();
   return out;
+}
+
+/**
+ * Holds refills back until {@link releaseEphemeralRefill}: for a caller that takes a key at a
+ * moment when the event loop's next turn is on its critical path (an initiator building
+ * message 1 before its TCP connect completes: the refill's main-thread share would delay the
+ * message) and knows a better moment (once message 1 is out). Every hold must be released.
+ */
+export function holdEphemeralRefill(): void {
+  holds++;
+}
+
+/** Releases one {@link holdEphemeralRefill}; the refill then starts after the current turn if the pool is low. */
+export function releaseEphemeralRefill(): void {
+  if (holds > 0) holds--;
+  scheduleRefill();
 }
 
 /**

@@ -26,7 +26,7 @@ export { CipherState } from './cipher-state.js';
 export { SymmetricState, hkdf2 } from './symmetric-state.js';
 export { generateX25519KeyPair, x25519KeyPairFromPrivate, x25519, type X25519KeyPair } from './x25519.js';
 export { NOISE_PROTOCOL_NAME, NOISE_MAX_MESSAGE, NOISE_MAX_PLAINTEXT, NOISE_TAG_SIZE, DH_LEN, HASH_LEN } from './noise-constants.js';
-export { takeEphemeralKeyPair, resetEphemeralPool, ephemeralPoolStats, type EphemeralPoolStats } from './ephemeral.js';
+export { takeEphemeralKeyPair, resetEphemeralPool, ephemeralPoolStats, holdEphemeralRefill, releaseEphemeralRefill, type EphemeralPoolStats } from './ephemeral.js';
 export { STATIC_KEY_HINT_HOSTS, staticKeyHintStats, clearStaticKeyHints, type StaticKeyHintStats } from './static-key-hints.js';
 export {
   encodeHandshakePayload,

@@ -26,6 +26,7 @@ import { Identity } from './identity.js';
 import { SecurePipe } from './secure-pipe-core.js';
 import { decodeHandshakeFrame, encodeHandshakeFrame, FRAME_HEADER_SIZE, FrameDecoder, MAX_SECURE_MESSAGE } from './frames.js';
 import { SecureChannel } from './secure-channel.js';
+import { holdEphemeralRefill, releaseEphemeralRefill } from './ephemeral.js';
 import { noteStaticKey, staticKeyHint } from './static-key-hints.js';
 
 /** Default bound of the whole handshake (ms). */
@@ -132,7 +133,7 @@ export function runSecure(
   pipe: TcpPipe,
   opts: SecureOptions,
   onReady: ((p: SecurePipe) => void) | undefined,
-  started?: { hs: SecureHandshake; sent: number },
+  started?: { hs: SecureHandshake; sent: number; onSent?: () => void },
 ): Promise<SecurePipe> {
   let hs: SecureHandshake;
   let initiator: boolean;
@@ -249,7 +250,11 @@ export function runSecure(
   return cancellable<SecurePipe>({ signal: opts.signal, timeout }, 'secure handshake', (resolve, reject) => {
     settleOk = resolve;
     settleErr = reject;
-    if (started !== undefined) hs.prepare(); // message 1 left with the connection
+    if (started !== undefined) {
+      // Message 1 left with the connection: now the wait for message 2 begins.
+      hs.prepare();
+      started.onSent?.();
+    }
     step(); // the initiator writes message 1; bytes already received are processed
     return () => {
       if (state === 'done') return;
@@ -281,14 +286,27 @@ export async function connectSecure(dest: EndpointLike, opts: ConnectSecureOptio
   const t0 = performance.now();
   const { identity, remoteId, initiator, maxMessageSize, prologue, extensions, onMessage, maxQueue, maxQueueBytes, ...tcp } = opts;
   // The initiator's message 1 depends on nothing from the peer: it leaves with the connection.
-  let started: { hs: SecureHandshake; sent: number } | undefined;
+  // The key pool's refill waits until it is out (see holdEphemeralRefill).
+  let started: { hs: SecureHandshake; sent: number; onSent: () => void } | undefined;
   let early: Buffer | undefined;
-  if (initiator ?? true) {
-    const hs = newHandshake(opts, true);
-    early = encodeHandshakeFrame(hs.writeMessage());
-    started = { hs, sent: early.length };
+  let pipe: TcpPipe;
+  let held = false;
+  const release = (): void => {
+    if (held) (held = false), releaseEphemeralRefill();
+  };
+  try {
+    if (initiator ?? true) {
+      holdEphemeralRefill();
+      held = true;
+      const hs = newHandshake(opts, true);
+      early = encodeHandshakeFrame(hs.writeMessage());
+      started = { hs, sent: early.length, onSent: release };
+    }
+    pipe = early !== undefined ? await connectTcpWith(dest, { ...tcp, framing: 'raw', timeout }, early) : await pipeOpen('tcp', dest, { ...tcp, framing: 'raw', timeout });
+  } catch (e) {
+    release();
+    throw e;
   }
-  const pipe = early !== undefined ? await connectTcpWith(dest, { ...tcp, framing: 'raw', timeout }, early) : await pipeOpen('tcp', dest, { ...tcp, framing: 'raw', timeout });
   const left = timeout === 0 ? 0 : Math.max(1, Math.ceil(timeout - (performance.now() - t0)));
   const secOpts: SecureOptions = {
     identity,
@@ -304,6 +322,7 @@ export async function connectSecure(dest: EndpointLike, opts: ConnectSecureOptio
     ...(maxQueueBytes !== undefined ? { maxQueueBytes } : {}),
   };
   const p = runSecure(pipe, secOpts, undefined, started);
+  release(); // normally done already, once message 1 was out
   // Argument errors reject without touching the pipe: it is ours here, so close it.
   p.catch(() => (pipe.closed ? undefined : pipe.close())).catch(() => undefined);
   return p;
