@@ -38,7 +38,7 @@
  *
  * The client and the server are separate processes (bench/lib/ipc.ts) running tsc-compiled
  * JavaScript (`BENCH_TSX=1`: the TypeScript through tsx). Each measurement runs every mode once
- * as a warm-up, then `BENCH_RUNS` rounds (default 5, quick 3) with the modes' order rotating;
+ * as a warm-up (the handshake modes three times: JIT), then `BENCH_RUNS` rounds (default 5, quick 3) with the modes' order rotating;
  * the table shows medians and the median of the per-round ratios. CPU per operation is
  * `process.cpuUsage()` of both processes. Results go to bench/results/secure.json (`rows` in
  * the format of bench/run.ts).
@@ -288,6 +288,12 @@ const ONLY = process.env['BENCH_SECURE_ONLY']?.split(',').filter(Boolean);
 const MODES = process.env['BENCH_SECURE_MODES']?.split(',').filter(Boolean);
 const PROF = process.env['BENCH_PROF'];
 const W = { bulkBytes: (QUICK ? 256 : 1024) * 2 ** 20, connN: QUICK ? 300 : 1000, libp2pN: QUICK ? 100 : 300 };
+/**
+ * Warm-up rounds of every handshake mode. V8 needs about 2000 handshakes to optimise the
+ * handshake path: a fresh client measured 420 → 620 → 840/s over its first three rounds of
+ * 1000, then stayed there; js-libp2p ramps up the same way (63 → 85 → 110/s over rounds of 200).
+ */
+const HANDSHAKE_WARMUPS = QUICK ? 1 : 3;
 /** Measure js-libp2p in the same run (`BENCH_LIBP2P=0` to leave it out). */
 const LIBP2P = process.env['BENCH_LIBP2P'] !== '0';
 
@@ -371,9 +377,9 @@ function addRow<T>(res: Map<string, T[]>, base: string, mode: string, metric: (r
   log(`  ${row.what}: raw ${fmtNum(row.raw, row.unit)} | p2pd ${fmtNum(row.p2pd, row.unit)} | ${fmtRatio(row)} ${fmtTarget(row)} ${row.pass === undefined ? '' : row.pass ? 'ok' : 'MISS'}`);
 }
 
-async function rounds<T>(all: string[], one: (mode: string) => Promise<T>): Promise<Map<string, T[]>> {
+async function rounds<T>(all: string[], one: (mode: string) => Promise<T>, warmups = 1): Promise<Map<string, T[]>> {
   const modes = MODES ? all.filter((m) => MODES.includes(m)) : all;
-  for (const m of modes) await one(m); // warm-up
+  for (let w = 0; w < warmups; w++) for (const m of modes) await one(m); // warm-up
   const out = new Map<string, T[]>(modes.map((m) => [m, []]));
   for (let r = 0; r < RUNS; r++) {
     for (let k = 0; k < modes.length; k++) {
@@ -503,7 +509,7 @@ async function benchHandshake(server: Child, client: Child, info: Info): Promise
     const s = await server.call<{ cpuUs: number; accepted: number; failures: number }>('end');
     if (s.accepted !== c.n) log(`  warning: ${mode}: the server accepted ${s.accepted} of ${c.n}`);
     return { rate: c.n / (c.ms / 1000), cpuUs: (c.cpuUs + s.cpuUs) / c.n, clientUs: c.cpuUs / c.n, serverUs: s.cpuUs / c.n };
-  });
+  }, HANDSHAKE_WARMUPS);
   data['handshake'] = Object.fromEntries(res);
   const split = (m: string): string => {
     const r = res.get(m) ?? [];
@@ -562,7 +568,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     quick: QUICK,
     runs: RUNS,
-    warmup: 1,
+    warmup: { bulk: 1, handshake: HANDSHAKE_WARMUPS },
     workloads: W,
     seconds: secs,
     runner: TSX ? 'node --import tsx (TypeScript sources)' : 'node (tsc-compiled JavaScript)',
