@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import { FrameError, HandshakeError, InvalidArgumentError, PipeClosedError } from '../errors.js';
 import type { EndpointLike } from '../interfaces/endpoint.js';
 import { cancellable, throwIfAborted, toAbortError, type AbortOptions } from '../util/abort.js';
-import { connectTcpWith, pipeOpen } from '../pipes/open.js';
+import { connectTcpWith } from '../pipes/open.js';
 import { handled } from '../pipes/pipe.js';
 import { TcpPipe } from '../pipes/tcp.js';
 import { SUB_ALL, type Message, type MessageCallback, type PipeOptions, type QueueLimits } from '../pipes/types.js';
@@ -302,7 +302,7 @@ export async function connectSecure(dest: EndpointLike, opts: ConnectSecureOptio
       early = encodeHandshakeFrame(hs.writeMessage());
       started = { hs, sent: early.length, onSent: release };
     }
-    pipe = early !== undefined ? await connectTcpWith(dest, { ...tcp, framing: 'raw', timeout }, early) : await pipeOpen('tcp', dest, { ...tcp, framing: 'raw', timeout });
+    pipe = await connectTcpWith(dest, { ...tcp, framing: 'raw', timeout }, early);
   } catch (e) {
     release();
     throw e;

@@ -81,9 +81,9 @@ export async function pipeOpen(proto: Proto, dest?: EndpointLike, opts: PipeOpti
  * the connection is established, before the pipe exists (the bytes leave in the same turn as
  * the connect completes). For protocols whose first message does not depend on the
  * connection, e.g. the secure handshake's message 1. The bytes are not counted in the pipe's
- * `stats`.
+ * `stats`. Without `early` it is exactly `pipeOpen('tcp', dest, opts)`.
  */
-export async function connectTcpWith(dest: EndpointLike, opts: PipeOptions, early: Uint8Array): Promise<TcpPipe> {
+export async function connectTcpWith(dest: EndpointLike, opts: PipeOptions, early: Uint8Array | undefined): Promise<TcpPipe> {
   return (await openPipe('tcp', dest, opts, early)) as TcpPipe;
 }
 
