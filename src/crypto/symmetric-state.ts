@@ -3,22 +3,10 @@
  * and the hash functions it needs (`HASH`, `HMAC-HASH`, `HKDF` with two outputs).
  * @module
  */
-import { createHash, createHmac } from 'node:crypto';
 import { EMPTY } from './bytes.js';
 import { CipherState } from './cipher-state.js';
 import { HASH_LEN, NOISE_PROTOCOL_NAME } from './noise-constants.js';
-
-function sha256(a: Uint8Array, b?: Uint8Array): Buffer {
-  const h = createHash('sha256').update(a);
-  if (b) h.update(b);
-  return h.digest();
-}
-
-function hmac(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
-  const m = createHmac('sha256', key);
-  for (const p of parts) m.update(p);
-  return m.digest();
-}
+import { hmacSha256 as hmac, sha256 } from './sha256.js';
 
 const BYTE_1 = Buffer.from([1]);
 const BYTE_2 = Buffer.from([2]);
