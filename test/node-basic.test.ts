@@ -77,6 +77,43 @@ describe('P2P node on loopback', () => {
     await p.close();
   });
 
+  it('a peer that speaks first: recv() gets its greeting whichever strategy wins (reverse: it came with the last handshake message)', async () => {
+    const a = await node();
+    const b = await node();
+    b.onPipe((p) => void p.send(`HELLO ${p.path.strategy}`));
+    for (const strategy of ['direct', 'reverse'] as const) {
+      const p = await a.connect(b.addr, { strategies: [strategy] });
+      expect(p.path.strategy).toBe(strategy);
+      expect((await p.recv({ timeout: 3000 })).data.toString()).toBe(`HELLO ${strategy === 'direct' ? 'inbound' : 'reverse'}`);
+      await p.close();
+    }
+  });
+
+  it('P2PD style, callbacks only (addMsgCb, never recv): thousands of messages from the peer arrive, no stall on the unread default queue', async () => {
+    const a = await node();
+    const b = await node();
+    const N = 3000;
+    const got: number[] = [];
+    let all!: () => void;
+    const done = new Promise<void>((r) => (all = r));
+    a.addMsgCb((msg) => {
+      got.push(msg.readUInt32BE(0));
+      if (got.length === N) all();
+    });
+    const inbound = new Promise<NodePipe>((r) => b.onPipe(r));
+    const p = await a.connect(b.addr, { strategies: ['direct'] });
+    const q = await inbound;
+    const m = Buffer.alloc(4096);
+    for (let i = 0; i < N; i++) {
+      m.writeUInt32BE(i, 0);
+      await q.send(m);
+    }
+    await Promise.race([done, new Promise((_, rej) => setTimeout(() => rej(new Error(`stalled after ${got.length} of ${N}`)), 20_000))]);
+    expect(got).toEqual(Array.from({ length: N }, (_, i) => i));
+    expect(p.stats.dropped).toBeGreaterThan(0); // the default queue went, unread
+    await p.close();
+  });
+
   it('self-connect: node.connect(node.addr)', async () => {
     const a = await node();
     pong(a);

@@ -13,7 +13,7 @@ import { toAbortError, type AbortOptions } from '../util/abort.js';
 import { boundSend, handled, Pipe, type SendData } from '../pipes/pipe.js';
 import { streamError } from '../pipes/socket-errors.js';
 import { toBuffer, type TcpPipe } from '../pipes/tcp.js';
-import { MAX_INFLIGHT_CALLBACKS, SUB_ALL, type MessageCallback, type QueueLimits } from '../pipes/types.js';
+import { MAX_INFLIGHT_CALLBACKS, type MessageCallback, type QueueLimits } from '../pipes/types.js';
 import type { SecureHandshakeResult } from './handshake.js';
 import type { SecureChannel } from './secure-channel.js';
 
@@ -91,7 +91,7 @@ export class SecurePipe extends Pipe {
     this.remoteExtensions = p.remoteExtensions;
     this.handshakeHash = p.handshakeHash;
     if (init.onMessage) this.onMessage(init.onMessage);
-    else this.subscribe(SUB_ALL);
+    else this.subscribeDefault();
   }
 
   /** @internal Ciphertext from the inner pipe. Hot path. */

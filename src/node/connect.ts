@@ -16,6 +16,7 @@ import { connectPunch } from './strategy-punch.js';
 import { connectRelay, relayPossible } from './strategy-relay.js';
 import { punchHopeless } from './nat-pairs.js';
 import { STRATEGIES, type ConnectOptions, type NodePipe, type Strategy } from './types.js';
+import type { Pipe } from '../pipes/pipe.js';
 
 export { punchHopeless };
 
@@ -25,7 +26,7 @@ export { punchHopeless };
  * pipe wins and carries `path` (with `ms`, the time to connect).
  * @throws P2pConnectError (every strategy failed or none usable; `attempts`), TimeoutError, AbortError.
  */
-export async function connectPeer(ctx: NodeContext, reverse: ReverseWaiters, peer: PeerAddress, opts: ConnectOptions): Promise<NodePipe> {
+export async function connectPeer(ctx: NodeContext, reverse: ReverseWaiters, peer: PeerAddress, opts: ConnectOptions, prepare?: (p: Pipe) => void): Promise<NodePipe> {
     const wanted = opts.strategies ?? ctx.opts.strategies ?? [...STRATEGIES];
     for (const s of wanted) if (!STRATEGIES.includes(s)) throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(s)}`);
     const timeout = opts.timeout ?? ctx.timeouts.connect;
@@ -50,7 +51,7 @@ export async function connectPeer(ctx: NodeContext, reverse: ReverseWaiters, pee
           plan,
           startAfter,
           // A strategy that ends once the caller has aborted ends because of it: say so.
-          run: (s) => runStrategy(ctx, reverse, s, peer, signal, opts.via).catch((e: unknown) => {
+          run: (s) => runStrategy(ctx, reverse, s, peer, signal, opts.via, prepare).catch((e: unknown) => {
             throw opts.signal?.aborted ? abortedByCaller(opts.signal, e) : e;
           }),
           discard: (p) => void p.close(),
@@ -116,12 +117,12 @@ async function unavailable(ctx: NodeContext, s: Strategy, peer: PeerAddress): Pr
   }
 }
 
-async function runStrategy(ctx: NodeContext, reverse: ReverseWaiters, s: Strategy, peer: PeerAddress, signal: AbortSignal, via: ConnectOptions['via']): Promise<NodePipe> {
+async function runStrategy(ctx: NodeContext, reverse: ReverseWaiters, s: Strategy, peer: PeerAddress, signal: AbortSignal, via: ConnectOptions['via'], prepare: ((p: Pipe) => void) | undefined): Promise<NodePipe> {
   switch (s) {
     case 'direct':
       return connectDirect(ctx, peer, signal, via);
     case 'reverse':
-      return reverse.connect(ctx, peer, signal);
+      return reverse.connect(ctx, peer, signal, prepare);
     case 'punch':
       return connectPunch(ctx, (await ctx.punchModule()) as PunchModule, peer, signal);
     case 'relay':

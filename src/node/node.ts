@@ -315,6 +315,8 @@ export class P2pNode implements AsyncDisposable {
 
   private readonly dispatch = (m: Message): void => this.handlers.dispatch(m);
 
+  private readonly hasMessageCallbacks = (): boolean => this.handlers.messages.list.length > 0;
+
   private event(e: NodeEvent): void {
     this.handlers.event(e);
   }
@@ -360,8 +362,16 @@ export class P2pNode implements AsyncDisposable {
   async connect(addr: string | PeerAddress, opts: ConnectOptions = {}): Promise<NodePipe> {
     this.lc.expect('running');
     throwIfAborted(opts.signal);
-    const pipe = await connectPeer(this.ctx, this.reverseWaiters, typeof addr === 'string' ? parseAddress(addr) : addr, opts);
-    if (opts.queue !== false) pipe.subscribe(SUB_ALL);
+    // The queue for recv(). By default it is the pipe's default queue (its first onMessage()
+    // replaces it), and while the node has message callbacks (which see every message) a full
+    // queue drops its oldest message instead of pausing the pipe: nothing stalls for want of
+    // a recv() nobody calls.
+    const prepare = (p: Pipe): void => {
+      if (opts.queue === true) p.subscribe(SUB_ALL);
+      else if (opts.queue === undefined && !p.isSubscribed(SUB_ALL)) p.subscribeDefault(this.hasMessageCallbacks);
+    };
+    const pipe = await connectPeer(this.ctx, this.reverseWaiters, typeof addr === 'string' ? parseAddress(addr) : addr, opts, prepare);
+    prepare(pipe);
     if (!this.pipes.has(pipe)) this.adopt(pipe, pipe.path, false);
     return pipe;
   }

@@ -81,42 +81,54 @@ export async function connectDirect(ctx: NodeContext, peer: PeerAddress, signal:
 
 /** Pipes we wait for after asking peers to connect back, by connection id. */
 export class ReverseWaiters {
-  private readonly waiters = new Map<string, { peer: string; resolve: (p: SecurePipe) => void }>();
+  private readonly waiters = new Map<string, { peer: string; take: (p: SecurePipe) => void }>();
 
   /**
    * Offers an inbound pipe: true if it is the answer to one of our reverse requests (its
-   * hello names a pending connection id and it comes from the peer we asked).
+   * hello names a pending connection id and it comes from the peer we asked). Called before
+   * any message of the pipe is dispatched, so the waiting `connect()` sees them all.
    */
   offer(conn: string | undefined, strategy: string | undefined, p: SecurePipe): boolean {
     if (conn === undefined || strategy !== 'reverse') return false;
     const w = this.waiters.get(conn);
     if (!w || w.peer !== p.remoteIdHex) return false;
     this.waiters.delete(conn);
-    w.resolve(p);
+    w.take(p);
     return true;
   }
 
   /**
    * The reverse strategy: asks `peer` through signalling to dial us, and waits for its pipe.
+   * `prepare` runs on the pipe as it arrives, before any of its messages is dispatched (the
+   * peer may send with its last handshake message): it sets up the caller's queue.
    * @throws TimeoutError after `timeouts.reverse`; SignalError if the request cannot be sent.
    */
-  async connect(ctx: NodeContext, peer: PeerAddress, signal: AbortSignal): Promise<NodePipe> {
+  async connect(ctx: NodeContext, peer: PeerAddress, signal: AbortSignal, prepare?: (p: SecurePipe) => void): Promise<NodePipe> {
     const sig = ctx.signalling as Signalling;
     const conn = randomBytes(16).toString('hex');
-    const arrived = new Promise<SecurePipe>((resolve) => this.waiters.set(conn, { peer: peer.idHex, resolve }));
+    let won: NodePipe | undefined;
+    const arrived = new Promise<NodePipe>((resolve) =>
+      this.waiters.set(conn, {
+        peer: peer.idHex,
+        take: (p) => {
+          prepare?.(p);
+          resolve(ctx.adopt(p, { strategy: 'reverse', transport: 'tcp', local: p.local, remote: p.remote }, false));
+        },
+      }),
+    );
     try {
       const timeout = ctx.timeouts.reverse;
       const t0 = performance.now();
       await sig.send(peer, 'reverse', { addr: ctx.addr, conn }, { ttl: timeout, signal, timeout });
-      const p = await cancellable<SecurePipe>({ signal, timeout: Math.max(1, timeout - (performance.now() - t0)) }, 'reverse connect', (resolve) => {
+      won = await cancellable<NodePipe>({ signal, timeout: Math.max(1, timeout - (performance.now() - t0)) }, 'reverse connect', (resolve) => {
         void arrived.then(resolve);
       });
-      return ctx.adopt(p, { strategy: 'reverse', transport: 'tcp', local: p.local, remote: p.remote }, false);
+      return won;
     } finally {
       this.waiters.delete(conn);
       // A pipe that came just as we gave up: nobody will use it.
       void arrived.then((p) => {
-        if (!(p as { path?: unknown }).path) void p.close();
+        if (p !== won) void p.close();
       });
     }
   }

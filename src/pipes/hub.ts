@@ -8,6 +8,8 @@ import type { AbortOptions } from '../util/abort.js';
 import { SubQueue, type QueueOwner } from './sub-queue.js';
 import { SUB_ALL, type Message, type MessageCallback, type PipeStats, type QueueLimits, type RecvOptions, type Sub } from './types.js';
 
+const DROP_REASON = 'it filled up unread while callbacks or other subscriptions took the messages';
+
 /** Callback run once when a pipe closes; `err` is set when it closed because of an error (e.g. RST). */
 export type CloseCallback = (err?: Error) => void;
 /** Callback receiving errors that have no other place to go (e.g. a throwing `onMessage` callback). */
@@ -28,9 +30,35 @@ export abstract class MessageHub implements QueueOwner {
   /** The error the pipe closed with, if any. */
   closeError: Error | undefined;
   protected limits: QueueLimits;
+  /** Why `SUB_ALL` is not subscribed, if its default queue was dropped (see {@link subscribeDefault}). */
+  private defaultDropped: string | undefined;
 
   constructor(limits: QueueLimits) {
     this.limits = limits;
+  }
+
+  /**
+   * @internal Subscribes `SUB_ALL` as the default subscription of a pipe opened without a
+   * callback. If that queue fills up without ever having been read while other consumers take
+   * the messages (another subscription, or a callback — `othersConsume` replaces that test
+   * for pipes whose callbacks are someone else's), it is dropped (its messages counted in `stats.dropped`) instead of pausing the
+   * pipe, so an unread default queue cannot stall a pipe used in callback or filter mode.
+   * `subscribe(SUB_ALL)` queues again.
+   */
+  subscribeDefault(othersConsume?: () => boolean): void {
+    this.subscribe(SUB_ALL);
+    const q = this.queues.find((x) => x.sub === SUB_ALL);
+    if (!q) return;
+    const others = (): boolean => (othersConsume ? othersConsume() : this.callbacks.length > 0) || this.queues.length > 1;
+    q.onOverflow = (full) => {
+      if (full.everRead || !others() || !this.queues.includes(full)) return false;
+      this.queues = this.queues.filter((x) => x !== full);
+      this.stats.dropped += full.length;
+      full.close();
+      full.clear();
+      this.defaultDropped = `the default SUB_ALL queue was dropped after ${DROP_REASON}`;
+      return true;
+    };
   }
 
   /** Registers a message callback (sync or async); returns a function that removes it. */
@@ -69,6 +97,7 @@ export abstract class MessageHub implements QueueOwner {
    * Subscribing the same object twice is a no-op. Returns `sub`.
    */
   subscribe(sub: Sub = SUB_ALL, limits?: QueueLimits): Sub {
+    if (sub === SUB_ALL) this.defaultDropped = undefined;
     if (!this.queues.some((q) => q.sub === sub)) {
       const q = new SubQueue(sub, this, { ...this.limits, ...limits });
       if (this.closed) q.close(this.closeError);
@@ -100,7 +129,9 @@ export abstract class MessageHub implements QueueOwner {
     const qs = this.queues;
     for (let i = 0; i < qs.length; i++) if ((qs[i] as SubQueue).sub === sub) return qs[i] as SubQueue;
     throw new InvalidArgumentError(
-      sub === SUB_ALL ? 'not subscribed to SUB_ALL (a callback was given); call subscribe(SUB_ALL) first' : 'not subscribed to this subscription; call subscribe(sub) first',
+      sub === SUB_ALL
+        ? `not subscribed to SUB_ALL (${this.defaultDropped ?? 'a callback was given, or it was unsubscribed'}); call subscribe(SUB_ALL) first`
+        : 'not subscribed to this subscription; call subscribe(sub) first',
     );
   }
 

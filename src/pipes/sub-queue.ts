@@ -98,6 +98,13 @@ export class SubQueue {
   private readonly maxQueue: number;
   private readonly maxBytes: number;
   private isClosed = false;
+  /** True once anyone asked this queue for a message (`take`/`next`). */
+  everRead = false;
+  /**
+   * @internal Called when the queue goes over its limits (pipes that pause, i.e. TCP);
+   * returns true if it dealt with it (e.g. removed the queue), so the owner need not pause.
+   */
+  onOverflow: ((q: SubQueue) => boolean) | undefined;
   private closeCause: Error | undefined;
   private closedErr: Error | undefined;
   /** Set once the owner closed: no more messages will arrive. Created on first use (an Error's stack trace is costly). */
@@ -135,7 +142,7 @@ export class SubQueue {
           this.take();
           this.owner.countDrop();
         }
-      } else if (!this.full) {
+      } else if (!this.full && this.onOverflow?.(this) !== true) {
         this.full = true;
         this.owner.queueFull(this);
       }
@@ -144,6 +151,7 @@ export class SubQueue {
 
   /** Takes the oldest queued message synchronously, if any. */
   take(): Message | undefined {
+    this.everRead = true;
     if (this.head >= this.items.length) return undefined;
     const m = this.items[this.head] as Message;
     (this.items as (Message | undefined)[])[this.head] = undefined;

@@ -9,7 +9,7 @@ import { toAbortError, type AbortOptions } from '../util/abort.js';
 import { createDecoder, encodeFrame, type FrameDecoder } from './framing.js';
 import { boundSend, handled, Pipe, type SendData } from './pipe.js';
 import { streamError } from './socket-errors.js';
-import { CLOSE_FLUSH_TIMEOUT, CLOSE_TIMEOUT, MAX_INFLIGHT_CALLBACKS, SUB_ALL, type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
+import { CLOSE_FLUSH_TIMEOUT, CLOSE_TIMEOUT, MAX_INFLIGHT_CALLBACKS, type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
 
 /** Options for wrapping a connected socket. */
 export interface TcpPipeInit extends QueueLimits {
@@ -155,7 +155,7 @@ export class TcpPipe extends Pipe {
     this.local = init.knownLocal ?? endpointFromNode(socket.localAddress ?? '', socket.localPort ?? 0);
     this.remote = init.knownRemote ?? endpointFromNode(socket.remoteAddress ?? '', socket.remotePort ?? 0);
     if (init.onMessage) this.onMessage(init.onMessage);
-    else if (init.defaultSub) this.subscribe(SUB_ALL);
+    else if (init.defaultSub) this.subscribeDefault();
     socket.on('data', this.onData);
     socket.on('error', (e) => {
       this.lastError ??= streamError(e);

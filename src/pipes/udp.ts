@@ -19,7 +19,7 @@ import { endpointFromNode, formatEndpoint, nodeHost, type Endpoint, type Endpoin
 import { toAbortError, type AbortOptions } from '../util/abort.js';
 import { boundSend, destEndpoint, handled, Pipe, type SendData } from './pipe.js';
 import { toBuffer } from './tcp.js';
-import { MAX_UDP_PAYLOAD, SUB_ALL, type MessageCallback, type QueueLimits } from './types.js';
+import { MAX_UDP_PAYLOAD, type MessageCallback, type QueueLimits } from './types.js';
 
 /** Options for wrapping a bound UDP socket. */
 export interface UdpPipeInit extends QueueLimits {
@@ -56,7 +56,7 @@ export class UdpPipe extends Pipe {
     const a = socket.address();
     this.local = endpointFromNode(a.address, a.port);
     if (init.onMessage) this.onMessage(init.onMessage);
-    else this.subscribe(SUB_ALL);
+    else this.subscribeDefault();
     socket.on('message', this.onDatagram);
     socket.on('error', (e) => {
       this.lastError = e;

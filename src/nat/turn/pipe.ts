@@ -8,7 +8,7 @@ import { InvalidArgumentError, MessageTooBigError, PipeClosedError } from '../..
 import { formatEndpoint, parseHost, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../../interfaces/endpoint.js';
 import { boundSend, destEndpoint, handled, Pipe, type SendData } from '../../pipes/pipe.js';
 import { toBuffer } from '../../pipes/tcp.js';
-import { SUB_ALL, type MessageCallback, type QueueLimits } from '../../pipes/types.js';
+import type { MessageCallback, QueueLimits } from '../../pipes/types.js';
 import { toAbortError, type AbortOptions } from '../../util/abort.js';
 import { CHANNEL_DATA_HEADER_SIZE } from '../stun/channel-data.js';
 import { ATTR, CLASS, METHOD } from '../stun/constants.js';
@@ -110,7 +110,7 @@ export class TurnPipe extends Pipe {
     this.mapped = init.mapped;
     this.lifetime = init.lifetime;
     if (init.onMessage) this.onMessage(init.onMessage);
-    else this.subscribe(SUB_ALL);
+    else this.subscribeDefault();
     this.#peers = new PeerTable(
       {
         request: (method, attrs) => this.#session.request(method, attrs, { timeout: init.requestTimeout }),
