@@ -361,4 +361,45 @@ describe('decoders (property tests with arbitrary chunking)', () => {
       { numRuns: 300 },
     );
   });
+
+  it('LineDecoder copies each byte of a long line a bounded number of times, however it is chunked (no quadratic re-scan)', () => {
+    const max = 1 << 20;
+    const line = Buffer.alloc(max - 1, 0x61);
+    const copied = { bytes: 0 };
+    const concat = Buffer.concat;
+    const from = Buffer.from;
+    Buffer.concat = ((list: readonly Uint8Array[], total?: number) => {
+      const b = concat(list, total);
+      copied.bytes += b.length;
+      return b;
+    }) as typeof Buffer.concat;
+    Buffer.from = ((...a: Parameters<typeof Buffer.from>) => {
+      const b = (from as (...x: unknown[]) => Buffer)(...a);
+      copied.bytes += b.length;
+      return b;
+    }) as typeof Buffer.from;
+    try {
+      for (const size of [1, 100, 1024, 5000]) {
+        copied.bytes = 0;
+        const d = new LineDecoder(max);
+        const got: Buffer[] = [];
+        const wire = Buffer.concat([line, Buffer.from('\n')]);
+        copied.bytes = 0;
+        for (let off = 0; off < wire.length; off += size) d.push(wire.subarray(off, off + size), (f) => got.push(f));
+        expect(got).toHaveLength(1);
+        expect(got[0]?.equals(line)).toBe(true);
+        // Each byte: at most one copy of its short chunk, plus one into the assembled line.
+        expect(copied.bytes).toBeLessThanOrEqual(2 * wire.length);
+        expect(d.pending).toBe(0);
+      }
+      // Over the limit as soon as the partial line passes it, whatever the chunking.
+      const d = new LineDecoder(1000);
+      expect(() => {
+        for (let i = 0; i < 2000; i++) d.push(Buffer.from('x'), () => undefined);
+      }).toThrow(FrameError);
+    } finally {
+      Buffer.concat = concat;
+      Buffer.from = from;
+    }
+  });
 });

@@ -74,29 +74,42 @@ export class LengthDecoder implements FrameDecoder {
   }
 }
 
-/** Decoder for `\n`-terminated lines (a trailing `\r` is kept; the `\n` is removed). */
+/**
+ * Decoder for `\n`-terminated lines (a trailing `\r` is kept; the `\n` is removed). Linear in
+ * the bytes received: a partial line is kept as the chunks it came in (short ones copied, so
+ * they pin no big buffer) and only new bytes are searched for the newline.
+ */
 export class LineDecoder implements FrameDecoder {
-  private buf: Buffer | undefined;
+  private parts: Buffer[] = [];
+  private partial = 0;
   constructor(private readonly max: number = DEFAULT_MAX_LINE) {}
 
   get pending(): number {
-    return this.buf ? this.buf.length : 0;
+    return this.partial;
   }
 
   push(chunk: Buffer, emit: (frame: Buffer) => void): void {
-    const data = this.buf ? Buffer.concat([this.buf, chunk]) : chunk;
-    this.buf = undefined;
     let off = 0;
     for (;;) {
-      const nl = data.indexOf(10, off);
+      const nl = chunk.indexOf(10, off);
       if (nl < 0) break;
-      if (nl - off > this.max) throw new FrameError(`line of ${nl - off} bytes exceeds the maximum of ${this.max}`);
-      emit(data.subarray(off, nl));
+      const len = this.partial + nl - off;
+      if (len > this.max) throw new FrameError(`line of ${len} bytes exceeds the maximum of ${this.max}`);
+      if (this.partial === 0) emit(chunk.subarray(off, nl));
+      else {
+        this.parts.push(chunk.subarray(off, nl));
+        const line = Buffer.concat(this.parts, len);
+        this.parts = [];
+        this.partial = 0;
+        emit(line);
+      }
       off = nl + 1;
     }
-    if (off < data.length) {
-      if (data.length - off > this.max) throw new FrameError(`line exceeds the maximum of ${this.max} bytes`);
-      this.buf = Buffer.from(data.subarray(off));
+    if (off < chunk.length) {
+      const rest = chunk.subarray(off);
+      this.partial += rest.length;
+      if (this.partial > this.max) throw new FrameError(`line exceeds the maximum of ${this.max} bytes`);
+      this.parts.push(rest.length < 4096 ? Buffer.from(rest) : rest);
     }
   }
 }
