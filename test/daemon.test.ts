@@ -103,6 +103,28 @@ describe('Daemon', () => {
     await expect(d.listen({ proto: 'udp', host: '127.0.0.1' })).rejects.toBeInstanceOf(InvalidArgumentError);
   });
 
+  it('close() while a listen() is still opening: that socket is closed too, and the listen rejects', async () => {
+    const d = new Daemon(() => undefined);
+    const pending = d.listen({ proto: 'tcp', host: '127.0.0.1', port: 0 });
+    await d.close();
+    await expect(pending).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(d.pipes).toHaveLength(0);
+  });
+
+  it('listenAll that can bind no address at all rejects with BindError (ERR_BIND) instead of listening nowhere', async () => {
+    class NoRights extends Daemon {
+      override listen(spec: { host?: string; port?: number }): Promise<Pipe> {
+        return Promise.reject(new BindError('ERR_BIND', `${spec.host}:${spec.port}`, 'bind: EACCES (permission denied)'));
+      }
+    }
+    const d = track(new NoRights(() => undefined));
+    const err = await d.listenAll(['tcp', 'udp'], 80).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BindError);
+    expect((err as BindError).code).toBe('ERR_BIND');
+    expect((err as BindError).message).toMatch(/could not listen on any of \d+ addresses.*EACCES/);
+    expect(d.skipped.length).toBeGreaterThanOrEqual(2);
+  });
+
   it('a throwing handler does not crash the daemon; it keeps serving', async () => {
     let n = 0;
     const d = track(

@@ -77,6 +77,11 @@ export class Daemon {
       family: spec.family,
       onMessage: (m) => this.onMessage(m),
     });
+    if (this.closing) {
+      // close() ran while this socket was opening: it must not outlive the daemon.
+      await pipe.close();
+      throw new InvalidArgumentError('daemon is closed');
+    }
     this.pipes.push(pipe);
     return pipe;
   }
@@ -85,7 +90,8 @@ export class Daemon {
    * Listens on every address of every up interface (IPv4 and IPv6, link-local included, loopback
    * included), for each protocol, on `port`. With port `0` the first socket picks the port and
    * every other socket uses the same one. Addresses that cannot be bound at all are recorded in
-   * {@link Daemon.skipped}; a port conflict fails the whole call and closes what it opened.
+   * {@link Daemon.skipped}; a port conflict fails the whole call and closes what it opened, and
+   * so does binding none at all (`BindError` `ERR_BIND`, e.g. a privileged port without the right).
    */
   listenAll(protos: Proto | Proto[] = ['tcp', 'udp'], port = 0, opts: AbortOptions = {}): Promise<Pipe[]> {
     return this.listenScopes(protos, port, () => true, opts);
@@ -128,6 +134,10 @@ export class Daemon {
           }
           throw e;
         }
+      }
+      if (opened.length === 0 && specs.length > 0) {
+        const last = this.skipped.at(-1)?.error;
+        throw new BindError('ERR_BIND', this.skipped.at(-1)?.address ?? '', `could not listen on any of ${specs.length} addresses${last ? ` (last: ${last.message})` : ''}`, last ? { cause: last } : undefined);
       }
     } catch (e) {
       await Promise.all(opened.map((p) => p.close()));
