@@ -4,8 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, LeaseError, NotFoundError } from '../src/errors.js';
+import { Identity } from '../src/crypto/identity.js';
 import type { SwarmPeer } from '../src/swarm/index.js';
-import { DEFAULT_LEASE_TIME, KIND_SYNC, SyncDict, encodeRecordList, signRecord, type SyncDictOptions } from '../src/sync/index.js';
+import { DEFAULT_LEASE_TIME, KIND_SYNC, MAX_OWNERS_PER_KEY, SyncDict, encodeRecordList, signRecord, type SyncDictOptions } from '../src/sync/index.js';
 import { delay, swarmOf, until } from './swarm-helpers.js';
 
 /** A clock shared by the dicts of a test. */
@@ -220,6 +221,28 @@ describe('synced dict: forged and clock-abusing writes', () => {
     }
     await da!.set('k', 'still mine');
     await until(() => str(dv!.get('k')) === 'still mine');
+  });
+
+  it('a flood of claims on a held key from throw-away keys cannot push out the holder\'s record (MAX_OWNERS_PER_KEY)', async () => {
+    const clock = new Clock();
+    const [a, m, v] = await swarmOf(3);
+    const [da, dm, dv] = dicts([a!, m!, v!], { now: clock.now });
+    await da!.set('k2', 'owned by A');
+    await until(() => str(dv!.get('k2')) === 'owned by A' && str(dm!.get('k2')) === 'owned by A');
+    clock.t += 1000;
+    const flood: Buffer[] = [];
+    for (let i = 0; i < MAX_OWNERS_PER_KEY + 10; i++) {
+      const id = Identity.generate();
+      flood.push(signRecord(id, m!.protocolHash, { namespace: dv!.namespace, since: clock.t + i, ts: clock.t + i, tombstone: false, key: Buffer.from('k2'), value: Buffer.from(`squat ${i}`) }).raw);
+    }
+    for (let i = 0; i < flood.length; i += 16) inject(m!, dv!, flood.slice(i, i + 16));
+    await delay(500);
+    for (const d of [da!, dm!, dv!]) {
+      expect(str(d.get('k2'))).toBe('owned by A');
+      expect(d.meta('k2')?.owner).toBe(a!.idHex);
+    }
+    await da!.set('k2', 'still mine');
+    await until(() => str(dv!.get('k2')) === 'still mine' && str(dm!.get('k2')) === 'still mine');
   });
 
   it('malformed sync messages are reported and change nothing', async () => {

@@ -298,14 +298,21 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
     const old = owners.get(r.ownerHex);
     if (old && !newerOf(r, old)) return false;
     owners.set(r.ownerHex, r);
+    let after = resolveKey(owners.values(), this.leasing, this.leaseTime);
     if (owners.size > MAX_OWNERS_PER_KEY) {
+      // Forget the oldest write that is not the key's current value: a flood of claims from
+      // throw-away keys cannot push out the holder's record and with it the holder's lease.
       let oldest: SyncRecord | undefined;
-      for (const x of owners.values()) if (!oldest || x.ts < oldest.ts || (x.ts === oldest.ts && Buffer.compare(x.ownerId, oldest.ownerId) > 0)) oldest = x;
+      for (const x of owners.values()) {
+        if (x === after) continue;
+        if (!oldest || x.ts < oldest.ts || (x.ts === oldest.ts && Buffer.compare(x.ownerId, oldest.ownerId) > 0)) oldest = x;
+      }
       if (oldest) owners.delete(oldest.ownerHex);
+      after = resolveKey(owners.values(), this.leasing, this.leaseTime);
+      if (oldest === r) return false;
     }
     this.#digest = undefined;
     const before = this.#winners.get(k);
-    const after = resolveKey(owners.values(), this.leasing, this.leaseTime);
     if (after) this.#winners.set(k, after);
     else this.#winners.delete(k);
     if (before !== after && !(before && after && before.raw.equals(after.raw))) {
