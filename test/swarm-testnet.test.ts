@@ -43,6 +43,13 @@ describe('createTestnet', () => {
       expect(await d.get('list')).toEqual([1, 'two', { three: 3 }]);
     }
     expect(await net.dhts[0]!.get('missing', { default: null })).toBeNull();
+    // A node added later joins the DHT too: it finds existing keys and others find its keys.
+    await net.addNode();
+    expect(net.dhts.length).toBe(11);
+    const late = net.dhts[10]!;
+    expect(await late.get('color')).toBe('blue');
+    await late.set('late', 'here');
+    for (const d of net.dhts.slice(0, 10)) expect(await d.get('late')).toBe('here');
   });
 
   it('close() leaves no socket, server or timer of the testnet behind', async () => {

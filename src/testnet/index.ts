@@ -107,6 +107,7 @@ export async function createTestnet(n: number, opts: TestnetOptions = {}): Promi
   const identityFor = (i: number): Identity =>
     seedText === undefined ? Identity.generate() : Identity.fromPrivateKey(createHash('sha256').update(`p2pd-testnet\0${seedText}\0${i}`).digest());
 
+  let ready = false;
   const addNode = async (): Promise<SwarmPeer> => {
     throwIfAborted(opts.signal);
     const peer = new SwarmPeer({ ...opts.peer, identity: identityFor(nodes.length), ...(opts.protocol ? { protocol: opts.protocol } : {}) });
@@ -124,6 +125,9 @@ export async function createTestnet(n: number, opts: TestnetOptions = {}): Promi
       const dht = new DhtNode({ ...dhtOpts, transport, contact, signer: peer.identity });
       transports.push(transport);
       dhts.push(dht);
+      // A node added after set-up joins the DHT at once, through the swarm member it joined by.
+      const nb = peer.peers[0];
+      if (ready && nb) await dht.join([SwarmDhtTransport.contactOf(nb)], opts.signal ? { signal: opts.signal } : undefined);
     }
     return peer;
   };
@@ -159,6 +163,7 @@ export async function createTestnet(n: number, opts: TestnetOptions = {}): Promi
         }),
       );
     }
+    ready = true;
   } catch (e) {
     await close();
     throw e;
