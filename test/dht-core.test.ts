@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Identity } from '../src/crypto/identity.js';
-import { AbortError, NotFoundError, RecordError, TimeoutError } from '../src/errors.js';
+import { AbortError, NotFoundError, RecordError, TimeoutError, UnreachableError } from '../src/errors.js';
 import {
   DEFAULT_K, DhtNode, ID_BITS, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryNetwork, RoutingTable, bucketIndex,
   compareDistance, createRecord, createMemoryDhtTestnet, decideStore, encodeMessage, generateSigner, idEquals, keyToId,
@@ -258,6 +258,18 @@ describe('DHT networks', () => {
     expect(await n.get('missing', { default: null })).toBeNull();
     expect(await n.get('missing', { default: undefined })).toBeUndefined();
     expect(await n.get('missing', { default: 'dflt' })).toBe('dflt');
+  });
+
+  it('a DHT that does not answer is UnreachableError, not a missing key (default or not)', async () => {
+    const net = await testnet(4);
+    const n = net.nodes[0] as DhtNode;
+    for (const other of net.nodes.slice(1)) await net.kill(other);
+    await expectReject(n.get('anything'), UnreachableError, 'ERR_UNREACHABLE');
+    await expectReject(n.get('anything', { default: null }), UnreachableError, 'ERR_UNREACHABLE');
+    await expectReject(n.has('anything'), UnreachableError, 'ERR_UNREACHABLE');
+    // A node alone by design (no contact at all) still answers from itself.
+    const alone = await testnet(1);
+    expect(await (alone.nodes[0] as DhtNode).get('missing', { default: 'dflt' })).toBe('dflt');
   });
 
   it('enforces size limits before touching the network', async () => {

@@ -13,7 +13,7 @@
  * @module
  */
 import { setMaxListeners } from 'node:events';
-import { AbortError, ConnectError, DecodeError, InvalidArgumentError, NotFoundError, P2pdError, RecordError } from '../errors.js';
+import { AbortError, ConnectError, DecodeError, InvalidArgumentError, NotFoundError, P2pdError, RecordError, UnreachableError } from '../errors.js';
 import { toAbortError, type AbortOptions } from '../util/abort.js';
 import { contactProblem, type Contact } from './contact.js';
 import { idEquals, idToHex, keyBytes, keyToId, randomIdInBucket, type DhtId } from './id.js';
@@ -34,6 +34,16 @@ import {
   DEFAULT_GET_QUORUM, DEFAULT_REFRESH_INTERVAL, DEFAULT_REPUBLISH_INTERVAL, DEFAULT_REQUEST_TIMEOUT, JOIN_PING_ATTEMPTS,
   nonNegative, type DhtEntries, type DhtGetOptions, type DhtNodeOptions,
 } from './options.js';
+
+/**
+ * A read that found no copy here, asked nodes and got no answer from any: the DHT is
+ * unreachable from this node, which is an `UnreachableError`, not a missing key.
+ */
+function unreachableCheck(res: LookupResult): void {
+  if (res.closest.length === 0 && res.records.length === 0 && res.failures > 0) {
+    throw new UnreachableError(`no DHT node answered (${res.failures} asked)`);
+  }
+}
 
 /** A Kademlia DHT node. */
 export class DhtNode {
@@ -153,7 +163,9 @@ export class DhtNode {
 
   /**
    * The value stored under `key`, typed as it was set. A missing (or deleted) key throws
-   * {@link NotFoundError}, or returns `opts.default` when given.
+   * {@link NotFoundError}, or returns `opts.default` when given. When this node holds no copy
+   * and every node it asked failed to answer, it throws `UnreachableError`
+   * (`ERR_UNREACHABLE`), default or not (as do `getRecord` and `has`).
    */
   async get(key: DhtKey, opts?: DhtGetOptions): Promise<DhtValue>;
   async get<D>(key: DhtKey, opts: DhtGetOptions<D> & { default: D }): Promise<DhtValue | D>;
@@ -173,6 +185,7 @@ export class DhtNode {
       const local = this.#replicator.localCopies(keyId).length > 0 ? 1 : 0;
       const quorum = Math.max(1, (opts?.quorum ?? this.#quorum) - local);
       const look = await this.#lookup(keyId, 'value', signal, quorum);
+      if (local === 0) unreachableCheck(look);
       const { winner, stale } = this.#resolve(keyId, look);
       if (winner && stale.length > 0) this.#replicator.readRepair(winner, keyId, stale, look);
       return winner;
