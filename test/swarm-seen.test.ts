@@ -53,6 +53,22 @@ describe('SeenCache', () => {
     expect(c.size).toBe(0);
   });
 
+  it('remembers, per origin, the newest timestamp it evicted: older messages of that origin count as seen', () => {
+    const c = new SeenCache<number>(2, 1000);
+    const other = randomBytes(32);
+    const k2 = (o: Uint8Array, i: number): string => SeenCache.key(o, Buffer.alloc(16, i));
+    c.set(k2(origin, 1), 1, 0, 100);
+    c.set(k2(origin, 2), 2, 0, 200);
+    expect(c.forgotten(k2(origin, 9), 100)).toBe(false);
+    c.set(k2(origin, 3), 3, 0, 300); // evicts ts 100
+    expect(c.forgotten(k2(origin, 1), 100)).toBe(true);
+    expect(c.forgotten(k2(origin, 9), 99)).toBe(true);
+    expect(c.forgotten(k2(origin, 9), 101)).toBe(false);
+    expect(c.forgotten(k2(other, 1), 50)).toBe(false); // another origin is not affected
+    c.clear();
+    expect(c.forgotten(k2(origin, 1), 100)).toBe(false);
+  });
+
   it('keys by origin and id together', () => {
     const id = randomBytes(16);
     const a = randomBytes(32);

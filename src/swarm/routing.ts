@@ -86,7 +86,7 @@ export class Router {
   /** Sends a message we originate; returns the number of first hops used (0 = delivered locally). */
   originateData(env: Envelope, duplicates: number): number {
     const now = this.d.now();
-    this.seenData.set(SeenCache.key(env.originKey, env.msgId), true, now);
+    this.seenData.set(SeenCache.key(env.originKey, env.msgId), true, now, env.timestamp);
     if (env.target.equals(this.d.selfId)) {
       this.d.deliver(env, undefined);
       return 0;
@@ -114,7 +114,7 @@ export class Router {
   /** A DATA frame from a neighbour. */
   onData(link: Link, env: Envelope): void {
     const now = this.d.now();
-    if (this.seenData.get(SeenCache.key(env.originKey, env.msgId), now)) {
+    if (this.seenData.get(SeenCache.key(env.originKey, env.msgId), now) || this.seenData.forgotten(SeenCache.key(env.originKey, env.msgId), env.timestamp)) {
       this.d.stats.duplicates++;
       return;
     }
@@ -123,7 +123,7 @@ export class Router {
       this.d.penalize(link, problem);
       return;
     }
-    this.seenData.set(SeenCache.key(env.originKey, env.msgId), true, now);
+    this.seenData.set(SeenCache.key(env.originKey, env.msgId), true, now, env.timestamp);
     if (env.target.equals(this.d.selfId)) {
       this.d.deliver(env, link);
       return;
@@ -159,7 +159,7 @@ export class Router {
   /** Sends a broadcast we originate. */
   originateBcast(env: Envelope): void {
     const st: BcastState = { limit: 257, flooded: false };
-    this.seenBcast.set(SeenCache.key(env.originKey, env.msgId), st, this.d.now());
+    this.seenBcast.set(SeenCache.key(env.originKey, env.msgId), st, this.d.now(), env.timestamp);
     this.#fanOut(env, undefined, 0, 256, st, 0);
   }
 
@@ -175,13 +175,17 @@ export class Router {
       else if (env.limit < st.limit) this.#fanOut(env, link, env.limit, st.limit, st, hops);
       return;
     }
+    if (this.seenBcast.forgotten(SeenCache.key(env.originKey, env.msgId), env.timestamp)) {
+      this.d.stats.duplicates++;
+      return;
+    }
     const problem = envelopeProblem(env, this.d.protocolHash, now);
     if (problem) {
       this.d.penalize(link, problem);
       return;
     }
     const fresh: BcastState = { limit: 257, flooded: false };
-    this.seenBcast.set(SeenCache.key(env.originKey, env.msgId), fresh, now);
+    this.seenBcast.set(SeenCache.key(env.originKey, env.msgId), fresh, now, env.timestamp);
     if (hops <= MAX_HOPS) {
       if (env.mode === MODE_FLOOD) this.#floodBcast(env, link, hops, fresh);
       else this.#fanOut(env, link, env.limit, 256, fresh, hops);

@@ -2,13 +2,22 @@
  * The seen-cache: message ids remembered for a bounded time and count, for exactly-once
  * delivery and relay dedupe. Oldest entries go first when full; entries also expire after
  * their TTL. Each entry carries a small per-message state (e.g. how much of a broadcast
- * tree this node already served).
+ * tree this node already served). An id evicted before its TTL could be replayed as new, so
+ * the cache keeps, per origin, the newest message timestamp it has evicted
+ * ({@link SeenCache.forgotten}): a message of that origin no newer than that may have been
+ * seen and is refused (at most once under overload, never twice). Per origin, so that a node
+ * whose clock runs behind loses nothing to other origins' evictions.
  * @module
  */
+
+/** Characters of a cache key that name the origin (its 32-byte key, latin1). */
+const ORIGIN_CHARS = 32;
 
 interface Entry<S> {
   state: S;
   expires: number;
+  /** The message's own timestamp (ms). */
+  ts: number;
 }
 
 /** A bounded, time-limited map from message key ({@link SeenCache.key}) to per-message state. */
@@ -16,6 +25,10 @@ export class SeenCache<S> {
   readonly #map = new Map<string, Entry<S>>();
   /** Entries dropped because the cache was full (before their TTL). */
   evicted = 0;
+  /** Per origin (the key's first {@link ORIGIN_CHARS} characters): newest evicted message timestamp. Bounded by `maxSize`. */
+  readonly #floors = new Map<string, number>();
+  /** Floor for origins whose own floor was dropped from {@link #floors} (the highest such). */
+  #globalFloor = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly maxSize: number,
@@ -47,18 +60,45 @@ export class SeenCache<S> {
     return e.state;
   }
 
-  /** Remembers (or updates) an id with `state`; keeps the original expiry of an existing entry. */
-  set(k: string, state: S, now: number): void {
+  /**
+   * True if the message of key `k` stamped `ts` (not found by {@link get}) may nevertheless
+   * have been seen: the cache, full, evicted an entry of the same origin at least as new.
+   */
+  forgotten(k: string, ts: number): boolean {
+    if (ts <= this.#globalFloor) return true;
+    const f = this.#floors.get(k.slice(0, ORIGIN_CHARS));
+    return f !== undefined && ts <= f;
+  }
+
+  /**
+   * Remembers (or updates) an id with `state`; keeps the original expiry of an existing entry.
+   * `ts`: the message's own timestamp (see {@link forgotten}).
+   */
+  set(k: string, state: S, now: number, ts = Number.NEGATIVE_INFINITY): void {
     const e = this.#map.get(k);
     if (e && e.expires > now) {
       e.state = state;
       return;
     }
     if (e) this.#map.delete(k);
-    this.#map.set(k, { state, expires: now + this.ttl });
+    this.#map.set(k, { state, expires: now + this.ttl, ts });
     if (this.#map.size > this.maxSize) {
-      this.#map.delete(this.#map.keys().next().value as string);
+      const [oldKey, old] = this.#map.entries().next().value as [string, Entry<S>];
+      this.#map.delete(oldKey);
       this.evicted++;
+      this.#raiseFloor(oldKey.slice(0, ORIGIN_CHARS), old.ts);
+    }
+  }
+
+  #raiseFloor(origin: string, ts: number): void {
+    const f = this.#floors.get(origin);
+    if (f !== undefined && f >= ts) return;
+    this.#floors.delete(origin); // re-insert: most recently raised last
+    this.#floors.set(origin, ts);
+    if (this.#floors.size > this.maxSize) {
+      const [o, v] = this.#floors.entries().next().value as [string, number];
+      this.#floors.delete(o);
+      if (v > this.#globalFloor) this.#globalFloor = v;
     }
   }
 
@@ -73,5 +113,7 @@ export class SeenCache<S> {
   /** Forgets everything. */
   clear(): void {
     this.#map.clear();
+    this.#floors.clear();
+    this.#globalFloor = Number.NEGATIVE_INFINITY;
   }
 }
