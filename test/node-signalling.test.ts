@@ -9,6 +9,7 @@ import { inboxTopic, startBroker, type Broker } from '../src/node/broker.js';
 import { deriveSignalKey, MAX_SIGNAL_TTL, openEnvelope, ReplayCache, sealEnvelope } from '../src/node/envelope.js';
 import { SignalError } from '../src/node/errors.js';
 import { Signalling, type SignalMessage } from '../src/node/signalling.js';
+import { brokerUrlsFor, isLoopbackHost } from '../src/node/signalling-broker.js';
 
 function party(brokers: string[]): { id: Identity; sk: ReturnType<typeof deriveSignalKey>; addr: PeerAddress; sig: Signalling; inbox: SignalMessage[] } {
   const id = Identity.generate();
@@ -297,3 +298,46 @@ if (!haveMosquitto && !CI) {
     it.skip('mosquitto is not installed: the real-broker signalling tests did not run', () => undefined);
   });
 }
+
+describe('which broker reaches a peer', () => {
+  const peerWith = (signal: PeerAddress['signal'], hosts: string[]): PeerAddress =>
+    ({
+      signal,
+      interfaces: [
+        {
+          nat: 'UNKNOWN',
+          delta: { type: 'NA', value: 0 },
+          endpoints: hosts.map((host) => ({ kind: host.startsWith('127.') ? 'loopback' : 'lan', proto: 'tcp', host, port: 4000, family: 4 })),
+        },
+      ],
+    }) as unknown as PeerAddress;
+
+  it('a peer on another host is never signalled through a loopback URL (that would be our own broker)', () => {
+    const peer = peerWith(
+      [
+        { type: 'mqtt', url: 'mqtt://127.0.0.1:1883' },
+        { type: 'mqtt', url: 'mqtt://localhost:1884' },
+        { type: 'mqtt', url: 'mqtt://broker.example:1883' },
+        { type: 'mqtt-self', port: 38883 },
+      ],
+      ['127.0.0.1', '192.0.2.5'],
+    );
+    expect(brokerUrlsFor(peer, false)).toEqual(['mqtt://broker.example:1883', 'mqtt://192.0.2.5:38883']);
+    expect(brokerUrlsFor(peer, true)).toEqual(['mqtt://127.0.0.1:1883', 'mqtt://localhost:1884', 'mqtt://broker.example:1883', 'mqtt://127.0.0.1:38883', 'mqtt://192.0.2.5:38883']);
+    expect(isLoopbackHost('[::1]')).toBe(true);
+    expect(isLoopbackHost('127.9.9.9')).toBe(true);
+    expect(isLoopbackHost('192.0.2.5')).toBe(false);
+  });
+
+  it('Signalling asks its sameHost option; without it only a loopback-only peer counts as local', () => {
+    const remote = peerWith([{ type: 'mqtt-self', port: 38883 }], ['127.0.0.1', '192.0.2.5']);
+    const local = peerWith([{ type: 'mqtt-self', port: 38883 }], ['127.0.0.1']);
+    const id = Identity.generate();
+    const key = deriveSignalKey(id);
+    const plain = new Signalling({ identity: id, signalKey: key });
+    expect(plain.brokersFor(remote)).toEqual(['mqtt://192.0.2.5:38883']);
+    expect(plain.brokersFor(local)).toEqual(['mqtt://127.0.0.1:38883']);
+    const told = new Signalling({ identity: id, signalKey: key, sameHost: () => true });
+    expect(told.brokersFor(remote)).toEqual(['mqtt://127.0.0.1:38883', 'mqtt://192.0.2.5:38883']);
+  });
+});

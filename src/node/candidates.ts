@@ -49,6 +49,16 @@ export function localAddresses(nics: readonly Interface[]): { host: string; pref
 }
 
 /**
+ * Whether `peer` looks like it runs on this host: one of its non-loopback TCP endpoints is an
+ * address of ours, or it has loopback endpoints only.
+ */
+export function peerOnThisHost(peer: PeerAddress, nics: readonly Interface[], ours = localAddresses(nics)): boolean {
+  const ourHosts = new Set(ours.map((o) => o.host));
+  const eps = peer.interfaces.flatMap((i) => i.endpoints).filter((e) => e.proto === 'tcp');
+  return eps.some((e) => e.kind !== 'loopback' && ourHosts.has(e.host)) || eps.every((e) => e.kind === 'loopback');
+}
+
+/**
  * Direct TCP candidates for `peer`, best first:
  * same host (loopback) when the peer has one of our addresses or is us; LAN addresses in one
  * of our subnets; IPv6 link-local on each of our interfaces that has a link-local address;
@@ -59,7 +69,7 @@ export function directCandidates(peer: PeerAddress, nics: readonly Interface[], 
   const ours = localAddresses(nics);
   const ourHosts = new Set(ours.map((o) => o.host));
   const eps = peer.interfaces.flatMap((i) => i.endpoints).filter((e) => e.proto === 'tcp');
-  const sameHost = opts.self === true || eps.some((e) => e.kind !== 'loopback' && ourHosts.has(e.host)) || eps.every((e) => e.kind === 'loopback');
+  const sameHost = opts.self === true || peerOnThisHost(peer, nics, ours);
   const out: DirectCandidate[] = [];
   const seen = new Set<string>();
   const add = (dest: Endpoint, kind: AddrEndpoint['kind'], rank: number): void => {

@@ -30,6 +30,7 @@ import { throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { parseAddress, type PeerAddress, type SignalChannel } from './address.js';
 import { startBroker, type Broker } from './broker.js';
 import { buildAddress } from './build-address.js';
+import { peerOnThisHost } from './candidates.js';
 import { KEEPALIVE_MS, type NodeContext } from './context.js';
 import { deriveSignalKey } from './envelope.js';
 import { asNodePipe, decodeHello } from './hello.js';
@@ -201,6 +202,7 @@ export class P2pNode implements AsyncDisposable {
       brokers,
       ...(cfg?.connectTimeout !== undefined ? { connectTimeout: cfg.connectTimeout } : {}),
       onMessage: (m) => this.onSignal(m),
+      sameHost: (peer) => peer.id.equals(this.identity.id) || peerOnThisHost(peer, this.nics),
     });
     await this.signalling.start(opts);
   }

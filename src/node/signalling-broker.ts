@@ -100,17 +100,37 @@ export function openBroker(url: string, configured: boolean, o: OpenBrokerOption
   return conn;
 }
 
-/** Broker URLs that may reach `peer`, best first: shared configured ones, then the peer's own. */
-export function brokerUrlsFor(peer: PeerAddress): string[] {
+/** True for a loopback host name or address (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127\./.test(h) || h === '::ffff:127.0.0.1';
+}
+
+function urlHost(url: string): string | undefined {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Broker URLs that may reach `peer`, best first: shared configured ones, then the peer's own.
+ * `sameHost`: whether the peer runs on this host; for a peer elsewhere loopback URLs are left
+ * out, since from here they name our own host's broker, not the peer's.
+ */
+export function brokerUrlsFor(peer: PeerAddress, sameHost = false): string[] {
   const urls: string[] = [];
+  const usable = (host: string | undefined): boolean => sameHost || host === undefined || !isLoopbackHost(host);
   for (const s of peer.signal) {
-    if (s.type === 'mqtt') urls.push(s.url);
-    else {
+    if (s.type === 'mqtt') {
+      if (usable(urlHost(s.url))) urls.push(s.url);
+    } else {
       // A broker the peer runs itself: at each of its addresses (loopback first: same host).
       const hosts: string[] = [];
       for (const iface of peer.interfaces) {
         for (const e of iface.endpoints) {
-          if (e.proto !== 'tcp' || e.kind === 'link-local') continue;
+          if (e.proto !== 'tcp' || e.kind === 'link-local' || !usable(e.host)) continue;
           const h = formatEndpoint({ host: e.host, port: s.port, family: e.family });
           if (!hosts.includes(h)) hosts.push(h);
         }

@@ -3,6 +3,7 @@
  * the verified message it hands out (see `signalling.ts`).
  * @module
  */
+import type { PeerAddress } from './address.js';
 import type { Identity } from '../crypto/identity.js';
 import type { X25519KeyPair } from '../crypto/x25519.js';
 import type { SignalRejection } from './errors.js';
@@ -50,6 +51,12 @@ export interface SignallingOptions {
   onMessage?: (m: SignalMessage) => void;
   /** Delay before reconnecting a configured broker (ms). @default 1000 */
   reconnectPeriod?: number;
+  /**
+   * Whether a peer runs on this host. A peer on another host is never signalled through a
+   * loopback broker URL (that would be our own broker, not the peer's). @default every peer is
+   * taken to be on another host unless its address has only loopback endpoints
+   */
+  sameHost?: (peer: PeerAddress) => boolean;
 }
 
 /** Counters. */

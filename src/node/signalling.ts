@@ -17,7 +17,7 @@ import type { PeerAddress } from './address.js';
 import { inboxTopic } from './broker.js';
 import { openEnvelope, ReplayCache, sealEnvelope } from './envelope.js';
 import { SignalError, type SignalRejection } from './errors.js';
-import { brokerUrlsFor, openBroker, type Conn } from './signalling-broker.js';
+import { brokerUrlsFor, isLoopbackHost, openBroker, type Conn } from './signalling-broker.js';
 import {
   BROKER_CONNECT_TIMEOUT, DEFAULT_SIGNAL_TTL, MAX_PEER_BROKERS, type SignalMessage, type SignallingOptions, type SignallingStats,
 } from './signalling-types.js';
@@ -152,7 +152,8 @@ export class Signalling {
 
   /** Broker URLs that may reach `peer`, best first: shared configured ones, then the peer's own. */
   brokersFor(peer: PeerAddress): string[] {
-    return brokerUrlsFor(peer);
+    const same = this.opts.sameHost?.(peer) ?? peer.interfaces.every((i) => i.endpoints.every((e) => isLoopbackHost(e.host)));
+    return brokerUrlsFor(peer, same);
   }
 
   /** A connected broker that reaches `peer`, connecting to one of its brokers if needed. */
