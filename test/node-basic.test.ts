@@ -8,6 +8,7 @@ import { Identity } from '../src/crypto/identity.js';
 import { InvalidArgumentError, StateError } from '../src/errors.js';
 import { Interface } from '../src/interfaces/interfaces.js';
 import { startStunServer, type StunServer } from '../src/nat/stun/server.js';
+import { TurnAuthError } from '../src/nat/turn/errors.js';
 import {
   AddressError, P2pConnectError, P2pNode, encodeAddress, parseAddress, startBroker, startP2pNode, type NodeEvent, type NodePipe, type P2pNodeOptions,
 } from '../src/node/index.js';
@@ -306,6 +307,9 @@ describe.runIf(HAVE_TURN || CI)('P2P node: punch and relay on loopback', () => {
     expect(err).toBeInstanceOf(P2pConnectError);
     expect((err as Error).message).toMatch(/TURN|401|auth/i);
     expect(performance.now() - t0).toBeLessThan(5000);
+    // The TURN server's own typed refusal is kept as the strategy error's cause.
+    const relay = (err as P2pConnectError).attempts.find((x) => x.strategy === 'relay');
+    expect(relay?.error.cause).toBeInstanceOf(TurnAuthError);
   });
 
   it('relay with a TURN server on one side only (ours): the peer sends from a plain UDP socket', async () => {

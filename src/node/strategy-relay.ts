@@ -44,7 +44,7 @@ export function relayPossible(ctx: NodeContext): boolean {
 
 /** Allocates a relay on the first configured TURN server that grants one. */
 export async function allocateRelay(ctx: NodeContext, signal: AbortSignal): Promise<TurnPipe> {
-  const errors: string[] = [];
+  const errors: Error[] = [];
   for (const t of ctx.opts.turn ?? []) {
     try {
       const r = await turnAllocate({
@@ -60,11 +60,13 @@ export async function allocateRelay(ctx: NodeContext, signal: AbortSignal): Prom
       r.onClose(() => ctx.relays.delete(r));
       return r;
     } catch (e) {
-      errors.push(errorOf(e).message);
+      errors.push(errorOf(e));
       throwIfAborted(signal);
     }
   }
-  throw new ConnectError(`no TURN allocation (${errors.join('; ') || 'no server'})`);
+  // The servers' own errors stay reachable (`cause`): e.g. a TurnError for a refused allocation.
+  const cause = errors.length === 1 ? errors[0] : errors.length > 1 ? new AggregateError(errors, 'every TURN server failed') : undefined;
+  throw new ConnectError(`no TURN allocation (${errors.map((e) => e.message).join('; ') || 'no server'})`, cause ? { cause } : undefined);
 }
 
 /** Permits the peer's candidate hosts on our relay (same family only); fails if none could be permitted. */
