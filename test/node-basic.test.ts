@@ -312,6 +312,21 @@ describe.runIf(HAVE_TURN || CI)('P2P node: punch and relay on loopback', () => {
     expect(relay?.error.cause).toBeInstanceOf(TurnAuthError);
   });
 
+  it('a relay request the peer cannot serve after allocating (nothing it may permit) is refused at once, not left to time out', async () => {
+    const a = await node({ stun: [stunAddr], natDetection: false });
+    const b = await node(withInfra());
+    const t0 = performance.now();
+    const reply = await a.signalling!.request(parseAddress(b.addr), 'relay', {
+      addr: a.addr,
+      conn: 'c'.repeat(32),
+      nonce: 'ab'.repeat(32),
+      cands: ['[2001:db8::1]:5000'], // IPv6 only: b's IPv4 relay can permit none of them
+    }, { timeout: 8000 });
+    expect(reply.type).toBe('relay-err');
+    expect(String(reply.body.error)).toMatch(/permit/);
+    expect(performance.now() - t0).toBeLessThan(4000);
+  });
+
   it('relay with a TURN server on one side only (ours): the peer sends from a plain UDP socket', async () => {
     const a = await node(withInfra());
     const b = await node({ stun: [stunAddr], natDetection: false });

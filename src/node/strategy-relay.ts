@@ -176,23 +176,29 @@ export async function serveRelay(ctx: NodeContext, m: SignalMessage, peer: PeerA
     if (!theirRelay) return refuse(relayEnabled(ctx) ? why : 'no TURN server on either side');
     if (!nonce || (ctx.opts.stun ?? []).length === 0 || ctx.opts.relay === false) return refuse(why);
     const udp = await openPunchSocket();
+    let replied = false;
     try {
       const cands = await udpCandidates(ctx, udp, sub);
       await sig.reply(m, peer, 'relay-ok', { cands: cands.map((c) => formatEndpoint(c)) }, { signal: sub });
+      replied = true;
       const { sp } = await punchThenSecure(ctx, mod, udp, [theirRelay], nonce, { initiator: false, peer, conn, signal: sub });
       if (decodeHello(sp.remoteExtensions)?.c !== conn) return void (await sp.close());
       ctx.adopt(sp, { strategy: 'relay', transport: 'turn', local: udp.local, remote: theirRelay }, true);
     } catch (e) {
       await udp.close();
+      // Failed before answering: say so at once rather than let the peer wait out its timeout.
+      if (!replied) await refuse(errorOf(e).message);
       throw e;
     }
     return;
   }
+  let replied = false;
   try {
     if (theirRelay) {
       // Relay to relay.
       await relay.permit(theirRelay.host);
       await sig.reply(m, peer, 'relay-ok', { relay: formatEndpoint(relay.relayed) }, { signal: sub });
+      replied = true;
       const sp = await secureDatagram(ctx, mod, relay, theirRelay, { initiator: false, peer, signal: sub });
       if (decodeHello(sp.remoteExtensions)?.c !== conn) return void (await sp.close());
       ctx.adopt(sp, { strategy: 'relay', transport: 'turn', local: relay.relayed, remote: theirRelay, server: relay.server }, true);
@@ -202,11 +208,13 @@ export async function serveRelay(ctx: NodeContext, m: SignalMessage, peer: PeerA
     const towards = relayable(relay, theirCands);
     await permitCandidates(relay, towards);
     await sig.reply(m, peer, 'relay-ok', { relay: formatEndpoint(relay.relayed) }, { signal: sub });
+    replied = true;
     const { sp, remote } = await punchThenSecure(ctx, mod, relay, towards, nonce as Buffer, { initiator: false, peer, conn, signal: sub });
     if (decodeHello(sp.remoteExtensions)?.c !== conn) return void (await sp.close());
     ctx.adopt(sp, { strategy: 'relay', transport: 'turn', local: relay.relayed, remote, server: relay.server }, true);
   } catch (e) {
     await relay.close();
+    if (!replied) await refuse(errorOf(e).message);
     throw e;
   }
 }
