@@ -115,6 +115,24 @@ describe('subscriptions', () => {
     expect(drain(server, nobody)).toEqual([]);
   });
 
+  it('source hosts are compared as addresses: IPv4-mapped IPv6, other IPv6 spellings, zones; garbage is an InvalidArgumentError', async () => {
+    // A dual-stack server: IPv4 senders show up as ::ffff:a.b.c.d.
+    const server = cleanup.track(await pipeOpen('udp', undefined, { bind: { host: '::', port: 0 }, ipv6Only: false }));
+    const v4 = cleanup.track(await pipeOpen('udp', { host: '127.0.0.1', port: server.local.port }, { bind: '127.0.0.1:0' }));
+    const v6 = cleanup.track(await pipeOpen('udp', { host: '::1', port: server.local.port }));
+    const plain4: Sub = { source: { host: '127.0.0.1' } };
+    const long6: Sub = { source: { host: '0:0:0:0:0:0:0:1' } };
+    const zoned: Sub = { source: { host: '::1%nosuchzone' } };
+    for (const x of [plain4, long6, zoned]) server.subscribe(x);
+    await v4.send('four');
+    await v6.send('six');
+    for (let i = 0; i < 2; i++) await server.recv({ timeout: 5_000 });
+    expect(drain(server, plain4)).toEqual(['four']);
+    expect(drain(server, long6)).toEqual(['six']);
+    expect(drain(server, zoned)).toEqual([]); // a zone must match the message's
+    for (const bad of ['not-an-ip', '1.2.3', '::1%bad zone']) expect(() => server.subscribe({ source: { host: bad } })).toThrow(InvalidArgumentError);
+  });
+
   it('with copyPayloads: false, a message matching two subscriptions lands in both with one shared payload', async () => {
     const { server, client } = await udpPair({ copyPayloads: false });
     const s1: Sub = { pattern: 'hello' };

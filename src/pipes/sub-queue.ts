@@ -4,7 +4,8 @@
  * @module
  */
 import { InvalidArgumentError, PipeClosedError } from '../errors.js';
-import type { Endpoint } from '../interfaces/endpoint.js';
+import { parseHost, type Endpoint } from '../interfaces/endpoint.js';
+import { ipToBytes, isMappedIPv4 } from '../interfaces/ip.js';
 import { cancellable, type AbortOptions } from '../util/abort.js';
 import { DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, type Message, type Pattern, type QueueLimits, type Sub } from './types.js';
 
@@ -40,17 +41,58 @@ function patternMatcher(p: Pattern): Matcher {
   throw new InvalidArgumentError('subscription pattern must be a RegExp, string, Uint8Array or function');
 }
 
+/** Canonical form of an IP literal: its bytes in hex, IPv4-mapped IPv6 as IPv4. */
+function canonicalIp(host: string): string {
+  let b = ipToBytes(host);
+  if (isMappedIPv4(b)) b = b.subarray(12);
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+}
+
+/** Canonical forms of the source hosts seen lately (a small cache: filters run per message). */
+const canonCache = new Map<string, string>();
+function canonicalOf(host: string): string {
+  let c = canonCache.get(host);
+  if (c === undefined) {
+    try {
+      c = canonicalIp(host);
+    } catch {
+      c = ''; // not an IP literal: matches no IP source
+    }
+    if (canonCache.size >= 1024) canonCache.clear();
+    canonCache.set(host, c);
+  }
+  return c;
+}
+
+/**
+ * The source-host test of a subscription: an IP literal (IPv4, IPv6 in any spelling, an
+ * IPv4-mapped IPv6 address matching its IPv4 form, optionally with a zone, which must then
+ * match the message's). Anything else is an `InvalidArgumentError`.
+ */
+function sourceHost(text: string): (f: Endpoint) => boolean {
+  let parsed: { host: string; scopeId?: string };
+  try {
+    parsed = parseHost(text);
+  } catch (e) {
+    throw new InvalidArgumentError(`invalid subscription source host ${JSON.stringify(text)}: an IP address is expected`, { cause: e });
+  }
+  const exact = parsed.host;
+  const want = canonicalIp(exact);
+  const zone = parsed.scopeId;
+  return (f) => (f.host === exact || canonicalOf(f.host) === want) && (zone === undefined || f.scopeId === zone);
+}
+
 /** Compiles a subscription into one predicate; throws {@link InvalidArgumentError} on bad input. */
 export function compileSub(sub: Sub): Matcher | undefined {
   if (sub === null || typeof sub !== 'object') throw new InvalidArgumentError('subscription must be an object');
   const pm = sub.pattern !== undefined ? patternMatcher(sub.pattern) : undefined;
-  const host = sub.source?.host ? sub.source.host.toLowerCase() : '';
+  const src = sub.source?.host ? sourceHost(sub.source.host) : undefined;
   const port = sub.source?.port ?? 0;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`invalid source port ${String(port)}`);
-  const hasSource = host !== '' || port !== 0;
+  const hasSource = src !== undefined || port !== 0;
   if (!pm && !hasSource) return undefined; // matches everything
   if (!hasSource) return pm;
-  const srcOk = (f: Endpoint): boolean => (host === '' || f.host === host) && (port === 0 || f.port === port);
+  const srcOk = (f: Endpoint): boolean => (src === undefined || src(f)) && (port === 0 || f.port === port);
   if (!pm) return (_d, f) => srcOk(f);
   return (d, f) => srcOk(f) && pm(d, f);
 }
