@@ -278,6 +278,16 @@ export class NotBoundError extends StateError {
   }
 }
 
+/**
+ * A message was not sent because every link it could take has a full send buffer (the
+ * receiver or the network is slower than the sender). Code `ERR_CONGESTED`. Retry later.
+ */
+export class CongestedError extends P2pdError {
+  constructor(message: string, options?: P2pdErrorOptions) {
+    super('ERR_CONGESTED', message, options);
+  }
+}
+
 /** No route to the requested node (unknown target, or no links at all). Code `ERR_NO_ROUTE`. */
 export class RoutingError extends P2pdError {
   constructor(message: string, options?: P2pdErrorOptions) {

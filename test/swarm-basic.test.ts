@@ -4,11 +4,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  InvalidArgumentError, NotBoundError, ProtocolMismatchError, RoutingError, StateError, type ProtocolMismatchError as PME,
+  CongestedError, InvalidArgumentError, NotBoundError, ProtocolMismatchError, RoutingError, StateError, type ProtocolMismatchError as PME,
 } from '../src/errors.js';
 import { SwarmPeer, type SwarmMessage } from '../src/swarm/index.js';
 import type { Endpoint } from '../src/interfaces/endpoint.js';
-import { boundPeer, delay, rejection, swarmOf, track, until } from './swarm-helpers.js';
+import type { SecurePipe } from '../src/crypto/secure-pipe.js';
+import { boundPeer, delay, linkBetween, rejection, swarmOf, track, until } from './swarm-helpers.js';
 
 describe('swarm: two peers', () => {
   it('echo: src identifies the sender (id and listening endpoint)', async () => {
@@ -232,5 +233,33 @@ describe('swarm: lifecycle', () => {
     await a.close();
     expect((await pending).data.toString()).toBe('queued');
     expect((await rejection(a.recv())).code).toBe('ERR_PIPE_CLOSED');
+  });
+});
+
+describe('swarm send under backpressure', () => {
+  it('a directed send whose first hop is congested rejects with CongestedError; every send that resolved is delivered', async () => {
+    const [a, b] = (await swarmOf(2)) as [SwarmPeer, SwarmPeer];
+    // b stops reading from its link to a: a's send buffer fills up.
+    const inner = (linkBetween(b, a).io.raw as SecurePipe).inner.socket;
+    inner.pause();
+    const payload = Buffer.alloc(512 * 1024, 7);
+    let sent = 0;
+    let err: unknown;
+    for (let i = 0; i < 400 && err === undefined; i++) {
+      try {
+        await a.send(b.id, payload);
+        sent++;
+      } catch (e) {
+        err = e;
+      }
+    }
+    expect(err).toBeInstanceOf(CongestedError);
+    expect((err as CongestedError).code).toBe('ERR_CONGESTED');
+    expect(a.stats.sendDropped).toBeGreaterThan(0);
+    inner.resume();
+    for (let i = 0; i < sent; i++) expect((await b.recv({ timeout: 10_000 })).data.length).toBe(payload.length);
+    // Drained: sending works again.
+    await a.send(b.id, 'ok');
+    expect((await b.recv({ timeout: 5000 })).data.toString()).toBe('ok');
   });
 });

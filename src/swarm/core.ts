@@ -298,14 +298,14 @@ export class SwarmCore {
    * Builds, signs and routes a message we originate. Returns the envelope and the number of
    * first hops it went to (directed; 0 when delivered locally).
    */
-  originate(type: typeof FRAME_DATA | typeof FRAME_BCAST, kind: number, payload: Buffer, target?: Buffer, exclude?: Buffer[], duplicates = 0): { env: Envelope; hops: number } {
+  originate(type: typeof FRAME_DATA | typeof FRAME_BCAST, kind: number, payload: Buffer, target?: Buffer, exclude?: Buffer[], duplicates = 0): { env: Envelope; hops: number; accepted: number } {
     if (payload.length > MAX_PAYLOAD_SIZE) throw new MessageTooBigError(`swarm message of ${payload.length} bytes exceeds ${MAX_PAYLOAD_SIZE}`);
     const env = buildEnvelope(this.#cfg.identity, this.#cfg.protocol.hash, {
       type, kind, payload, timestamp: this.#cfg.now(), ...(target ? { target } : {}), ...(exclude ? { exclude } : {}),
     });
-    if (type === FRAME_DATA) return { env, hops: this.router.originateData(env, duplicates) };
+    if (type === FRAME_DATA) return { env, ...this.router.originateData(env, duplicates) };
     this.router.originateBcast(env);
-    return { env, hops: this.links.size };
+    return { env, hops: this.links.size, accepted: this.links.size };
   }
 
   // -------------------------------------------------------------------------- maintenance --

@@ -4,7 +4,7 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
-import { InvalidArgumentError, NotBoundError, PipeClosedError, RoutingError, StateError, type ProtocolDescriptor, type ProtocolMismatchError } from '../errors.js';
+import { CongestedError, InvalidArgumentError, NotBoundError, PipeClosedError, RoutingError, StateError, type ProtocolDescriptor, type ProtocolMismatchError } from '../errors.js';
 import { Identity } from '../crypto/identity.js';
 import { checkPort, parseHost, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { isUnspecified } from '../interfaces/scope.js';
@@ -250,7 +250,8 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
    * `{ host, port }`), a node id (32 bytes or 64 hex), a `SwarmPeer` or a peer info — over as
    * many hops as needed. Resolves once handed to the first hop(s). `duplicates: k` sends k
    * extra copies over disjoint first hops; the receiver delivers once.
-   * @throws `RoutingError` (unknown target), `InvalidArgumentError` (bad target type), `MessageTooBigError`.
+   * @throws `RoutingError` (unknown target), `CongestedError` (`ERR_CONGESTED`: every first hop's
+   *   send buffer is full, nothing was sent), `InvalidArgumentError` (bad target type), `MessageTooBigError`.
    */
   async send(target: SwarmTarget, data: string | Uint8Array, opts: SendOptions = {}): Promise<void> {
     const core = this.#need();
@@ -260,8 +261,11 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
     const id = resolveTarget(target, core, this.id);
     const payload = toBuffer(data);
     this.#delivery.sendHook(id.equals(this.id) ? undefined : this.#info(id.toString('hex'), Buffer.alloc(0)), payload, false);
-    const { hops } = core.originate(FRAME_DATA, KIND_USER, payload, id, undefined, dup);
+    const { hops, accepted } = core.originate(FRAME_DATA, KIND_USER, payload, id, undefined, dup);
     if (hops === 0 && !id.equals(this.id)) throw new RoutingError('no link to any swarm member: the message could not be sent');
+    if (hops > 0 && accepted === 0) {
+      throw new CongestedError(`every first hop (${hops}) has a full send buffer: the message was not sent; slow down and retry`);
+    }
   }
 
   /**

@@ -74,29 +74,34 @@ export class Router {
     this.seenBcast = new SeenCache(seenSize, seenTtl);
   }
 
-  #send(link: Link, frame: Buffer, type: number): void {
+  #send(link: Link, frame: Buffer, type: number): boolean {
     if (link.send(frame)) {
       if (type === FRAME_BCAST) this.d.stats.framesSent.bcast++;
       else this.d.stats.framesSent.data++;
-    } else this.d.stats.sendDropped++;
+      return true;
+    }
+    this.d.stats.sendDropped++;
+    return false;
   }
 
   // ----------------------------------------------------------------------------- directed --
 
-  /** Sends a message we originate; returns the number of first hops used (0 = delivered locally). */
-  originateData(env: Envelope, duplicates: number): number {
+  /**
+   * Sends a message we originate; returns the number of first hops tried (0 = delivered
+   * locally, or no route) and how many of them took the frame (the others were congested).
+   */
+  originateData(env: Envelope, duplicates: number): { hops: number; accepted: number } {
     const now = this.d.now();
     this.seenData.set(SeenCache.key(env.originKey, env.msgId), true, now, env.timestamp);
     if (env.target.equals(this.d.selfId)) {
       this.d.deliver(env, undefined);
-      return 0;
+      return { hops: 0, accepted: 0 };
     }
     const direct = this.d.links.get(env.target.toString('hex'));
     const hops = direct ? [direct, ...this.d.links.closerHops(env.target, direct)] : this.d.links.closerHops(env.target);
     if (hops.length === 0) {
-      if (!this.d.isMember(env.target.toString('hex'))) return 0;
-      this.#flood(env, undefined, 0);
-      return this.d.links.size;
+      if (!this.d.isMember(env.target.toString('hex'))) return { hops: 0, accepted: 0 };
+      return { hops: this.d.links.size, accepted: this.#flood(env, undefined, 0) };
     }
     const use = hops.slice(0, 1 + Math.max(0, duplicates));
     if (use.length < 1 + duplicates) {
@@ -107,8 +112,9 @@ export class Router {
       }
     }
     const frame = relayFrame(env, 0, MODE_NORMAL, 0);
-    for (const l of use) this.#send(l, frame, env.type);
-    return use.length;
+    let accepted = 0;
+    for (const l of use) if (this.#send(l, frame, env.type)) accepted++;
+    return { hops: use.length, accepted };
   }
 
   /** A DATA frame from a neighbour. */
@@ -148,10 +154,12 @@ export class Router {
     if (this.d.isMember(env.target.toString('hex'))) this.#flood(env, link, hops);
   }
 
-  #flood(env: Envelope, except: Link | undefined, hops: number): void {
+  #flood(env: Envelope, except: Link | undefined, hops: number): number {
     this.d.stats.floods++;
     const frame = relayFrame(env, hops, MODE_FLOOD, 0);
-    for (const l of this.d.links.others(except)) this.#send(l, frame, env.type);
+    let accepted = 0;
+    for (const l of this.d.links.others(except)) if (this.#send(l, frame, env.type)) accepted++;
+    return accepted;
   }
 
   // ---------------------------------------------------------------------------- broadcast --
