@@ -191,6 +191,28 @@ describe('synced dict: partitions', () => {
   });
 });
 
+describe('synced dict: anti-entropy', () => {
+  it('a write that reached only one member (its broadcast lost) still reaches every member through the periodic digest exchange', async () => {
+    const peers = await swarmOf(3);
+    const [a, m, v] = peers as [SwarmPeer, SwarmPeer, SwarmPeer];
+    const [da, dm, dv] = dicts([a, m, v], { syncInterval: 100 });
+    // A record by A that only v receives (as if the broadcast to the others had been dropped).
+    const rec = signRecord(a.identity, a.protocolHash, { namespace: dv!.namespace, since: Date.now(), ts: Date.now(), tombstone: false, key: Buffer.from('lost'), value: Buffer.from('found') }).raw;
+    m.sendInternal(KIND_SYNC, v.id, Buffer.concat([Buffer.from([1]), dv!.namespace, encodeRecordList([rec])]));
+    await until(() => str(dv!.get('lost')) === 'found', 3000, 'v has it');
+    expect(da!.has('lost') || dm!.has('lost')).toBe(false);
+    await until(() => str(da!.get('lost')) === 'found' && str(dm!.get('lost')) === 'found', 10_000, 'every member has it');
+    expect(da!.digest().equals(dv!.digest())).toBe(true);
+  });
+
+  it('syncInterval is validated; close() stops the timer', async () => {
+    const [a] = await swarmOf(1);
+    expect(() => new SyncDict(a!, { syncInterval: -1 })).toThrow(InvalidArgumentError);
+    const d = new SyncDict(a!, { syncInterval: 50 });
+    d.close();
+  });
+});
+
 describe('synced dict: forged and clock-abusing writes', () => {
   it('a forged lease owner, a far-future lease and a remote lease violation are rejected or lose everywhere', async () => {
     const clock = new Clock();

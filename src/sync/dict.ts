@@ -64,7 +64,17 @@ export interface SyncDictOptions {
   maxClockSkew?: number;
   /** Clock (ms). @default Date.now */
   now?: () => number;
+  /**
+   * Anti-entropy period (ms): each period the dict sends its digest to one random neighbour,
+   * which answers with its records if they differ, so a write whose broadcast was lost (a
+   * full link buffer, a link being replaced) still reaches every member. `0` = only when links
+   * come up. @default DEFAULT_SYNC_INTERVAL (30 s)
+   */
+  syncInterval?: number;
 }
+
+/** Default {@link SyncDictOptions.syncInterval} (ms). */
+export const DEFAULT_SYNC_INTERVAL = 30_000;
 
 /** Events of a {@link SyncDict}. */
 export interface SyncDictEvents {
@@ -107,6 +117,7 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
   #digest: Buffer | undefined;
   #closed = false;
   readonly #offPeer: () => void;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(peer: SwarmPeer, opts: SyncDictOptions = {}) {
     super({ captureRejections: false });
@@ -115,6 +126,8 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
     this.leasing = opts.leasing ?? true;
     this.leaseTime = opts.leaseTime ?? DEFAULT_LEASE_TIME;
     if (!Number.isFinite(this.leaseTime) || this.leaseTime <= 0) throw new InvalidArgumentError('leaseTime must be a positive number of ms');
+    const every = opts.syncInterval ?? DEFAULT_SYNC_INTERVAL;
+    if (!Number.isFinite(every) || every < 0) throw new InvalidArgumentError('syncInterval must be a non-negative number of ms');
     this.#skew = opts.maxClockSkew ?? DEFAULT_MAX_CLOCK_SKEW;
     this.#now = opts.now ?? Date.now;
     this.namespace = namespaceId(this.name, this.leasing, this.leaseTime);
@@ -137,6 +150,23 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
     this.#offPeer = () => peer.off('peer', onPeer);
     // Neighbours we already have learn about us (and send what we miss) now.
     if (peer.bound && !peer.closed) for (const p of peer.peers) this.#sendDigest(p.id);
+    if (every > 0) {
+      this.#timer = setInterval(() => this.#gossip(), every);
+      this.#timer.unref();
+    }
+  }
+
+  /** One anti-entropy round: our digest to a random neighbour (it answers with its records if they differ). */
+  #gossip(): void {
+    if (this.#closed || !this.#peer.bound || this.#peer.closed) return;
+    const nbs = this.#peer.peers;
+    if (nbs.length === 0) return;
+    const nb = nbs[Math.floor(Math.random() * nbs.length)];
+    try {
+      if (nb) this.#sendDigest(nb.id);
+    } catch {
+      // The neighbour went away in the meantime: the next round picks another.
+    }
   }
 
   /** Number of keys with a value. */
@@ -395,6 +425,7 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#offPeer();
+    if (this.#timer) clearInterval(this.#timer);
     const dicts = registry.get(this.#peer);
     if (dicts?.get(this.#nsHex) === this) dicts.delete(this.#nsHex);
   }

@@ -3,7 +3,7 @@
  * leased ownership and deterministic convergence. See {@link SyncDict}.
  * @module
  */
-export { SyncDict, KIND_SYNC, MAX_KEYS, MAX_OWNERS_PER_KEY, type Bytes, type SyncDictEvents, type SyncDictOptions, type SyncMeta } from './dict.js';
+export { SyncDict, DEFAULT_SYNC_INTERVAL, KIND_SYNC, MAX_KEYS, MAX_OWNERS_PER_KEY, type Bytes, type SyncDictEvents, type SyncDictOptions, type SyncMeta } from './dict.js';
 export {
   DEFAULT_LEASE_TIME, DEFAULT_MAX_CLOCK_SKEW, MAX_KEY_SIZE, MAX_VALUE_SIZE, decodeRecord, encodeRecordList, leaseEnd, namespaceId, recordProblem, resolveKey,
   signRecord, type SyncRecord,
