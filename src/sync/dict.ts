@@ -158,7 +158,8 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
 
   /** One anti-entropy round: our digest to a random neighbour (it answers with its records if they differ). */
   #gossip(): void {
-    if (this.#closed || !this.#peer.bound || this.#peer.closed) return;
+    if (this.#peer.closed) return this.close(); // the peer is gone: so is this dict's part in the swarm
+    if (this.#closed || !this.#peer.bound) return;
     const nbs = this.#peer.peers;
     if (nbs.length === 0) return;
     const nb = nbs[Math.floor(Math.random() * nbs.length)];
