@@ -96,6 +96,19 @@ describe('signalling envelopes', () => {
     expect(c.add('c', now + 1000, now)).toBe(false);
     expect(c.add('c', now + 1000, now + 2000)).toBe(true); // a and b expired
   });
+
+  it('one sender cannot fill the replay cache: past its share only its own new ids are refused', () => {
+    const c = new ReplayCache(8, 2);
+    const now = Date.now();
+    expect(c.add('m1', now + 1000, now, 'mallory')).toBe(true);
+    expect(c.add('m2', now + 1000, now, 'mallory')).toBe(true);
+    expect(c.add('m3', now + 1000, now, 'mallory')).toBe(false);
+    expect(c.add('a1', now + 10_000, now, 'alice')).toBe(true);
+    expect(c.add('b1', now + 10_000, now, 'bob')).toBe(true);
+    expect(c.add('m1', now + 1000, now, 'alice')).toBe(false); // a replay is a replay, whoever sends it
+    expect(c.add('m3', now + 5000, now + 2000, 'mallory')).toBe(true); // its old ids expired
+    expect(c.size).toBe(3);
+  });
 });
 
 /** Transport tests, run against each broker. */

@@ -115,24 +115,43 @@ function senderKey(eph: X25519KeyPair, recipientPub: Buffer): Buffer {
 
 /** Remembers message ids until they expire; bounded. */
 export class ReplayCache {
-  private readonly seen = new Map<string, number>();
-  constructor(private readonly max = 65_536) {}
+  private readonly seen = new Map<string, { exp: number; sender: string }>();
+  private readonly perSender = new Map<string, number>();
+  /**
+   * @param max ids held at most (live ones are never forgotten: a replay must stay detectable)
+   * @param maxPerSender ids one sender may hold at once, so one key cannot fill the cache and
+   *   stall everyone else's signalling. @default max / 64 (1024); all of `max` below 1024
+   */
+  constructor(
+    private readonly max = 65_536,
+    private readonly maxPerSender = max >= 1024 ? Math.floor(max / 64) : max,
+  ) {}
 
-  /** Records `id` (valid until `expires`); false if it was already there (a replay) or the cache is full of live ids. */
-  add(id: string, expires: number, now = Date.now()): boolean {
+  /**
+   * Records `id` from `sender` (valid until `expires`); false if it was already there (a
+   * replay), or the cache (or this sender's share of it) is full of live ids.
+   */
+  add(id: string, expires: number, now = Date.now(), sender = ''): boolean {
     if (this.seen.has(id)) return false;
-    if (this.seen.size >= this.max) {
-      for (const [k, exp] of this.seen) if (exp < now) this.seen.delete(k);
+    if (this.seen.size >= this.max || (this.perSender.get(sender) ?? 0) >= this.maxPerSender) {
+      this.prune(now);
       // Still full of live ids: refuse rather than forget one (which would allow its replay).
-      if (this.seen.size >= this.max) return false;
+      if (this.seen.size >= this.max || (this.perSender.get(sender) ?? 0) >= this.maxPerSender) return false;
     }
-    this.seen.set(id, expires);
+    this.seen.set(id, { exp: expires, sender });
+    this.perSender.set(sender, (this.perSender.get(sender) ?? 0) + 1);
     return true;
   }
 
   /** Drops expired entries. */
   prune(now = Date.now()): void {
-    for (const [k, exp] of this.seen) if (exp < now) this.seen.delete(k);
+    for (const [k, e] of this.seen) {
+      if (e.exp >= now) continue;
+      this.seen.delete(k);
+      const n = (this.perSender.get(e.sender) ?? 1) - 1;
+      if (n <= 0) this.perSender.delete(e.sender);
+      else this.perSender.set(e.sender, n);
+    }
   }
 
   /** Number of ids held. */
@@ -180,7 +199,7 @@ export function openEnvelope(bytes: Uint8Array, opts: OpenEnvelopeOptions): Open
   const senderKey = Buffer.from(header.subarray(1, 33));
   if (!Identity.verify(senderKey, Buffer.concat([DOMAIN, header, ct]), sig)) throw new SignalError('signature', 'bad envelope signature');
   const msgId = header.subarray(65, 81).toString('hex');
-  if (!opts.replay.add(msgId, expires + skew, now)) throw new SignalError('replay', `replayed envelope ${msgId}`);
+  if (!opts.replay.add(msgId, expires + skew, now, senderKey.toString('hex'))) throw new SignalError('replay', `replayed envelope ${msgId} (or its sender holds its whole share of the replay cache)`);
   const ephPub = Buffer.from(header.subarray(89, 121));
   const k2 = deriveRecipientKey(opts.signalKey, ephPub);
   let pt: Buffer;
