@@ -115,6 +115,35 @@ describe('P2P node on loopback', () => {
     await p.close();
   });
 
+  it('message callbacks: onMessage (alias of addMsgCb) and its remover, delMsgCb, and onError for a throwing callback', async () => {
+    const a = await node();
+    const b = await node();
+    const viaOn: string[] = [];
+    const viaAdd: string[] = [];
+    const errors: Error[] = [];
+    const offOn = b.onMessage((msg) => void viaOn.push(msg.toString()));
+    const add = (msg: Buffer): void => void viaAdd.push(msg.toString());
+    b.addMsgCb(add);
+    b.addMsgCb((msg) => {
+      if (msg.toString() === 'boom') throw new Error('handler failed');
+    });
+    b.onError((e) => errors.push(e));
+    const p = await a.connect(b.addr, { strategies: ['direct'], queue: false });
+    await p.send('one');
+    await new Promise((r) => setTimeout(r, 100));
+    offOn();
+    b.delMsgCb(add);
+    await p.send('two');
+    await p.send('boom');
+    const t0 = Date.now();
+    while (errors.length === 0 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 20));
+    expect(viaOn).toEqual(['one']);
+    expect(viaAdd).toEqual(['one']);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]?.message).toBe('handler failed');
+    await p.close();
+  });
+
   it('self-connect: node.connect(node.addr)', async () => {
     const a = await node();
     pong(a);
