@@ -31,7 +31,7 @@ describe.runIf(labAvailable(SUITE))(SUITE, () => {
   };
 
   // Distinct ports: a1 and a2 share rtrA, whose UPnP would give the second one another external port.
-  const PORTS: Record<string, number> = { a1: 40101, a2: 40102, pub1: 40103, b1: 40104, b1NoTurn: 40105 };
+  const PORTS: Record<string, number> = { a1: 40101, a2: 40102, pub1: 40103, b1: 40104, b1NoTurn: 40105, a2Close: 40111 };
   /** The infrastructure arguments without the TURN server. */
   const noTurn = (): string[] => {
     const a = infra();
@@ -97,6 +97,23 @@ describe.runIf(labAvailable(SUITE))(SUITE, () => {
     const r = await ping('b1', addrs.a1, ['--strategy', 'direct']);
     expect(r.connected.path).toMatchObject({ strategy: 'direct', remote: `${lab.env.NATLAB_RTRA_WAN4}:40101` });
     expect(r.summary).toMatchObject({ received: 3, lost: 0 });
+  });
+
+  it('a node stopped with SIGTERM closes gracefully: its port mappings on the gateway are removed', async () => {
+    const rules = async (): Promise<string> => (await lab.exec('rtrA', 'nft', ['list', 'chain', 'inet', 'natlab', 'prerouting_miniupnpd'])).stdout;
+    const port = PORTS.a2Close as number;
+    const p = lab.spawnNode('a2', CLI, ['node', '--json', '--port', String(port), ...infra()], { timeoutMs: 120_000 });
+    const mapped = (): number =>
+      lines(p.stdout())
+        .filter((l) => l.event === 'address')
+        .map((l) => parseAddress(l.addr as string).interfaces.flatMap((i) => i.endpoints).filter((e) => e.kind === 'mapped').length)
+        .reduce((a, b) => Math.max(a, b), 0);
+    for (let i = 0; i < 200 && mapped() < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(mapped()).toBe(2);
+    expect(await rules()).toContain(`dport ${port}`);
+    const r = await p.stop(8000);
+    expect(r.signal ?? 'exited').not.toBe('SIGKILL');
+    expect(await rules()).not.toContain(`dport ${port}`);
   });
 
   it('a1 → a2 on the LAN over IPv4', async () => {

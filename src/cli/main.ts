@@ -183,11 +183,15 @@ export async function run(argv: readonly string[], io: CliIo = { stdout: process
 export async function main(): Promise<void> {
   const ac = new AbortController();
   const onSig = (): void => ac.abort();
+  // Ctrl-C and a service manager's stop both end the command gracefully (a node releases its
+  // port mappings, relay allocations and broker connections).
   process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
   try {
     process.exitCode = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, signal: ac.signal });
   } finally {
     process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
   }
 }
 
