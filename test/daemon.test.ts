@@ -4,7 +4,7 @@
  */
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BindError, Daemon, InvalidArgumentError, pipeOpen, type Message, type Pipe } from '../src/index.js';
+import { BindError, Daemon, InvalidArgumentError, getInterfaces, pipeOpen, type Message, type Pipe } from '../src/index.js';
 
 const daemons: Daemon[] = [];
 afterEach(async () => {
@@ -83,10 +83,27 @@ describe('Daemon', () => {
 
   it('listenAll listens on every interface address, v4 and v6, and close() releases every port', async () => {
     const d = new Daemon((m) => m.pipe.send(m.data, m.from));
-    const pipes = await d.listenAll(['udp'], 0);
-    expect(pipes.length).toBeGreaterThanOrEqual(1);
+    const pipes = await d.listenAll(['udp', 'tcp'], 0);
+    expect(pipes.length).toBeGreaterThanOrEqual(2);
     const hosts = pipes.map((p) => p.local.host);
     expect(hosts).toContain('127.0.0.1');
+    // Every address of every up interface (v4 and v6, link-local with its zone), both protocols,
+    // unless the daemon recorded it as skipped.
+    const skipped = new Set(d.skipped.map((x) => x.address));
+    for (const iface of await getInterfaces()) {
+      if (!iface.up) continue;
+      for (const a of iface.addresses) {
+        for (const proto of ['udp', 'tcp'] as const) {
+          const got = pipes.find((p) => p.proto === proto && p.local.host === a.address);
+          if (!got) {
+            expect([...skipped].some((x) => x.includes(a.address)), `${proto} ${a.address} neither listened on nor skipped`).toBe(true);
+            continue;
+          }
+          if (a.scope === 'link-local' && a.family === 6) expect(got.local.scopeId).toBeDefined();
+        }
+      }
+    }
+    expect(new Set(pipes.map((p) => p.local.port)).size).toBe(1); // one port everywhere
     const port = pipes[0]!.local.port;
     await d.close();
     for (const p of pipes) expect(p.closed).toBe(true);
