@@ -39,7 +39,7 @@ describe.runIf(labAvailable(SUITE, NETNS_NEEDS))(SUITE, () => {
     // the client bound its interface's link-local address and reports scopes
     expect(out.local).toMatchObject({ host: p.a.ll, family: 6, scopeId: p.a.ifname });
     expect(out.remote).toMatchObject({ host: p.b.ll, port, scopeId: p.b.ifname });
-    expect(out.replyFrom).toMatchObject({ host: p.b.ll, port, family: 6 });
+    expect(out.replyFrom).toMatchObject({ host: p.b.ll, port, family: 6, scopeId: out.remote.scopeId });
     // the server saw the client's link-local address with its own interface as the zone
     expect(out.reply.data).toBe('hello link-local');
     expect(out.reply.from).toMatchObject({ host: p.a.ll, port: out.local.port, family: 6, scopeId: p.b.ifname });
