@@ -10,7 +10,7 @@
  * rejects with the typed `UnreachableError` — no packet leaves the host.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ConnectionRefusedError, Daemon, UnreachableError, pipeOpen, type Message, type Pipe } from '../src/index.js';
+import { BindError, ConnectionRefusedError, Daemon, UnreachableError, pipeOpen, type Message, type Pipe } from '../src/index.js';
 import { getInterfaces, Interface, type InterfaceAddress } from '../src/interfaces/interfaces.js';
 import { ipScope, type AddressScope } from '../src/interfaces/scope.js';
 import type { Family } from '../src/interfaces/endpoint.js';
@@ -111,8 +111,12 @@ describe('Daemon.listenLocal', () => {
       new Set(['loopback', 'private', 'cgnat', 'link-local', 'ula', 'global']),
     );
     const d = track(new Daemon(() => undefined));
-    const pipes = await d.listenLocal(['tcp', 'udp'], 0);
-    // None of these addresses is this host's: each bind fails locally and is recorded as skipped.
+    // None of these addresses is this host's: each bind fails locally and is recorded as skipped,
+    // and since none could be bound the call rejects (it does not "succeed" listening nowhere).
+    const err = await d.listenLocal(['tcp', 'udp'], 0).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BindError);
+    expect((err as BindError).code).toBe('ERR_BIND');
+    const pipes: Pipe[] = [];
     const attempted = [...pipes.map(pipeHost), ...d.skipped.map((s) => hostOf(s.address))].sort();
     const lan = ['192.168.77.10', '10.77.0.10', '172.20.0.10', '100.77.0.10', '169.254.77.10', 'fd77::10', 'fe80::77%lan0'];
     expect(attempted).toEqual([...lan, ...lan].sort()); // once per protocol

@@ -3,7 +3,9 @@
  * self-connect, message callbacks, typed errors for bad addresses, wrong keys, forged
  * requests, vanished brokers and refusing TURN servers, and close() releasing everything.
  */
+import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_SERVING_PER_PEER } from '../src/node/requests.js';
 import { Identity } from '../src/crypto/identity.js';
 import { InvalidArgumentError, StateError } from '../src/errors.js';
 import { Interface } from '../src/interfaces/interfaces.js';
@@ -254,6 +256,35 @@ describe('P2P node: bad input and hostile peers', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(bEvents.filter((e) => e.type === 'signal')).toHaveLength(1);
     expect(inboundA).toEqual([]);
+  });
+
+  it('one peer cannot take every request slot: past MAX_SERVING_PER_PEER its requests are dropped, with a warning', async () => {
+    const b = await node();
+    const m = await node();
+    const bEvents: NodeEvent[] = [];
+    (b as unknown as { opts: P2pNodeOptions }).opts.onEvent = (e) => bEvents.push(e);
+    // A TCP server that accepts and never answers: b's reverse dials hang in the handshake.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as AddressInfo).port;
+      const mAddr = encodeAddress(m.identity, {
+        signalKey: m.address.signalKey,
+        interfaces: [{ nat: 'UNKNOWN', delta: { type: 'NA', value: 0 }, endpoints: [{ kind: 'loopback', proto: 'tcp', host: '127.0.0.1', port, family: 4 }] }],
+        signal: [...m.address.signal],
+      });
+      const extra = 3;
+      for (let i = 0; i < MAX_SERVING_PER_PEER + extra; i++) {
+        await m.signalling?.send(b.address, 'reverse', { addr: mAddr, conn: i.toString(16).padStart(32, '0') }, { timeout: 2000 });
+      }
+      const dropped = (): number => bEvents.filter((e) => e.type === 'warning' && /too many requests/.test(e.detail ?? '')).length;
+      const t0 = Date.now();
+      while (dropped() < extra && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 20));
+      expect(dropped()).toBe(extra);
+      expect(bEvents.filter((e) => e.type === 'signal')).toHaveLength(MAX_SERVING_PER_PEER + extra);
+    } finally {
+      silent.close();
+    }
   });
 
   it('a broker that disappears mid-connect gives a typed error before the timeout', async () => {

@@ -14,10 +14,13 @@ import { serveRelay } from './strategy-relay.js';
 
 /** Most reverse/punch/relay requests served at once (further ones are ignored). */
 export const MAX_SERVING = 16;
+/** Requests served at once for one sender: one peer cannot take every slot. */
+export const MAX_SERVING_PER_PEER = 4;
 
 /** Serves the requests of one node. */
 export class RequestServer {
   private serving = 0;
+  private readonly servingFor = new Map<string, number>();
 
   /**
    * @param ctx the node
@@ -56,12 +59,22 @@ export class RequestServer {
       return;
     }
     if (peer.idHex !== m.from) return; // an address of someone else: refused
-    if (this.serving >= MAX_SERVING) return;
+    const mine = this.servingFor.get(m.from) ?? 0;
+    if (this.serving >= MAX_SERVING || mine >= MAX_SERVING_PER_PEER) {
+      this.ctx.event({ type: 'warning', peer: m.from, detail: `${m.type} request dropped: too many requests being served` });
+      return;
+    }
     this.serving++;
+    this.servingFor.set(m.from, mine + 1);
     this.track(
       fn(peer, conn)
         .catch((e: unknown) => this.ctx.event({ type: 'warning', peer: m.from, detail: `${m.type} for peer failed: ${errorOf(e).message}` }))
-        .finally(() => this.serving--),
+        .finally(() => {
+          this.serving--;
+          const n = (this.servingFor.get(m.from) ?? 1) - 1;
+          if (n <= 0) this.servingFor.delete(m.from);
+          else this.servingFor.set(m.from, n);
+        }),
     );
   }
 }
