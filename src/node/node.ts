@@ -364,10 +364,9 @@ export class P2pNode implements AsyncDisposable {
   async connect(addr: string | PeerAddress, opts: ConnectOptions = {}): Promise<NodePipe> {
     this.lc.expect('running');
     throwIfAborted(opts.signal);
-    // The queue for recv(). By default it is the pipe's default queue (its first onMessage()
-    // replaces it), and while the node has message callbacks (which see every message) a full
-    // queue drops its oldest message instead of pausing the pipe: nothing stalls for want of
-    // a recv() nobody calls.
+    // The queue for recv(). By default it is the pipe's default queue: if it fills up without
+    // ever being read while the node has message callbacks (which saw every message), it is
+    // dropped instead of pausing the pipe, so nothing stalls for want of a recv() nobody calls.
     const prepare = (p: Pipe): void => {
       if (opts.queue === true) p.subscribe(SUB_ALL);
       else if (opts.queue === undefined && !p.isSubscribed(SUB_ALL)) p.subscribeDefault(this.hasMessageCallbacks);

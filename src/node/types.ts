@@ -149,10 +149,9 @@ export interface ConnectOptions extends AbortOptions {
   /**
    * Queue received messages for `pipe.recv()` / `for await` (they go to the node's message
    * callbacks as well). `true`: a queue you must read (when full it pauses the pipe);
-   * `false`: none. @default a queue that the pipe's first own `onMessage()` callback
-   * replaces, and that, while the node has message callbacks (`addMsgCb`/`onMessage`, which
-   * see every message), drops its oldest message when full (counted in `stats.dropped`)
-   * instead of pausing the pipe
+   * `false`: none. @default a queue that, if it fills up without ever being read while the
+   * node has message callbacks (`addMsgCb`/`onMessage`, which saw every message), is dropped
+   * (counted in `stats.dropped`) instead of pausing the pipe
    */
   queue?: boolean;
   /**

@@ -8,8 +8,6 @@ import type { AbortOptions } from '../util/abort.js';
 import { SubQueue, type QueueOwner } from './sub-queue.js';
 import { SUB_ALL, type Message, type MessageCallback, type PipeStats, type QueueLimits, type RecvOptions, type Sub } from './types.js';
 
-const DROP_REASON = 'it filled up unread while callbacks or other subscriptions took the messages';
-
 /** Callback run once when a pipe closes; `err` is set when it closed because of an error (e.g. RST). */
 export type CloseCallback = (err?: Error) => void;
 /** Callback receiving errors that have no other place to go (e.g. a throwing `onMessage` callback). */
@@ -41,8 +39,9 @@ export abstract class MessageHub implements QueueOwner {
    * @internal Subscribes `SUB_ALL` as the default subscription of a pipe opened without a
    * callback. If that queue fills up without ever having been read while other consumers take
    * the messages (another subscription, or a callback — `othersConsume` replaces that test
-   * for pipes whose callbacks are someone else's), it is dropped (its messages counted in `stats.dropped`) instead of pausing the
-   * pipe, so an unread default queue cannot stall a pipe used in callback or filter mode.
+   * for pipes whose callbacks are someone else's), it is dropped (its messages counted in
+   * `stats.dropped`) instead of pausing the pipe, so an unread default queue cannot stall a
+   * pipe used in callback or filter mode.
    * `subscribe(SUB_ALL)` queues again.
    */
   subscribeDefault(othersConsume?: () => boolean): void {
@@ -56,7 +55,7 @@ export abstract class MessageHub implements QueueOwner {
       this.stats.dropped += full.length;
       full.close();
       full.clear();
-      this.defaultDropped = `the default SUB_ALL queue was dropped after ${DROP_REASON}`;
+      this.defaultDropped = 'the default SUB_ALL queue was dropped after it filled up unread while callbacks or other subscriptions took the messages';
       return true;
     };
   }
