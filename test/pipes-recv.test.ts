@@ -519,6 +519,25 @@ describe('callbacks', () => {
 });
 
 describe('async iteration and it-pipe', () => {
+  it('timeout bounds the wait for each next item: messages(), duplex().source and clients()', async () => {
+    const { server, client, conn } = await tcpPair();
+    await client.send('one');
+    const got: string[] = [];
+    const err = await (async () => {
+      for await (const m of conn.messages({ timeout: 150 })) got.push(m.data.toString());
+    })().catch((e: unknown) => e);
+    expect(got).toEqual(['one']);
+    expect(err).toBeInstanceOf(TimeoutError);
+    const err2 = await (async () => {
+      for await (const d of client.duplex({ timeout: 150 }).source) void d;
+    })().catch((e: unknown) => e);
+    expect(err2).toBeInstanceOf(TimeoutError);
+    const err3 = await (async () => {
+      for await (const c of server.clients({ timeout: 150 })) void c;
+    })().catch((e: unknown) => e);
+    expect(err3).toBeInstanceOf(TimeoutError);
+  });
+
   it('for await (const m of pipe) yields every message and ends when the peer closes', async () => {
     const { client, conn } = await tcpPair();
     const msgs = Array.from({ length: 50 }, (_, i) => `msg ${i}`);

@@ -124,12 +124,16 @@ export class AcceptQueue<T> implements AsyncIterable<T> {
     });
   }
 
-  /** Async iterator of items; ends (without error) once the queue is closed and drained. */
+  /**
+   * Async iterator of items; ends (without error) once the queue is closed and drained.
+   * `timeout` (ms) bounds the wait for each next item (`TimeoutError`). @default no timeout
+   */
   async *items(opts: AbortOptions = {}): AsyncGenerator<T, void, undefined> {
+    const next: AbortOptions = { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}) };
     for (;;) {
       let item: T;
       try {
-        item = await this.take(opts.signal ? { signal: opts.signal } : undefined);
+        item = await this.take(next);
       } catch (e) {
         if (e instanceof PipeClosedError) return;
         throw e;

@@ -158,7 +158,8 @@ export abstract class MessageHub implements QueueOwner {
    * Async iteration over `sub` (subscribed on first use if it is not). Ends when the pipe is
    * closed gracefully and the queue is drained; throws the close error (e.g. a
    * `ConnectionResetError`) after draining when the pipe closed because of one; `signal` ends it
-   * early with an AbortError.
+   * early with an AbortError, and `timeout` (ms) bounds the wait for each next message
+   * (`TimeoutError`). @default no timeout
    */
   async *messages(opts: { sub?: Sub } & AbortOptions = {}): AsyncGenerator<Message, void, undefined> {
     const sub = opts.sub ?? SUB_ALL;
@@ -169,7 +170,7 @@ export abstract class MessageHub implements QueueOwner {
       if (!m) {
         if (q.closedError) return this.endIteration();
         try {
-          m = await q.next({ signal: opts.signal });
+          m = await q.next({ signal: opts.signal, timeout: opts.timeout });
         } catch (e) {
           if (e instanceof PipeClosedError && q.closedError) return this.endIteration();
           throw e;

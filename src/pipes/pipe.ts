@@ -73,6 +73,7 @@ export abstract class Pipe extends MessageHub {
   /**
    * An it-pipe compatible duplex: `source` yields received payloads (SUB_ALL), `sink`
    * sends each chunk it consumes (awaiting backpressure) and resolves when the source ends.
+   * `signal` ends the source; `timeout` (ms) bounds its wait for each payload (`TimeoutError`).
    */
   duplex(opts: AbortOptions = {}): {
     source: AsyncGenerator<Uint8Array, void, undefined>;
@@ -80,7 +81,7 @@ export abstract class Pipe extends MessageHub {
   } {
     const self = this;
     async function* source(): AsyncGenerator<Uint8Array, void, undefined> {
-      for await (const m of self.messages({ signal: opts.signal })) yield m.data;
+      for await (const m of self.messages({ ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}) })) yield m.data;
     }
     const sink = async (src: AsyncIterable<SendData> | Iterable<SendData>): Promise<void> => {
       for await (const chunk of src) await self.send(chunk, undefined, { signal: opts.signal });

@@ -119,7 +119,7 @@ export class TcpServer extends Pipe {
     return this.acceptQueue.take(opts);
   }
 
-  /** Async iterator of accepted connections; ends when the server closes. */
+  /** Async iterator of accepted connections; ends when the server closes. `timeout` bounds the wait for each next one. */
   clients(opts: AbortOptions = {}): AsyncGenerator<TcpPipe, void, undefined> {
     return this.acceptQueue.items(opts);
   }
