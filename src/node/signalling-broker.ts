@@ -5,8 +5,10 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import { formatEndpoint } from '../interfaces/endpoint.js';
+import { ipScope } from '../interfaces/scope.js';
 import type { PeerAddress } from './address.js';
 import { SignalError } from './errors.js';
 
@@ -103,7 +105,8 @@ export function openBroker(url: string, configured: boolean, o: OpenBrokerOption
 /** True for a loopback host name or address (127.0.0.0/8, ::1, localhost). */
 export function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127\./.test(h) || h === '::ffff:127.0.0.1';
+  if (isIP(h.replace(/%.*$/, '')) !== 0) return ipScope(h) === 'loopback';
+  return h === 'localhost' || h.endsWith('.localhost');
 }
 
 function urlHost(url: string): string | undefined {

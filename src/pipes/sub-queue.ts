@@ -5,7 +5,7 @@
  */
 import { InvalidArgumentError, PipeClosedError } from '../errors.js';
 import { parseHost, type Endpoint } from '../interfaces/endpoint.js';
-import { ipToBytes, isMappedIPv4 } from '../interfaces/ip.js';
+import { bytesToIp, ipToBytes } from '../interfaces/ip.js';
 import { cancellable, type AbortOptions } from '../util/abort.js';
 import { DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, type Message, type Pattern, type QueueLimits, type Sub } from './types.js';
 
@@ -41,11 +41,9 @@ function patternMatcher(p: Pattern): Matcher {
   throw new InvalidArgumentError('subscription pattern must be a RegExp, string, Uint8Array or function');
 }
 
-/** Canonical form of an IP literal: its bytes in hex, IPv4-mapped IPv6 as IPv4. */
+/** Canonical text of an IP literal (RFC 5952; IPv4-mapped IPv6 as IPv4; no zone). */
 function canonicalIp(host: string): string {
-  let b = ipToBytes(host);
-  if (isMappedIPv4(b)) b = b.subarray(12);
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+  return bytesToIp(ipToBytes(host), { mapped: 'unmap' });
 }
 
 /** Canonical forms of the source hosts seen lately (a small cache: filters run per message). */
