@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net';
 import { FrameError, InvalidArgumentError, MessageTooBigError, PipeClosedError } from '../errors.js';
 import { sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
-import { toAbortError, type AbortOptions } from '../util/abort.js';
+import { closeWithin, toAbortError, type AbortOptions } from '../util/abort.js';
 import { boundSend, handled, Pipe, type SendData } from '../pipes/pipe.js';
 import { streamError } from '../pipes/socket-errors.js';
 import { toBuffer, type TcpPipe } from '../pipes/tcp.js';
@@ -183,10 +183,12 @@ export class SecurePipe extends Pipe {
   /**
    * Sends the authenticated CLOSE frame after everything already sent, then closes the TCP
    * connection gracefully (see `TcpPipe.close`). The peer's pipe closes without an error.
-   * Queued messages stay readable. Idempotent.
+   * Queued messages stay readable. Idempotent. With `opts`, a signal that aborts or a timeout
+   * that passes first resets the connection and rejects with `AbortError` / `TimeoutError`
+   * once it is closed (see `Pipe.close`).
    */
-  close(): Promise<void> {
-    return this.end(true);
+  close(opts?: AbortOptions): Promise<void> {
+    return closeWithin(() => this.end(true), opts, () => this.inner.reset(), 'secure pipe close');
   }
 
   private end(sendClose: boolean): Promise<void> {

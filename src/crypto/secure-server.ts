@@ -5,9 +5,9 @@
  * (an `AcceptQueue`). `listenSecure()` opens the TCP server too.
  * @module
  */
-import { HandshakeError, InvalidArgumentError } from '../errors.js';
+import { AbortError, HandshakeError, InvalidArgumentError } from '../errors.js';
 import type { Endpoint } from '../interfaces/endpoint.js';
-import type { AbortOptions } from '../util/abort.js';
+import { closeWithin, forceSignal, type AbortOptions } from '../util/abort.js';
 import { AcceptQueue } from '../pipes/accept-queue.js';
 import { pipeOpen } from '../pipes/open.js';
 import type { TcpPipe } from '../pipes/tcp.js';
@@ -62,6 +62,8 @@ export class SecureServer implements AsyncDisposable {
   readonly server: TcpServer;
   /** Live secured pipes. */
   readonly connections = new Set<SecurePipe>();
+  /** The pipes the close is closing (queued ones included), for a forced close. */
+  private closingPipes: SecurePipe[] = [];
   /** Counters. */
   readonly stats: SecureServerStats = { handshakes: 0, failures: 0, rejected: 0, acceptOverflow: 0 };
   /** True once closed. */
@@ -209,14 +211,27 @@ export class SecureServer implements AsyncDisposable {
     return this.pipes();
   }
 
-  /** Stops listening, closes every secured pipe (with the secure close) and every connection still in its handshake. */
-  close(): Promise<void> {
+  /**
+   * Stops listening, closes every secured pipe (with the secure close) and every connection
+   * still in its handshake. With `opts`, a signal that aborts or a timeout that passes first
+   * resets what is still open and rejects with `AbortError` / `TimeoutError` once all is closed.
+   */
+  close(opts?: AbortOptions): Promise<void> {
+    return closeWithin(() => this.closeGracefully(), opts, () => {
+      const now = forceSignal(new AbortError('secure server closed'));
+      for (const c of [...this.closingPipes, ...this.connections]) c.close({ signal: now }).catch(() => undefined);
+      this.server.close({ signal: now }).catch(() => undefined);
+    }, 'secure server close');
+  }
+
+  private closeGracefully(): Promise<void> {
     if (this.closing) return this.closing;
     this.closed = true;
     this.queue.close();
     const queued = this.queue.clear();
     this.closing = (async () => {
-      const all = [...queued, ...this.connections].map((c) => c.close());
+      this.closingPipes = [...queued, ...this.connections];
+      const all = this.closingPipes.map((c) => c.close());
       await this.server.close();
       await Promise.all(all);
     })();

@@ -14,7 +14,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { AbortError, ConnectError, DecodeError, InvalidArgumentError, NotFoundError, P2pdError, RecordError, UnreachableError } from '../errors.js';
-import { toAbortError, type AbortOptions } from '../util/abort.js';
+import { closeWithin, toAbortError, type AbortOptions } from '../util/abort.js';
 import { contactProblem, type Contact } from './contact.js';
 import { idEquals, idToHex, keyBytes, keyToId, randomIdInBucket, type DhtId } from './id.js';
 import { DEFAULT_ALPHA, iterativeLookup, type LookupResult, type QueryAnswer } from './lookup.js';
@@ -308,14 +308,19 @@ export class DhtNode {
     });
   }
 
-  /** Stops timers, cancels every operation and unregisters from the transport. Idempotent. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.#closeCtrl.abort(new AbortError('DHT node closed'));
-    this.table.close();
-    this.#transport.onRequest(undefined);
-    this.#replicator.clear();
-    await this.#bg.close();
+  /**
+   * Stops timers, cancels every operation and unregisters from the transport. Idempotent.
+   * `opts` bounds the wait for the cancelled operations to settle (`AbortError` /
+   * `TimeoutError`; the node is closed either way).
+   */
+  async close(opts?: AbortOptions): Promise<void> {
+    if (!this.closed) {
+      this.#closeCtrl.abort(new AbortError('DHT node closed'));
+      this.table.close();
+      this.#transport.onRequest(undefined);
+      this.#replicator.clear();
+    }
+    await closeWithin(() => this.#bg.close(), opts, () => undefined, 'DHT node close');
   }
 
   /** `await using node = new DhtNode(…)` support. */

@@ -42,7 +42,7 @@ import type { Pipe } from '../pipes/pipe.js';
 import type { TcpPipe } from '../pipes/tcp.js';
 import type { TcpServer } from '../pipes/tcp-server.js';
 import type { Message } from '../pipes/types.js';
-import { cancellable } from '../util/abort.js';
+import { cancellable, closeWithin, forceSignal, type AbortOptions } from '../util/abort.js';
 import { DhtConnection } from './connection.js';
 import { contactAddress, contactProblem, type Contact } from './contact.js';
 import { idEquals, idToHex, type DhtId } from './id.js';
@@ -197,8 +197,20 @@ export class PipeDhtTransport implements DhtTransport {
     }
   }
 
-  /** Closes the server, every link and every connection attempt. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Closes the server, every link and every connection attempt. Idempotent. With `opts`, a
+   * signal that aborts or a timeout that passes first resets what is still open and rejects
+   * with `AbortError` / `TimeoutError` once all is closed.
+   */
+  close(opts?: AbortOptions): Promise<void> {
+    return closeWithin(() => this.#closeGracefully(), opts, () => {
+      const now = forceSignal(new AbortError('DHT transport closed'));
+      for (const l of this.#pool.links) l.pipe.close({ signal: now }).catch(() => undefined);
+      this.server.close({ signal: now }).catch(() => undefined);
+    }, 'DHT transport close');
+  }
+
+  #closeGracefully(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closeCtrl.abort(new AbortError('DHT transport closed'));
     this.#handler = undefined;

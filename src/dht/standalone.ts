@@ -125,10 +125,14 @@ export class StandaloneDhtNode extends DhtNode {
     return formatContactString(this.contact);
   }
 
-  /** Stops the node, then closes the server and every connection. Idempotent. */
-  override async close(): Promise<void> {
+  /**
+   * Stops the node, then closes the server and every connection. Idempotent. With `opts`, a
+   * signal that aborts or a timeout that passes first resets the connections still open and
+   * rejects with `AbortError` / `TimeoutError` once all is closed.
+   */
+  override async close(opts?: AbortOptions): Promise<void> {
     await super.close();
-    await this.transport.close();
+    await this.transport.close(opts);
   }
 }
 

@@ -67,16 +67,17 @@ export class NodeLifecycle {
    * Closes once (later calls return the same promise): aborts {@link signal}, and unless the
    * node never started, closes the live pipes, then settles what `release` returns (closing
    * listeners, relays, signalling, mappings), then waits for the background tasks, then runs
-   * `last`. The state is `closed` when the returned promise resolves.
+   * `last`. The state is `closed` when the returned promise resolves. `force`, when it aborts,
+   * makes the pipes' closes give up waiting and reset (it is passed to each `close()`).
    */
-  close(release: () => readonly unknown[], last: () => Promise<void>): Promise<void> {
+  close(release: () => readonly unknown[], last: () => Promise<void>, force?: AbortSignal): Promise<void> {
     if (this.closing) return this.closing;
     const was = this.state;
     this.state = 'closing';
     this.life.abort(new StateError('node closed'));
     this.closing = (async () => {
       if (was !== 'new') {
-        await Promise.allSettled([...this.pipes].map((p) => p.close()));
+        await Promise.allSettled([...this.pipes].map((p) => p.close(force ? { signal: force } : undefined)));
         await Promise.allSettled(release());
         await Promise.allSettled([...this.background]);
         await last();

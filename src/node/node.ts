@@ -13,7 +13,7 @@
  * ```
  * @module
  */
-import { StateError } from '../errors.js';
+import { AbortError, StateError } from '../errors.js';
 import { Identity } from '../crypto/identity.js';
 import type { X25519KeyPair } from '../crypto/x25519.js';
 import { secureServer, type SecurePipe, type SecureServer } from '../crypto/secure-pipe.js';
@@ -26,7 +26,7 @@ import type { Pipe } from '../pipes/pipe.js';
 import type { TcpServer } from '../pipes/tcp-server.js';
 import { SUB_ALL, type Message } from '../pipes/types.js';
 import type { UdpPipe } from '../pipes/udp.js';
-import { throwIfAborted, type AbortOptions } from '../util/abort.js';
+import { closeWithin, throwIfAborted, unlimitedController, type AbortOptions } from '../util/abort.js';
 import { parseAddress, type PeerAddress, type SignalChannel } from './address.js';
 import { startBroker, type Broker } from './broker.js';
 import { buildAddress } from './build-address.js';
@@ -88,6 +88,8 @@ export class P2pNode implements AsyncDisposable {
   private readonly requests: RequestServer;
   private readonly lc = new NodeLifecycle();
   private readonly relays = new Set<TurnPipe>();
+  /** Aborted when a bounded `close(opts)` gives up waiting: every part then closes at once. */
+  private readonly force = unlimitedController();
   private punchMod: PunchModule | null | undefined;
   private readonly ctx: NodeContext;
   private readonly handlers: NodeHandlers;
@@ -379,24 +381,34 @@ export class P2pNode implements AsyncDisposable {
 
   // ---------------------------------------------------------------------------- close --
 
-  /** Closes every pipe, listener, broker connection, relay allocation and port mapping. Idempotent. */
-  close(): Promise<void> {
-    return this.lc.close(
+  /**
+   * Closes every pipe, listener, broker connection, relay allocation and port mapping.
+   * Idempotent. Each part's close is bounded on its own (TCP: `CLOSE_TIMEOUT`; TURN and port
+   * mapping deletions: their close timeouts). With `opts`, a signal that aborts or a timeout
+   * that passes first stops waiting: connections are reset, pending TURN and port-mapping
+   * deletions are abandoned (they expire on their servers), and the promise rejects with
+   * `AbortError` / `TimeoutError` once everything is closed.
+   */
+  close(opts?: AbortOptions): Promise<void> {
+    const f = { signal: this.force.signal };
+    const graceful = (): Promise<void> => this.lc.close(
       () => [
-        ...this.servers.map((s) => s.close()),
-        ...this.tcpServers.map((s) => s.close()),
-        ...this.udp.map((u) => u.close()),
-        ...[...this.relays].map((r) => r.close()),
+        ...this.servers.map((s) => s.close(f)),
+        ...this.tcpServers.map((s) => s.close(f)),
+        ...this.udp.map((u) => u.close(f)),
+        ...[...this.relays].map((r) => r.close(f)),
         this.signalling?.close(),
-        this.portMapping?.close(),
-        this.udpPortMapping?.close(),
+        this.portMapping?.close(f),
+        this.udpPortMapping?.close(f),
       ],
       async () => {
         await this.broker?.close();
         this.portMapping = undefined;
         this.udpPortMapping = undefined;
       },
+      this.force.signal,
     );
+    return closeWithin(graceful, opts, () => this.force.abort(new AbortError('node closed')), 'node close');
   }
 
   [Symbol.asyncDispose](): Promise<void> {

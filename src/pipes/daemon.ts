@@ -2,11 +2,11 @@
  * `Daemon`: one message handler serving many listening pipes (NICs × TCP/UDP × IPv4/IPv6 × ports).
  * @module
  */
-import { BindError, InvalidArgumentError } from '../errors.js';
+import { AbortError, BindError, InvalidArgumentError } from '../errors.js';
 import type { Family } from '../interfaces/endpoint.js';
 import { getInterfaces } from '../interfaces/interfaces.js';
 import type { AddressScope } from '../interfaces/scope.js';
-import { throwIfAborted, type AbortOptions } from '../util/abort.js';
+import { closeWithin, forceSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { pipeOpen } from './open.js';
 import type { Pipe } from './pipe.js';
 import type { Message, MessageCallback, PipeOptions, Proto } from './types.js';
@@ -147,10 +147,17 @@ export class Daemon {
     return opened;
   }
 
-  /** Closes every pipe the daemon opened (and their accepted connections). Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= Promise.all(this.pipes.map((p) => p.close())).then(() => undefined);
-    return this.closing;
+  /**
+   * Closes every pipe the daemon opened (and their accepted connections). Idempotent. With
+   * `opts`, a signal that aborts or a timeout that passes first closes what is left at once
+   * (TCP connections are reset) and rejects with `AbortError` / `TimeoutError` once all is closed.
+   */
+  close(opts?: AbortOptions): Promise<void> {
+    const graceful = (): Promise<void> => (this.closing ??= Promise.all(this.pipes.map((p) => p.close())).then(() => undefined));
+    return closeWithin(graceful, opts, () => {
+      const now = forceSignal(new AbortError('daemon closed'));
+      for (const p of this.pipes) p.close({ signal: now }).catch(() => undefined);
+    }, 'daemon close');
   }
 
   /** `await using daemon = …` closes it. */

@@ -47,9 +47,15 @@ export abstract class Pipe extends MessageHub {
   /**
    * Closes the pipe. TCP: data already sent is flushed (up to `CLOSE_FLUSH_TIMEOUT`), then a
    * graceful FIN; the connection is reset if the peer does not finish within `CLOSE_TIMEOUT`.
-   * Queued messages stay readable with `recv()`. Idempotent.
+   * Queued messages stay readable with `recv()`. Idempotent (a later call waits for the same
+   * close, and may bound it with its own options).
+   *
+   * `opts` bounds the graceful part: when `opts.signal` aborts (or is already aborted) or
+   * `opts.timeout` passes before the close completes, the pipe is torn down at once (TCP: reset)
+   * and the promise rejects with `AbortError` / `TimeoutError` after it is closed. The pipe is
+   * closed either way.
    */
-  abstract close(): Promise<void>;
+  abstract close(opts?: AbortOptions): Promise<void>;
 
   /**
    * @internal Counts one received message and hands it to the subscriptions and callbacks;

@@ -7,7 +7,7 @@ import type { Server, Socket } from 'node:net';
 import { InvalidArgumentError, PipeClosedError } from '../errors.js';
 import { formatEndpoint, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { isUnspecified } from '../interfaces/scope.js';
-import type { AbortOptions } from '../util/abort.js';
+import { closeWithin, type AbortOptions } from '../util/abort.js';
 import { AcceptQueue } from './accept-queue.js';
 import { handled, Pipe, type SendData } from './pipe.js';
 import { TcpPipe } from './tcp.js';
@@ -169,8 +169,18 @@ export class TcpServer extends Pipe {
     for (const c of this.connections) c.resumeReading();
   }
 
-  /** Stops listening and closes every accepted connection. */
-  close(): Promise<void> {
+  /**
+   * Stops listening and closes every accepted connection (each as `TcpPipe.close`). With
+   * `opts`, a signal that aborts or a timeout that passes first resets the connections still
+   * open and rejects with `AbortError` / `TimeoutError` once everything is closed.
+   */
+  close(opts?: AbortOptions): Promise<void> {
+    return closeWithin(() => this.closeGracefully(), opts, () => {
+      for (const c of this.connections) c.reset();
+    }, 'TCP server close');
+  }
+
+  private closeGracefully(): Promise<void> {
     if (this.closing) return this.closing;
     this.closed = true;
     this.acceptQueue.close();

@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import { FrameError, InvalidArgumentError, PipeClosedError } from '../errors.js';
 import { endpointFromNode, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
-import { toAbortError, type AbortOptions } from '../util/abort.js';
+import { closeWithin, toAbortError, type AbortOptions } from '../util/abort.js';
 import { createDecoder, encodeFrame, type FrameDecoder } from './framing.js';
 import { boundSend, handled, Pipe, type SendData } from './pipe.js';
 import { streamError } from './socket-errors.js';
@@ -317,7 +317,11 @@ export class TcpPipe extends Pipe {
     return new PipeClosedError(this.closeError ? `pipe is closed: ${this.closeError.message}` : 'pipe is closed', this.closeError ? { cause: this.closeError } : undefined);
   }
 
-  close(): Promise<void> {
+  close(opts?: AbortOptions): Promise<void> {
+    return closeWithin(() => this.closeGracefully(), opts, () => this.reset(), 'TCP pipe close');
+  }
+
+  private closeGracefully(): Promise<void> {
     if (this.closing) return this.closing;
     this.flush(); // the tick's pending sends go out before the FIN
     this.pushTail();

@@ -16,7 +16,7 @@ import type { RemoteInfo, Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { EndpointError, InvalidArgumentError, MessageTooBigError, P2pdError, PipeClosedError, UnreachableError } from '../errors.js';
 import { endpointFromNode, formatEndpoint, nodeHost, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
-import { toAbortError, type AbortOptions } from '../util/abort.js';
+import { closeWithin, toAbortError, type AbortOptions } from '../util/abort.js';
 import { boundSend, destEndpoint, handled, Pipe, type SendData } from './pipe.js';
 import { toBuffer } from './tcp.js';
 import { MAX_UDP_PAYLOAD, type MessageCallback, type QueueLimits } from './types.js';
@@ -120,9 +120,15 @@ export class UdpPipe extends Pipe {
 
   /**
    * Closes the socket. Datagrams it read but has not dispatched yet are discarded, as if they
-   * had still been in the kernel's buffer. Idempotent.
+   * had still been in the kernel's buffer. Idempotent. Completes at once, so `opts` matters
+   * only when its signal is already aborted (then it rejects with `AbortError`, the socket
+   * closed all the same).
    */
-  close(): Promise<void> {
+  close(opts?: AbortOptions): Promise<void> {
+    return closeWithin(() => this.closeOnce(), opts, () => undefined, 'UDP pipe close');
+  }
+
+  private closeOnce(): Promise<void> {
     if (this.closing) return this.closing;
     this.closed = true;
     this.pending = [];

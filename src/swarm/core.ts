@@ -5,10 +5,10 @@
  * @module
  */
 import { setMaxListeners } from 'node:events';
-import { DecodeError, MessageTooBigError, PipeClosedError, ProtocolMismatchError } from '../errors.js';
+import { AbortError, DecodeError, MessageTooBigError, PipeClosedError, ProtocolMismatchError } from '../errors.js';
 import type { Endpoint } from '../interfaces/endpoint.js';
 import type { TcpServer } from '../pipes/tcp-server.js';
-import { cancellable, type AbortOptions } from '../util/abort.js';
+import { cancellable, closeWithin, forceSignal, type AbortOptions } from '../util/abort.js';
 import {
   ANNOUNCE_INTERVAL, HARD_MAX_LINKS, MAX_LINK_MALFORMED, MAX_PAYLOAD_SIZE, MAX_PENDING_SETUPS, SEEN_TTL,
 } from './constants.js';
@@ -39,6 +39,8 @@ export class SwarmCore {
   readonly #cfg: CoreConfig;
   readonly #ev: CoreEvents;
   readonly #server: TcpServer;
+  /** The links the close is closing (a forced close resets them). */
+  #closingLinks: Link[] = [];
   readonly #closeCtrl = new AbortController();
   readonly #ctx: SetupContext;
   readonly #snapshotWaiters = new Set<() => void>();
@@ -351,9 +353,16 @@ export class SwarmCore {
     return this.#shutdown(false);
   }
 
-  /** Says goodbye (signed leaving announcement), closes every link, the server and the timers. Idempotent. */
-  close(): Promise<void> {
-    return this.#shutdown(true);
+  /**
+   * Says goodbye (signed leaving announcement), closes every link, the server and the timers.
+   * Idempotent. With `opts`, a signal that aborts or a timeout that passes first resets the
+   * links still open and rejects with `AbortError` / `TimeoutError` once all is closed.
+   */
+  close(opts?: AbortOptions): Promise<void> {
+    return closeWithin(() => this.#shutdown(true), opts, () => {
+      for (const l of this.#closingLinks) l.io.reset();
+      this.#server.close({ signal: forceSignal(new AbortError('swarm node closed')) }).catch(() => undefined);
+    }, 'swarm close');
   }
 
   #shutdown(graceful: boolean): Promise<void> {
@@ -363,6 +372,7 @@ export class SwarmCore {
     if (this.#soon) clearTimeout(this.#soon);
     for (const w of [...this.#snapshotWaiters]) w();
     const links = [...this.links.all];
+    this.#closingLinks = links;
     if (!graceful) {
       for (const l of links) l.io.reset();
       this.#closing = this.#server.close();

@@ -4,13 +4,13 @@
  * @module
  */
 import { EventEmitter } from 'node:events';
-import { CongestedError, InvalidArgumentError, NotBoundError, PipeClosedError, RoutingError, StateError, type ProtocolDescriptor, type ProtocolMismatchError } from '../errors.js';
+import { AbortError, CongestedError, InvalidArgumentError, NotBoundError, PipeClosedError, RoutingError, StateError, type ProtocolDescriptor, type ProtocolMismatchError } from '../errors.js';
 import { Identity } from '../crypto/identity.js';
 import { checkPort, parseHost, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { isUnspecified } from '../interfaces/scope.js';
 import { pipeOpen } from '../pipes/open.js';
 import { toBuffer } from '../pipes/tcp.js';
-import { throwIfAborted, type AbortOptions } from '../util/abort.js';
+import { closeWithin, forceSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import {
   DEFAULT_BROADCAST_REDUNDANCY, DEFAULT_LINK_TIMEOUT, DEFAULT_LINKS_PER_BUCKET, DEFAULT_MAX_LINKS, DEFAULT_MAX_QUEUE,
   DEFAULT_SEEN_CACHE_SIZE, MAINTAIN_INTERVAL, MAX_EXCLUDE,
@@ -71,6 +71,8 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
   readonly #delivery: Delivery;
   #core: SwarmCore | undefined;
   #binding: Promise<void> | undefined;
+  /** A close with `opts` gave up waiting: whatever is still open is reset. */
+  #forced = false;
   #closing: Promise<void> | undefined;
   readonly #infos = new Map<string, SwarmPeerInfo>();
 
@@ -365,15 +367,24 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
     return this.#need();
   }
 
-  /** Leaves the swarm (signed goodbye), closes every link and the listener. Queued messages stay readable. Idempotent. */
-  close(): Promise<void> {
-    if (this.#closing) return this.#closing;
-    this.#closing = (async () => {
-      await this.#binding?.catch(() => undefined);
-      this.#delivery.close();
-      await this.#core?.close();
-    })();
-    return this.#closing;
+  /**
+   * Leaves the swarm (signed goodbye), closes every link and the listener. Queued messages stay
+   * readable. Idempotent. With `opts`, a signal that aborts or a timeout that passes first
+   * resets the links still open and rejects with `AbortError` / `TimeoutError` once all is closed.
+   */
+  close(opts?: AbortOptions): Promise<void> {
+    const graceful = (): Promise<void> =>
+      (this.#closing ??= (async () => {
+        await this.#binding?.catch(() => undefined);
+        this.#delivery.close();
+        await this.#core?.close(this.#forced ? { signal: forceSignal(new AbortError('swarm peer closed')) } : undefined).catch((e: unknown) => {
+          if (!this.#forced) throw e;
+        });
+      })());
+    return closeWithin(graceful, opts, () => {
+      this.#forced = true;
+      this.#core?.close({ signal: forceSignal(new AbortError('swarm peer closed')) }).catch(() => undefined);
+    }, 'swarm peer close');
   }
 
   /** `await using peer = new SwarmPeer()`. */

@@ -3,6 +3,7 @@
  * into typed errors and cleans up after itself.
  * @module
  */
+import { setMaxListeners } from 'node:events';
 import { AbortError, TimeoutError } from '../errors.js';
 
 /** The options accepted by every async operation in p2pd. */
@@ -99,4 +100,61 @@ export function sleep(ms: number, opts?: { signal?: AbortSignal }): Promise<void
     const t = setTimeout(resolve, ms);
     return () => clearTimeout(t);
   });
+}
+
+/**
+ * A close bounded by `opts` (the `close({ signal, timeout })` of every closable p2pd object):
+ * resolves when `graceful()` (the object's normal close, started here) does. When
+ * `opts.signal` aborts or `opts.timeout` passes first, `force()` tears the object down at once
+ * (resets, drops what is pending), and the result rejects with {@link AbortError} /
+ * {@link TimeoutError} once the object is closed: the caller learns that the close was not
+ * graceful, and nothing is left open either way. A signal already aborted forces before the
+ * graceful close starts (a TCP connection is then reset rather than finished), and again right
+ * after (for what that start opened); `force` must be idempotent. Without a signal or a
+ * timeout, just `graceful()`.
+ */
+export function closeWithin(graceful: () => Promise<void>, opts: AbortOptions | undefined, force: () => void, what = 'close'): Promise<void> {
+  if (opts === undefined || (opts.signal === undefined && !(opts.timeout && opts.timeout > 0))) return graceful();
+  if (opts.signal?.aborted) {
+    const reason = toAbortError(opts.signal);
+    force();
+    const g = graceful();
+    force();
+    return g.catch(() => undefined).then(() => Promise.reject(reason));
+  }
+  const g = graceful();
+  return bounded(g, opts, what).catch(async (e: unknown) => {
+    if (!(e instanceof AbortError) && !(e instanceof TimeoutError)) throw e;
+    force();
+    await g.catch(() => undefined);
+    throw e;
+  });
+}
+
+/** An already-aborted signal: `x.close({ signal: FORCE })` closes `x` at once (see {@link closeWithin}). */
+export function forceSignal(reason: Error): AbortSignal {
+  return AbortSignal.abort(reason);
+}
+
+/**
+ * Closes every object in `items` with `opts` and waits for all of them; rejects with the first
+ * `AbortError`/`TimeoutError` among them (every object is closed by then), else with the first
+ * other failure, else resolves. For composites whose close is the close of their parts.
+ */
+export async function closeAll(items: Iterable<{ close(opts?: AbortOptions): Promise<unknown> } | undefined>, opts?: AbortOptions): Promise<void> {
+  const results = await Promise.allSettled([...items].map((i) => i?.close(opts)));
+  let first: unknown;
+  for (const r of results) {
+    if (r.status !== 'rejected') continue;
+    if (r.reason instanceof AbortError || r.reason instanceof TimeoutError) throw r.reason;
+    first ??= r.reason;
+  }
+  if (first !== undefined) throw first;
+}
+
+/** An `AbortController` whose signal may have any number of listeners (one per child closed with it) without a leak warning. */
+export function unlimitedController(): AbortController {
+  const c = new AbortController();
+  setMaxListeners(0, c.signal);
+  return c;
 }

@@ -23,7 +23,7 @@ import { pipeOpen } from '../../pipes/open.js';
 import type { Pipe } from '../../pipes/pipe.js';
 import type { TcpPipe } from '../../pipes/tcp.js';
 import { SUB_ALL, type Proto } from '../../pipes/types.js';
-import { throwIfAborted } from '../../util/abort.js';
+import { closeWithin, throwIfAborted, type AbortOptions } from '../../util/abort.js';
 import type { StunAttribute } from './attributes.js';
 import { ATTR, CLASS, METHOD, STUN_HEADER_SIZE } from './constants.js';
 import { fingerprintOf } from './integrity.js';
@@ -269,9 +269,17 @@ export class StunClient implements AsyncDisposable {
 
   /**
    * Closes the client: pending transactions reject with `PipeClosedError`, and the pipe is
-   * closed unless it was given in `opts.pipe`. Idempotent.
+   * closed unless it was given in `opts.pipe`. Idempotent. With `opts`, a signal that aborts or
+   * a timeout that passes first resets an owned TCP connection and rejects with `AbortError` /
+   * `TimeoutError` once it is closed.
    */
-  close(): Promise<void> {
+  close(opts?: AbortOptions): Promise<void> {
+    return closeWithin(() => this.closeOnce(), opts, () => {
+      if (this.owns && this.pipe.proto === 'tcp') (this.pipe as TcpPipe).reset();
+    }, 'STUN client close');
+  }
+
+  private closeOnce(): Promise<void> {
     if (this.closing) return this.closing;
     this.life.abort(new PipeClosedError('STUN client closed'));
     this.removeClose();

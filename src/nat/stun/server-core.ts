@@ -12,6 +12,8 @@ import type { TcpPipe } from '../../pipes/tcp.js';
 import type { TcpServer } from '../../pipes/tcp-server.js';
 import type { Message, Proto } from '../../pipes/types.js';
 import type { UdpPipe } from '../../pipes/udp.js';
+import { AbortError } from '../../errors.js';
+import { closeWithin, forceSignal, type AbortOptions } from '../../util/abort.js';
 import type { StunAttribute } from './attributes.js';
 import { ATTR, CLASS, ERROR_CODE, ERROR_REASON, METHOD, STUN_HEADER_SIZE } from './constants.js';
 import { fingerprintOf } from './integrity.js';
@@ -327,10 +329,17 @@ export class StunServer implements AsyncDisposable {
     );
   }
 
-  /** Closes every socket. Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= Promise.all(this.socks.map((s) => s.pipe.close())).then(() => undefined);
-    return this.closing;
+  /**
+   * Closes every socket. Idempotent. With `opts`, a signal that aborts or a timeout that passes
+   * first resets the TCP connections still open and rejects with `AbortError` / `TimeoutError`
+   * once all is closed.
+   */
+  close(opts?: AbortOptions): Promise<void> {
+    const graceful = (): Promise<void> => (this.closing ??= Promise.all(this.socks.map((s) => s.pipe.close())).then(() => undefined));
+    return closeWithin(graceful, opts, () => {
+      const now = forceSignal(new AbortError('STUN server closed'));
+      for (const s of this.socks) s.pipe.close({ signal: now }).catch(() => undefined);
+    }, 'STUN server close');
   }
 
   /** `await using server = await startStunServer(…)`. */

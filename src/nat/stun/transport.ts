@@ -199,9 +199,9 @@ export class StunTransport {
     });
   }
 
-  /** Stops listening on the pipe (and closes it when owned). */
-  async close(): Promise<void> {
+  /** Stops listening on the pipe (and closes it when owned, bounded by `opts` as `Pipe.close`). */
+  async close(opts?: AbortOptions): Promise<void> {
     this.remove();
-    if (this.owns) await this.pipe.close();
+    if (this.owns) await this.pipe.close(opts);
   }
 }

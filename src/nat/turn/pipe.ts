@@ -4,12 +4,12 @@
  * peer. Underneath it talks to the TURN server over UDP or TCP (the control connection).
  * @module
  */
-import { InvalidArgumentError, MessageTooBigError, PipeClosedError } from '../../errors.js';
+import { AbortError, InvalidArgumentError, MessageTooBigError, PipeClosedError } from '../../errors.js';
 import { formatEndpoint, parseHost, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../../interfaces/endpoint.js';
 import { boundSend, destEndpoint, handled, Pipe, type SendData } from '../../pipes/pipe.js';
 import { toBuffer } from '../../pipes/tcp.js';
 import type { MessageCallback, QueueLimits } from '../../pipes/types.js';
-import { toAbortError, type AbortOptions } from '../../util/abort.js';
+import { closeWithin, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
 import { CHANNEL_DATA_HEADER_SIZE } from '../stun/channel-data.js';
 import { ATTR, CLASS, METHOD } from '../stun/constants.js';
 import { encodeStun, getAttr, newTransactionId } from '../stun/message.js';
@@ -88,6 +88,8 @@ export class TurnPipe extends Pipe {
 
   readonly #session: TurnSession;
   readonly #transport: StunTransport;
+  /** Aborted by a forced close: the connection to the server is then reset, not closed gracefully. */
+  readonly #force = new AbortController();
   readonly #peers: PeerTable;
   readonly #refresher: AllocationRefresher;
   readonly #init: TurnPipeInit;
@@ -261,22 +263,25 @@ export class TurnPipe extends Pipe {
 
   /**
    * Refreshes the allocation now (it is also refreshed automatically before it expires).
-   * `lifetime` (seconds) asks for a new lifetime; resolves with the one granted.
+   * `lifetime` (seconds) asks for a new lifetime; resolves with the one granted. `opts.timeout`
+   * (default: the pipe's request timeout) and `opts.signal` bound the request (`TimeoutError`,
+   * `AbortError`; the allocation is then unchanged or refreshed, as the server got it).
    */
-  async refresh(lifetime?: number): Promise<number> {
+  async refresh(lifetime?: number, opts: AbortOptions = {}): Promise<number> {
+    throwIfAborted(opts.signal);
     if (this.closed) throw new PipeClosedError('TURN relay pipe is closed');
-    const granted = await this.#refresh(lifetime ?? this.#init.requestedLifetime);
+    const granted = await this.#refresh(lifetime ?? this.#init.requestedLifetime, opts);
     this.turnStats.refreshes++;
     this.#refresher.start(granted);
     return granted;
   }
 
-  async #refresh(lifetime: number | undefined): Promise<number> {
+  async #refresh(lifetime: number | undefined, opts: AbortOptions = {}): Promise<number> {
     if (lifetime !== undefined && (!Number.isInteger(lifetime) || lifetime < 0 || lifetime > 0xffffffff)) {
       throw new InvalidArgumentError('lifetime must be a non-negative integer number of seconds');
     }
     const attrs = lifetime !== undefined ? [{ type: ATTR.LIFETIME, value: lifetime } as const] : [];
-    const resp = await this.#session.request(METHOD.REFRESH, [...attrs], { timeout: this.#init.requestTimeout });
+    const resp = await this.#session.request(METHOD.REFRESH, [...attrs], { timeout: opts.timeout ?? this.#init.requestTimeout, ...(opts.signal ? { signal: opts.signal } : {}) });
     const granted = getAttr(resp, ATTR.LIFETIME) ?? lifetime ?? this.lifetime;
     this.lifetime = granted;
     return granted;
@@ -284,10 +289,16 @@ export class TurnPipe extends Pipe {
 
   /**
    * Deletes the allocation (Refresh with LIFETIME 0, waiting at most `closeTimeout` for the
-   * answer), stops every timer and closes the connection to the server. Idempotent.
+   * answer), stops every timer and closes the connection to the server. Idempotent. With
+   * `opts`, a signal that aborts or a timeout that passes first gives up on the deletion (the
+   * allocation then expires on the server) and rejects with `AbortError` / `TimeoutError` once
+   * the pipe is closed.
    */
-  close(): Promise<void> {
-    return this.#shutdown(undefined, true);
+  close(opts?: AbortOptions): Promise<void> {
+    return closeWithin(() => this.#shutdown(undefined, true), opts, () => {
+      this.#force.abort(new AbortError('TURN relay pipe closed'));
+      this.#session.abort(new PipeClosedError('TURN relay pipe closed'));
+    }, 'TURN pipe close');
   }
 
   /** Tears down once: `err` is the close reason (allocation lost, connection closed). */
@@ -305,7 +316,7 @@ export class TurnPipe extends Pipe {
       }
       this.#session.abort(new PipeClosedError('TURN relay pipe closed'));
       this.#offPacket();
-      await this.#transport.close().catch(() => undefined);
+      await this.#transport.close({ signal: this.#force.signal }).catch(() => undefined);
       this.finish(err);
     })();
     this.#closing = p;
