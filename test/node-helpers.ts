@@ -57,15 +57,18 @@ export interface Coturn {
   server: string;
   username: string;
   password: string;
+  /** What coturn printed so far (with `verbose`: one line per session event). */
+  log(): string;
   stop(): Promise<void>;
 }
 
-export async function startCoturn(): Promise<Coturn> {
+export async function startCoturn(opts: { verbose?: boolean } = {}): Promise<Coturn> {
   const dir = mkdtempSync(path.join(tmpdir(), 'p2pd-node-coturn-'));
   const port = await freePort();
   const relayBase = 40000 + Math.floor(Math.random() * 200) * 100;
   let log = '';
   const p = spawn('turnserver', [
+    ...(opts.verbose ? ['-v'] : []),
     '-n', '--listening-ip=127.0.0.1', `--listening-port=${port}`, '--relay-ip=127.0.0.1', `--min-port=${relayBase}`, `--max-port=${relayBase + 99}`,
     '--lt-cred-mech', '--realm=node.test', '--user=p2pd:node-secret', `--userdb=${dir}/turndb`,
     '--no-tls', '--no-dtls', '--no-cli', '--allow-loopback-peers', `--pidfile=${dir}/turnserver.pid`, '--log-file=stdout', '--simple-log',
@@ -84,6 +87,7 @@ export async function startCoturn(): Promise<Coturn> {
     server: `127.0.0.1:${port}`,
     username: 'p2pd',
     password: 'node-secret',
+    log: () => log,
     async stop() {
       await stop(p);
       rmSync(dir, { recursive: true, force: true });

@@ -109,3 +109,40 @@ describe.runIf(HAVE_TURN || CI)('relay is a default strategy when a TURN server 
     expect(relayRequests(b.events)).toBe(before);
   });
 });
+
+describe.runIf(HAVE_TURN || CI)('node.close() deletes its TURN allocations on the server (coturn)', () => {
+  it('every allocation coturn opened for the two nodes is refreshed to lifetime 0 when they close', async () => {
+    if (!HAVE_TURN) throw new Error('turnserver (coturn) is not installed; run test/lab/install-deps.sh');
+    const coturn = await startCoturn({ verbose: true });
+    const broker = await startBroker({ host: '127.0.0.1' });
+    try {
+      const opts: P2pNodeOptions = {
+        listen: 'loopback',
+        portMapping: false,
+        signalling: { brokers: [broker.url] },
+        turn: [{ server: coturn.server, username: coturn.username, password: coturn.password }],
+      };
+      const b = await startP2pNode(opts);
+      b.addMsgCb(async (msg, pipe) => {
+        if (msg.toString() === 'PING') await pipe.send('PONG');
+      });
+      const a = await startP2pNode(opts);
+      const noDirect = encodeAddress(b.identity, { signalKey: b.address.signalKey, interfaces: [], signal: [...b.address.signal] });
+      const p = await a.connect(noDirect, { strategies: ['relay'], timeout: 12_000 });
+      expect(p.path.strategy).toBe('relay');
+      await p.send('PING');
+      expect((await p.recv({ timeout: 5000 })).data.toString()).toBe('PONG');
+      const sessions = (): number => (coturn.log().match(/session \d+: new, realm=/g) ?? []).length;
+      const deleted = (): number => (coturn.log().match(/session \d+: refreshed, realm=<[^>]*>, username=<[^>]*>, lifetime=0\b/g) ?? []).length;
+      expect(sessions()).toBeGreaterThanOrEqual(1);
+      expect(deleted()).toBe(0);
+      await Promise.all([a.close(), b.close()]);
+      const end = Date.now() + 5000;
+      while (deleted() < sessions() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      expect(deleted()).toBe(sessions());
+    } finally {
+      await broker.close();
+      await coturn.stop();
+    }
+  });
+});
