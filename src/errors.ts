@@ -288,6 +288,23 @@ export class CongestedError extends P2pdError {
   }
 }
 
+/**
+ * A configured limit is reached (for example a node's `maxPeers`): the operation was refused
+ * rather than letting resource use grow without bound. Code `ERR_LIMIT`. `limit` names the
+ * option, `value` its value.
+ */
+export class LimitError extends P2pdError {
+  /** The option whose limit was reached, e.g. `'maxPeers'`. */
+  readonly limit: string;
+  /** The limit's value. */
+  readonly value: number;
+  constructor(limit: string, value: number, message: string, options?: P2pdErrorOptions) {
+    super('ERR_LIMIT', message, options);
+    this.limit = limit;
+    this.value = value;
+  }
+}
+
 /** No route to the requested node (unknown target, or no links at all). Code `ERR_NO_ROUTE`. */
 export class RoutingError extends P2pdError {
   constructor(message: string, options?: P2pdErrorOptions) {

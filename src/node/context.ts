@@ -15,6 +15,13 @@ import type { PunchModule } from './punch-api.js';
 import type { Signalling } from './signalling.js';
 import type { NodeEvent, NodePipe, NodeTimeouts, P2pNodeOptions, PipePath } from './types.js';
 
+/**
+ * Default cap on a node's live pipes to peers, inbound and outbound together (`maxPeers`).
+ * Identities cost nothing to make, so without a cap anyone could open pipes until the process
+ * runs out of descriptors or memory.
+ */
+export const DEFAULT_MAX_PEERS = 1024;
+
 /** TCP keep-alive and reliable-stream keep-alive on node pipes (ms): shorter than NAT binding timeouts. */
 export const KEEPALIVE_MS = 15_000;
 

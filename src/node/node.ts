@@ -13,7 +13,7 @@
  * ```
  * @module
  */
-import { AbortError, StateError } from '../errors.js';
+import { AbortError, LimitError, StateError } from '../errors.js';
 import { Identity } from '../crypto/identity.js';
 import type { X25519KeyPair } from '../crypto/x25519.js';
 import { secureServer, type SecurePipe, type SecureServer } from '../crypto/secure-pipe.js';
@@ -31,7 +31,7 @@ import { parseAddress, type PeerAddress, type SignalChannel } from './address.js
 import { startBroker, type Broker } from './broker.js';
 import { buildAddress } from './build-address.js';
 import { peerOnThisHost } from './candidates.js';
-import { KEEPALIVE_MS, type NodeContext } from './context.js';
+import { DEFAULT_MAX_PEERS, KEEPALIVE_MS, type NodeContext } from './context.js';
 import { deriveSignalKey } from './envelope.js';
 import { asNodePipe, decodeHello } from './hello.js';
 import { loadPunch, type PunchModule } from './punch-api.js';
@@ -90,6 +90,10 @@ export class P2pNode implements AsyncDisposable {
   private readonly relays = new Set<TurnPipe>();
   /** Aborted when a bounded `close(opts)` gives up waiting: every part then closes at once. */
   private readonly force = unlimitedController();
+  /** See `P2pNodeOptions.maxPeers`. */
+  private get maxPeers(): number {
+    return this.opts.maxPeers ?? DEFAULT_MAX_PEERS;
+  }
   private punchMod: PunchModule | null | undefined;
   private readonly ctx: NodeContext;
   private readonly handlers: NodeHandlers;
@@ -328,6 +332,12 @@ export class P2pNode implements AsyncDisposable {
   /** Registers a pipe with the node (callbacks, keep-alive, bookkeeping). */
   private adopt(p: SecurePipe | Pipe, path: PipePath, announce: boolean): NodePipe {
     const np = asNodePipe(p, path);
+    if (announce && this.lc.pipes.size >= this.maxPeers) {
+      // Inbound beyond the cap: refused (outbound ones were checked when connect() began).
+      this.event({ type: 'warning', peer: np.remoteIdHex, detail: `inbound pipe refused: maxPeers (${this.maxPeers}) pipes are open` });
+      void np.close().catch(() => undefined);
+      return np;
+    }
     if (!this.lc.keep(np)) return np;
     const inner = (p as { inner?: { socket?: { setKeepAlive?: (on: boolean, ms: number) => void } } }).inner;
     inner?.socket?.setKeepAlive?.(true, this.opts.keepAlive ?? KEEPALIVE_MS);
@@ -361,11 +371,13 @@ export class P2pNode implements AsyncDisposable {
    * first authenticated pipe wins and `pipe.path` says which. `connect(node.addr)` connects to
    * itself.
    * @throws AddressError (bad address), P2pConnectError (every strategy failed; `attempts`),
-   *   TimeoutError, AbortError, StateError (node not running).
+   *   TimeoutError, AbortError, StateError (node not running), LimitError (`maxPeers` pipes
+   *   are open).
    */
   async connect(addr: string | PeerAddress, opts: ConnectOptions = {}): Promise<NodePipe> {
     this.lc.expect('running');
     throwIfAborted(opts.signal);
+    if (this.lc.pipes.size >= this.maxPeers) throw new LimitError('maxPeers', this.maxPeers, `cannot connect: maxPeers (${this.maxPeers}) pipes are open`);
     // The queue for recv(). By default it is the pipe's default queue: if it fills up without
     // ever being read while the node has message callbacks (which saw every message), it is
     // dropped instead of pausing the pipe, so nothing stalls for want of a recv() nobody calls.
@@ -416,8 +428,8 @@ export class P2pNode implements AsyncDisposable {
   }
 }
 
-/** Creates and starts a node: `const node = await startP2pNode({ nics })`. */
-export function startP2pNode(opts: P2pNodeOptions = {}, startOpts: AbortOptions = {}): Promise<P2pNode> {
+/** Creates and starts a node: `const node = await startP2pNode({ nics })`. Bad options reject with `InvalidArgumentError`. */
+export async function startP2pNode(opts: P2pNodeOptions = {}, startOpts: AbortOptions = {}): Promise<P2pNode> {
   return new P2pNode(opts).start(startOpts);
 }
 

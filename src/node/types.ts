@@ -127,6 +127,12 @@ export interface P2pNodeOptions {
    * relayed streams. Keep it below the NAT's UDP binding timeout (often 30 s). @default 15 000
    */
   keepAlive?: number;
+  /**
+   * Most live pipes to peers, inbound and outbound together. An inbound pipe beyond it is
+   * closed at once (a `warning` event says so); `connect()` beyond it rejects with
+   * `LimitError`. @default DEFAULT_MAX_PEERS (1024)
+   */
+  maxPeers?: number;
   /** Diagnostics: called for strategy starts, failures and wins, and other events. */
   onEvent?: (e: NodeEvent) => void;
 }

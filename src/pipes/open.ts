@@ -101,7 +101,7 @@ async function openPipe(proto: Proto, dest: EndpointLike | undefined, opts: Pipe
   if (framing !== 'raw' && framing !== 'length' && framing !== 'line') {
     throw new InvalidArgumentError(`unknown framing ${JSON.stringify(framing)}; expected 'raw', 'length' or 'line'`);
   }
-  for (const k of ['maxQueue', 'maxQueueBytes', 'maxAcceptQueue', 'backlog', 'recvBufferSize', 'sendBufferSize', 'flushTimeout'] as const) {
+  for (const k of ['maxQueue', 'maxQueueBytes', 'maxAcceptQueue', 'maxConnections', 'backlog', 'recvBufferSize', 'sendBufferSize', 'flushTimeout'] as const) {
     const v = opts[k];
     if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new InvalidArgumentError(`${k} must be a positive integer`);
   }
@@ -183,6 +183,7 @@ function listenTcp(bind: Binding, family: Family, framing: Framing, maxMessageSi
           maxQueueBytes: opts.maxQueueBytes,
           copyPayloads: opts.copyPayloads,
           maxAcceptQueue: opts.maxAcceptQueue,
+          maxConnections: opts.maxConnections,
           flushTimeout: opts.flushTimeout,
         }),
       );

@@ -11,7 +11,7 @@ import { closeWithin, type AbortOptions } from '../util/abort.js';
 import { AcceptQueue } from './accept-queue.js';
 import { handled, Pipe, type SendData } from './pipe.js';
 import { TcpPipe } from './tcp.js';
-import { type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
+import { DEFAULT_MAX_SERVER_CONNECTIONS, type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
 
 /** Options for a TCP server pipe. */
 export interface TcpServerInit extends QueueLimits {
@@ -27,6 +27,7 @@ export interface TcpServerInit extends QueueLimits {
   flushTimeout?: number | undefined;
   /** Max pipes waiting for `accept()`. */
   maxAcceptQueue?: number | undefined;
+  maxConnections?: number | undefined;
 }
 
 /** Callback for each accepted connection. */
@@ -55,6 +56,8 @@ export class TcpServer extends Pipe {
   private closing: Promise<void> | undefined;
   /** Connections dropped from the accept queue because nobody called `accept()` (they keep working). */
   acceptOverflow = 0;
+  /** Connections closed on arrival because `maxConnections` were already open. */
+  refusedConnections = 0;
 
   constructor(server: Server, local: Endpoint, init: TcpServerInit) {
     super(init);
@@ -77,6 +80,12 @@ export class TcpServer extends Pipe {
 
   private handleSocket(socket: Socket): void {
     if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    if (this.connections.size >= (this.init.maxConnections ?? DEFAULT_MAX_SERVER_CONNECTIONS)) {
+      this.refusedConnections++;
+      socket.on('error', () => undefined);
       socket.destroy();
       return;
     }

@@ -78,6 +78,11 @@ export const CLOSE_FLUSH_TIMEOUT = 10_000;
 export const MAX_INFLIGHT_CALLBACKS = 256;
 /** Default size of a TCP server's queue of accepted pipes awaiting `accept()`. */
 export const DEFAULT_MAX_ACCEPT_QUEUE = 1024;
+/**
+ * Default cap on a TCP server's live accepted connections (`maxConnections`): each holds a
+ * file descriptor and its queues, so a flood of connections must not exhaust the process.
+ */
+export const DEFAULT_MAX_SERVER_CONNECTIONS = 16_384;
 
 /** Queue limits of a subscription or pipe. */
 export interface QueueLimits {
@@ -143,6 +148,11 @@ export interface PipeOptions extends AbortOptions, QueueLimits {
   flushTimeout?: number;
   /** Max accepted pipes waiting for `accept()`; the oldest is left to callbacks beyond it. @default 1024 */
   maxAcceptQueue?: number;
+  /**
+   * TCP servers: max live accepted connections; a connection beyond it is closed at once
+   * (counted in `TcpServer.refusedConnections`). @default DEFAULT_MAX_SERVER_CONNECTIONS (16 384)
+   */
+  maxConnections?: number;
 }
 
 /** Counters of a pipe; cheap to read. */
