@@ -283,7 +283,7 @@ export class FakeTurnServer {
     a.expiry = setTimeout(() => {
       this.expired++;
       void this.drop(a);
-    }, lifetime * 1000);
+    }, Math.min(lifetime * 1000, 2 ** 31 - 1));
   }
 
   private fromPeer(a: Allocation, data: Buffer, peer: Endpoint): void {

@@ -14,7 +14,7 @@ import {
 } from '../src/errors.js';
 import type { Endpoint } from '../src/interfaces/endpoint.js';
 import { ATTR, CLASS, METHOD, encodeChannelData, encodeStun } from '../src/nat/stun/index.js';
-import { MAX_TURN_PAYLOAD, TURN_MAX_AUTH_ROUNDS, TurnAuthError, refreshDelay, turnAllocate, type TurnAllocateOptions, type TurnPipe } from '../src/nat/turn/index.js';
+import { MAX_TURN_PAYLOAD, TURN_MAX_AUTH_ROUNDS, TURN_MIN_REFRESH_DELAY, TurnAuthError, refreshDelay, turnAllocate, type TurnAllocateOptions, type TurnPipe } from '../src/nat/turn/index.js';
 import { FakeTurnServer, type FakeRequest, type HookResult } from './turn-fake-server.js';
 
 const PROTOS = ['udp', 'tcp'] as const;
@@ -565,5 +565,45 @@ describe('TURN: argument checks', () => {
     expect(refreshDelay(3600)).toBe(3_540_000);
     expect(refreshDelay(120)).toBe(60_000);
     expect(refreshDelay(10)).toBe(5_000);
+  });
+
+  it('refresh delays stay within [TURN_MIN_REFRESH_DELAY, 2^31 - 1 ms] whatever the server grants', () => {
+    expect(refreshDelay(0)).toBe(TURN_MIN_REFRESH_DELAY);
+    expect(refreshDelay(0.2)).toBe(TURN_MIN_REFRESH_DELAY);
+    expect(refreshDelay(3_000_000)).toBe(2 ** 31 - 1);
+    expect(refreshDelay(0xffffffff)).toBe(2 ** 31 - 1);
+  });
+});
+
+describe('TURN: hostile lifetimes', () => {
+  it('a huge granted lifetime does not overflow the timer into a refresh storm', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const s = await server({ lifetime: 3_000_000 });
+      const relay = await alloc(s);
+      expect(relay.lifetime).toBe(3_000_000);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(s.count(METHOD.REFRESH)).toBe(0);
+      expect(warnings).not.toContain('TimeoutOverflowWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('a refresh answered with lifetime 0 (allocation deleted) closes the pipe instead of refreshing in a loop', async () => {
+    const s = await server({ lifetime: 1, hook: (r) => (r.msg.method === METHOD.REFRESH ? r.response(CLASS.SUCCESS, [{ type: ATTR.LIFETIME, value: 0 }]) : undefined) });
+    const relay = await alloc(s, { lifetime: 1 });
+    const err = await new Promise<Error | undefined>((res) => relay.onClose(res));
+    expect(err).toBeInstanceOf(StunError);
+    expect(err?.message).toMatch(/lifetime of 0/);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(s.count(METHOD.REFRESH)).toBeLessThanOrEqual(2); // the one answered 0 (+ the close's deletion)
+  });
+
+  it('an Allocate granting lifetime 0 is a StunError', async () => {
+    const s = await server({ lifetime: 0 });
+    await expect(turnAllocate({ server: s.address, username: 'alice', password: 'secret', proto: s.opts.proto })).rejects.toBeInstanceOf(StunError);
   });
 });

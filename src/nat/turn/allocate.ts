@@ -176,6 +176,7 @@ async function allocate(cfg: Config, signal: AbortSignal): Promise<TurnPipe> {
       }
       const relayed = getAttr(resp, ATTR.XOR_RELAYED_ADDRESS);
       if (relayed === undefined) throw new StunError(`TURN Allocate response from ${session.serverText} has no XOR-RELAYED-ADDRESS`);
+      if (getAttr(resp, ATTR.LIFETIME) === 0) throw new StunError(`TURN Allocate response from ${session.serverText} grants a lifetime of 0`);
       const tp = new TurnPipe({
         session,
         relayed,

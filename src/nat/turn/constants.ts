@@ -22,6 +22,10 @@ export const TURN_DEFAULT_LIFETIME = 600;
 
 /** A long allocation is refreshed this many seconds before it expires. */
 export const TURN_REFRESH_MARGIN = 60;
+/** Shortest delay between refreshes (ms), whatever tiny lifetime a server grants: no refresh storm. */
+export const TURN_MIN_REFRESH_DELAY = 500;
+/** Longest timer Node can arm (ms, 2^31 − 1); a longer refresh delay is cut to it (the refresh then comes early). */
+export const TURN_MAX_REFRESH_DELAY = 2_147_483_647;
 
 /** Permissions last 300 s on the server (RFC 8656 §9); p2pd refreshes them every 240 s (ms). */
 export const TURN_PERMISSION_REFRESH = 240_000;

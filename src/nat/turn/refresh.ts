@@ -5,15 +5,17 @@
  * @module
  */
 import { StunError } from '../../errors.js';
-import { TURN_REFRESH_MARGIN, TURN_REFRESH_RETRY } from './constants.js';
+import { TURN_MAX_REFRESH_DELAY, TURN_MIN_REFRESH_DELAY, TURN_REFRESH_MARGIN, TURN_REFRESH_RETRY } from './constants.js';
 
 /**
  * When to refresh an allocation granted for `lifetime` seconds: `lifetime − 60 s` for
- * lifetimes over two minutes, half the lifetime for shorter ones. Returns milliseconds.
+ * lifetimes over two minutes, half the lifetime for shorter ones. Returns milliseconds, within
+ * [`TURN_MIN_REFRESH_DELAY`, `TURN_MAX_REFRESH_DELAY`] whatever the server granted.
  */
 export function refreshDelay(lifetime: number): number {
   const s = lifetime > 2 * TURN_REFRESH_MARGIN ? lifetime - TURN_REFRESH_MARGIN : lifetime / 2;
-  return Math.max(0, Math.round(s * 1000));
+  const ms = Math.round(s * 1000);
+  return Number.isFinite(ms) ? Math.min(TURN_MAX_REFRESH_DELAY, Math.max(TURN_MIN_REFRESH_DELAY, ms)) : TURN_MAX_REFRESH_DELAY;
 }
 
 /** Options of {@link AllocationRefresher}. */
@@ -49,9 +51,17 @@ export class AllocationRefresher {
     return this.#expiresAt;
   }
 
-  /** (Re)starts the schedule for an allocation just granted/refreshed for `lifetime` seconds. */
+  /**
+   * (Re)starts the schedule for an allocation just granted/refreshed for `lifetime` seconds.
+   * A lifetime of 0 means the server deleted the allocation (RFC 8656 §7): it is reported lost.
+   */
   start(lifetime: number): void {
     if (this.#stopped) return;
+    if (!(lifetime > 0)) {
+      this.stop();
+      this.#opts.lost(new StunError('the TURN server granted a lifetime of 0: the allocation is deleted'));
+      return;
+    }
     this.#expiresAt = Date.now() + lifetime * 1000;
     this.#arm(refreshDelay(lifetime));
   }
