@@ -1,6 +1,6 @@
 /** Signalling: envelopes (signature, encryption, TTL, replay) and MQTT transport through aedes and mosquitto. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { Server, createServer } from 'node:net';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Identity } from '../src/crypto/identity.js';
@@ -247,6 +247,28 @@ describe('embedded broker', () => {
       await b.close();
     }
     expect(b.clients).toBe(0);
+  });
+
+  it("errors of the running broker (a failed accept on its listening socket) go to onError, never crash the process", async () => {
+    const errors: Error[] = [];
+    const b = await startBroker({ host: '127.0.0.1', onError: (e) => errors.push(e) });
+    try {
+      const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
+      const srv = handles.find((h): h is Server => h instanceof Server && (h.address() as { port?: number } | null)?.port === b.port);
+      expect(srv).toBeDefined();
+      expect(srv!.listenerCount('error')).toBeGreaterThan(0);
+      srv!.emit('error', Object.assign(new Error('accept ENOBUFS'), { code: 'ENOBUFS', syscall: 'accept' }));
+      expect(errors.map((e) => e.message)).toEqual(['accept ENOBUFS']);
+      // Still serving.
+      const c = await mqtt.connectAsync(b.url, { protocolVersion: 4 });
+      await c.endAsync(true);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('startBroker takes a signal: already aborted, nothing is opened', async () => {
+    await expect(startBroker({ host: '127.0.0.1', signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ABORT_ERR' });
   });
 });
 

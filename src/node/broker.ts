@@ -8,6 +8,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes } from 'aedes';
 import { InvalidArgumentError } from '../errors.js';
+import { throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { checkPort, formatEndpoint, parseHost } from '../interfaces/endpoint.js';
 import { bindError } from '../pipes/socket-errors.js';
 import { MAX_ENVELOPE } from './envelope.js';
@@ -18,14 +19,22 @@ export function inboxTopic(idHex: string): string {
 }
 const TOPIC_RE = /^p2pd\/1\/[0-9a-f]{64}$/;
 
+/** Default cap on an embedded broker's concurrent client connections. */
+export const DEFAULT_BROKER_MAX_CONNECTIONS = 1024;
+
 /** Options of {@link startBroker}. */
 export interface BrokerOptions {
   /** Address to listen on. @default '::' (dual stack), falling back to '0.0.0.0' without IPv6 */
   host?: string;
   /** Port. @default 0 (a free port) */
   port?: number;
-  /** Most concurrent client connections. @default 1024 */
+  /** Most concurrent client connections; one beyond it is closed on arrival. @default DEFAULT_BROKER_MAX_CONNECTIONS (1024) */
   maxConnections?: number;
+  /**
+   * Errors of the running broker (its listening socket, aedes itself). They never crash the
+   * process; without this callback they become process warnings (code `P2PD_BROKER`).
+   */
+  onError?: (err: Error) => void;
 }
 
 /** A running embedded broker. */
@@ -46,10 +55,11 @@ export interface Broker extends AsyncDisposable {
  * Starts an embedded MQTT broker (aedes) on `host:port`.
  * @throws BindError when the port is taken.
  */
-export async function startBroker(opts: BrokerOptions = {}): Promise<Broker> {
+export async function startBroker(opts: BrokerOptions & AbortOptions = {}): Promise<Broker> {
+  throwIfAborted(opts.signal);
   const port = checkPort(opts.port ?? 0);
   if (opts.host !== undefined) parseHost(opts.host);
-  const maxConnections = opts.maxConnections ?? 1024;
+  const maxConnections = opts.maxConnections ?? DEFAULT_BROKER_MAX_CONNECTIONS;
   if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new InvalidArgumentError('maxConnections must be a positive integer');
   const aedes = await Aedes.createBroker({
     authorizeSubscribe: (_client, sub, cb) => {
@@ -62,6 +72,18 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<Broker> {
       else cb(null);
     },
   });
+  const report = (e: Error): void => {
+    if (opts.onError) {
+      try {
+        opts.onError(e);
+        return;
+      } catch {
+        /* fall through to the warning */
+      }
+    }
+    process.emitWarning(`p2pd broker: ${e.message}`, { code: 'P2PD_BROKER' });
+  };
+  (aedes as unknown as NodeJS.EventEmitter).on('error', report); // emitted by aedes though missing from its types
   const sockets = new Set<Socket>();
   const server: Server = createServer({ noDelay: true }, (sock) => {
     sock.on('error', () => undefined);
@@ -95,6 +117,8 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<Broker> {
     await new Promise<void>((r) => aedes.close(() => r()));
     throw bindError(e as Error, formatEndpoint({ host, port }));
   }
+  // From now on the listening socket's errors (a failed accept: ENOBUFS, ENOMEM…) are reported, never thrown.
+  server.on('error', report);
   const a = server.address();
   const bound = a && typeof a === 'object' ? a.port : port;
   const reach = host === '::' || host === '0.0.0.0' ? '127.0.0.1' : host;
@@ -119,5 +143,9 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<Broker> {
       return broker.close();
     },
   };
+  if (opts.signal?.aborted) {
+    await broker.close();
+    throwIfAborted(opts.signal);
+  }
   return broker;
 }

@@ -13,7 +13,7 @@ export {
   type PeerAddress, type PeerAddressInit, type AddrEndpoint, type AddrEndpointKind, type AddrInterface, type AddrNatType, type AddrDelta,
   type SignalChannel, type ParseAddressOptions,
 } from './address.js';
-export { startBroker, inboxTopic, type Broker, type BrokerOptions } from './broker.js';
+export { startBroker, inboxTopic, DEFAULT_BROKER_MAX_CONNECTIONS, type Broker, type BrokerOptions } from './broker.js';
 export { Signalling, BROKER_CONNECT_TIMEOUT, DEFAULT_SIGNAL_TTL, type SignalMessage, type SignallingOptions, type SignallingStats } from './signalling.js';
 export { sealEnvelope, openEnvelope, deriveSignalKey, ReplayCache, MAX_SIGNAL_TTL, MAX_ENVELOPE, type OpenedEnvelope } from './envelope.js';
 export { directCandidates, sameSubnet, type DirectCandidate } from './candidates.js';

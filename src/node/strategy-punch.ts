@@ -5,6 +5,7 @@
  * stream and the secure handshake run over the punched path.
  * @module
  */
+import { peerReason } from '../util/describe.js';
 import { randomBytes } from 'node:crypto';
 import { ConnectError } from '../errors.js';
 import { formatEndpoint, type Endpoint } from '../interfaces/endpoint.js';
@@ -113,7 +114,7 @@ export async function connectPunch(ctx: NodeContext, mod: PunchModule, peer: Pee
       { addr: ctx.addr, conn, nonce: nonce.toString('hex'), cands: g.cands.map((c) => formatEndpoint(c)), tcands: g.tcands.map((c) => formatEndpoint(c)) },
       { signal: sub, timeout: ctx.timeouts.punch / 2 },
     );
-    if (reply.type !== 'punch-ok') throw new ConnectError(`peer refused to punch: ${String(reply.body.error ?? reply.type).slice(0, 200)}`);
+    if (reply.type !== 'punch-ok') throw new ConnectError(`peer refused to punch: ${peerReason(reply.body.error ?? reply.type)}`);
     const theirs = endpointsFrom(reply.body.cands, MAX_PUNCH_CANDIDATES);
     if (theirs.length === 0) throw new ConnectError('peer sent no usable candidates');
     const legs: PunchLegs = {

@@ -12,6 +12,7 @@
  * - **neither**: the request is refused (`relay-err`) and the strategy fails.
  * @module
  */
+import { peerReason } from '../util/describe.js';
 import { randomBytes } from 'node:crypto';
 import { ConnectError } from '../errors.js';
 import { formatEndpoint, type Endpoint } from '../interfaces/endpoint.js';
@@ -125,7 +126,7 @@ export async function connectRelay(ctx: NodeContext, mod: PunchModule, peer: Pee
     if (relay) body.relay = formatEndpoint(relay.relayed);
     else body.cands = (await udpCandidates(ctx, own as UdpPipe, sub)).map((c) => formatEndpoint(c));
     const reply = await sig.request(peer, 'relay', body, { signal: sub, timeout: timeout / 2 });
-    if (reply.type !== 'relay-ok') throw new ConnectError(`peer refused the relay: ${String(reply.body.error ?? reply.type).slice(0, 200)}`);
+    if (reply.type !== 'relay-ok') throw new ConnectError(`peer refused the relay: ${peerReason(reply.body.error ?? reply.type)}`);
     const theirRelay = reply.body.relay === undefined ? undefined : endpointFrom(reply.body.relay);
     if (reply.body.relay !== undefined && !theirRelay) throw new ConnectError('peer sent a malformed relay address');
     if (relay && theirRelay) {

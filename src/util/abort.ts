@@ -6,6 +6,9 @@
 import { setMaxListeners } from 'node:events';
 import { AbortError, TimeoutError } from '../errors.js';
 
+/** The longest delay a Node.js timer takes (2^31 − 1 ms, about 24.8 days); longer ones are chained. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /** The options accepted by every async operation in p2pd. */
 export interface AbortOptions {
   /** Cancels the operation; it rejects with {@link AbortError}. */
@@ -66,7 +69,13 @@ export function cancellable<T>(
       reject(e);
     };
     if (opts?.timeout && opts.timeout > 0 && Number.isFinite(opts.timeout)) {
-      timer = setTimeout(() => fail(new TimeoutError(`${what} timed out after ${opts.timeout} ms`)), opts.timeout);
+      const ms = opts.timeout;
+      const end = Date.now() + ms;
+      // Node fires any timer longer than 2^31 − 1 ms after 1 ms: long timeouts are chained.
+      const arm = (left: number): void => {
+        timer = setTimeout(() => (left > MAX_TIMER_MS ? arm(end - Date.now()) : fail(new TimeoutError(`${what} timed out after ${ms} ms`))), Math.min(left, MAX_TIMER_MS));
+      };
+      arm(ms);
     }
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -97,7 +106,12 @@ export function bounded<T>(p: Promise<T>, opts: AbortOptions | undefined, what: 
 /** Resolves after `ms` milliseconds, or rejects when `signal` aborts. */
 export function sleep(ms: number, opts?: { signal?: AbortSignal }): Promise<void> {
   return cancellable<void>(opts, 'sleep', (resolve) => {
-    const t = setTimeout(resolve, ms);
+    const end = Date.now() + ms;
+    let t: NodeJS.Timeout;
+    const arm = (left: number): void => {
+      t = setTimeout(() => (left > MAX_TIMER_MS ? arm(end - Date.now()) : resolve()), Math.max(0, Math.min(left, MAX_TIMER_MS)));
+    };
+    arm(ms);
     return () => clearTimeout(t);
   });
 }

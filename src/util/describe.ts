@@ -11,3 +11,14 @@
 export function describeInput(x: unknown, max = 80): string {
   return typeof x === 'string' ? JSON.stringify(x.slice(0, max)) : x === null ? 'null' : typeof x;
 }
+
+/**
+ * A reason text sent by a peer, for an error message: a string cut to `max` characters, a
+ * number or boolean as text, anything else only its `typeof` (never `String()` of an object
+ * from the network, which can throw or run nothing useful).
+ */
+export function peerReason(x: unknown, max = 200): string {
+  if (typeof x === 'string') return x.slice(0, max);
+  if (typeof x === 'number' || typeof x === 'boolean') return String(x);
+  return `(${x === null ? 'null' : typeof x})`;
+}
