@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DecodeError, InvalidArgumentError } from '../src/errors.js';
+import { AbortError, DecodeError, InvalidArgumentError } from '../src/errors.js';
 import { Identity, IdentityFileError, idFromPublicKey, InsecureKeyFileError, parseNodeId } from '../src/crypto/index.js';
 
 const posix = process.platform !== 'win32';
@@ -80,6 +80,19 @@ describe('Identity', () => {
     expect(doc).toMatchObject({ type: 'p2pd-identity', version: 1, keyType: 'ed25519', id: id.idHex });
     // No temp files left behind.
     expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('save/load/loadOrGenerate take a signal: aborted, nothing is written or returned', async () => {
+    const path = join(dir, 'id-abort.json');
+    const a = Identity.generate();
+    await expect(a.save(path, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
+    await expect(stat(path)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(Identity.loadOrGenerate(path, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
+    await expect(stat(path)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect((await readdir(dir)).filter((f) => f.includes('id-abort'))).toEqual([]); // no temporary file left
+    await a.save(path, { signal: new AbortController().signal });
+    await expect(Identity.load(path, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
+    expect((await Identity.load(path, { signal: new AbortController().signal })).equals(a)).toBe(true);
   });
 
   it('refuses to overwrite unless told to', async () => {

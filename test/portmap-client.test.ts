@@ -86,6 +86,22 @@ describe('NAT-PMP', () => {
     await m.close();
   });
 
+  it('renew() takes { signal, timeout }: an aborted signal rejects at once, a silent gateway within the timeout', async () => {
+    const m = await mapPort(opts({ lifetime: 60 }));
+    try {
+      await expect(m.renew({ signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
+      gw.silent = true;
+      await expect(m.renew({ timeout: 300 })).rejects.toBeInstanceOf(PortMappingError);
+      const ac = new AbortController();
+      const p = m.renew({ signal: ac.signal, timeout: 1000 });
+      setTimeout(() => ac.abort(), 50);
+      await expect(p).rejects.toBeInstanceOf(AbortError);
+    } finally {
+      gw.silent = false;
+      await m.close();
+    }
+  });
+
   it('re-maps every mapping at once when another one sees the gateway reboot (epoch)', async () => {
     let changed = 0;
     const a = await mapPort(opts({ internalPort: 7001, lifetime: 2, minRenewGapMs: 100 }));

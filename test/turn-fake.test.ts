@@ -225,6 +225,7 @@ describe.each(PROTOS)('TURN over %s: relay data path', (proto: Proto) => {
     expect(last?.attributes.find((a) => a.type === ATTR.LIFETIME)?.value).toBe(0);
     await expect(relay.send('x', '127.0.0.1:9')).rejects.toBeInstanceOf(PipeClosedError);
     await expect(relay.permit('127.0.0.1')).rejects.toBeInstanceOf(PipeClosedError);
+    await expect(relay.permit('127.0.0.1', { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
     await expect(relay.recv({ timeout: 100 })).rejects.toBeInstanceOf(PipeClosedError);
     await noLeak(withServer);
     await s.close();
@@ -600,6 +601,16 @@ describe('TURN: hostile lifetimes', () => {
     expect(err?.message).toMatch(/lifetime of 0/);
     await new Promise((r) => setTimeout(r, 200));
     expect(s.count(METHOD.REFRESH)).toBeLessThanOrEqual(2); // the one answered 0 (+ the close's deletion)
+  });
+
+  it('permit() takes { signal, timeout }: a server that never answers CreatePermission is bounded by them', async () => {
+    const s = await server({ hook: (r) => (r.msg.method === METHOD.CREATE_PERMISSION ? 'drop' : undefined) });
+    const relay = await alloc(s, { requestTimeout: 10_000 });
+    await expect(relay.permit('127.0.0.1', { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
+    await expect(relay.permit('127.0.0.1', { timeout: 150 })).rejects.toBeInstanceOf(TimeoutError);
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 50);
+    await expect(relay.permit('127.0.0.2', { signal: ac.signal })).rejects.toBeInstanceOf(AbortError);
   });
 
   it('an Allocate granting lifetime 0 is a StunError', async () => {

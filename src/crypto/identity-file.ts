@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { link, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DecodeError, P2pdError, type P2pdErrorOptions } from '../errors.js';
+import { throwIfAborted } from '../util/abort.js';
 import type { Identity } from './identity.js';
 
 /** Key files larger than this are rejected without parsing. */
@@ -50,14 +51,18 @@ export class InsecureKeyFileError extends IdentityFileError {
 
 /** Options of {@link Identity.save}. */
 export interface IdentitySaveOptions {
-  /** Replace an existing file. Default `false`: an existing file makes `save` fail. */
+  /** Replace an existing file; otherwise an existing file makes `save` fail. @default false */
   overwrite?: boolean;
+  /** Checked before the file is touched and between the steps of the write (`AbortError`); a step under way (local I/O) completes. */
+  signal?: AbortSignal;
 }
 
 /** Options of {@link Identity.load}. */
 export interface IdentityLoadOptions {
-  /** Accept a key file readable/writable by group or others. Default `false`. */
+  /** Accept a key file readable/writable by group or others. @default false */
   allowInsecurePermissions?: boolean;
+  /** Checked before the file is opened and after it is read (`AbortError`). */
+  signal?: AbortSignal;
 }
 
 /** The `code` of a system error (`ENOENT`, `EEXIST`, …), or `undefined`. */
@@ -71,6 +76,7 @@ export function sysCode(e: unknown): string | undefined {
  * @throws {@link IdentityFileError} if the file exists (and `overwrite` is not set) or on I/O failure.
  */
 export async function writeIdentityFile(path: string, text: string, opts: IdentitySaveOptions = {}): Promise<void> {
+  throwIfAborted(opts.signal);
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
@@ -85,6 +91,10 @@ export async function writeIdentityFile(path: string, text: string, opts: Identi
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
     throw new IdentityFileError(path, `cannot write identity file ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  if (opts.signal?.aborted) {
+    await unlink(tmp).catch(() => undefined); // nothing was published
+    throwIfAborted(opts.signal);
   }
   try {
     if (opts.overwrite) {
@@ -124,6 +134,7 @@ export async function writeIdentityFile(path: string, text: string, opts: Identi
  *   if its permissions are too open; {@link DecodeError} if it is too large.
  */
 export async function readIdentityFile(path: string, opts: IdentityLoadOptions = {}): Promise<string> {
+  throwIfAborted(opts.signal);
   let text: string;
   try {
     const fh = await open(path, 'r');
@@ -162,6 +173,7 @@ export async function readIdentityFile(path: string, opts: IdentityLoadOptions =
     if (e instanceof P2pdError) throw e;
     throw new IdentityFileError(path, `cannot read identity file ${path}: ${(e as Error).message}`, { cause: e });
   }
+  throwIfAborted(opts.signal);
   return text;
 }
 

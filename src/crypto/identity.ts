@@ -232,7 +232,7 @@ export class Identity {
     }
     const id = Identity.generate();
     try {
-      await id.save(path);
+      await id.save(path, opts.signal ? { signal: opts.signal } : {});
       return id;
     } catch (e) {
       // Someone else created it meanwhile: use theirs.

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { Identity } from '../crypto/identity.js';
 import { DhtNode } from '../dht/node.js';
 import type { DhtNodeOptions } from '../dht/options.js';
-import { TimeoutError } from '../errors.js';
+import { InvalidArgumentError, TimeoutError } from '../errors.js';
 import { sleep, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { SwarmDhtTransport } from '../swarm/dht-transport.js';
 import { SwarmPeer } from '../swarm/peer.js';
@@ -95,7 +95,7 @@ export function isConverged(node: SwarmPeer, ids: ReadonlySet<string>): boolean 
 
 /** Builds an `n`-node swarm on loopback; see {@link Testnet}. */
 export async function createTestnet(n: number, opts: TestnetOptions = {}): Promise<Testnet> {
-  if (!Number.isInteger(n) || n < 1) throw new TypeError('n must be a positive integer');
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('n must be a positive integer');
   const host = opts.host ?? '127.0.0.1';
   const seedText = opts.seed === undefined ? undefined : String(opts.seed);
   const random = seedText === undefined ? Math.random : prng(createHash('sha256').update(seedText).digest().readUInt32BE(0));

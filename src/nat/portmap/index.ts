@@ -56,7 +56,7 @@ export {
   type SoapResult,
 } from './upnp-client.js';
 export { ExternalPortUnavailableError } from './drivers.js';
-export { PortMapping, type PortMappingCallbacks, type PortMappingState, type MappingGrant } from './mapping.js';
+export { PortMapping, RENEW_TIMEOUT, type PortMappingCallbacks, type PortMappingState, type MappingGrant } from './mapping.js';
 export {
   mapPort,
   getExternalAddress,

@@ -8,7 +8,11 @@
  */
 import { AbortError, InvalidArgumentError, type PortMappingMethod } from '../../errors.js';
 import type { Family } from '../../interfaces/endpoint.js';
+import { bounded, throwIfAborted, type AbortOptions } from '../../util/abort.js';
 import { MAX_TIMER_MS, pcpAnnounceRenewDelayMs, pcpRenewalSchedule } from './retransmit.js';
+
+/** Default bound of an explicit {@link PortMapping.renew} (ms). */
+export const RENEW_TIMEOUT = 10_000;
 
 /** What a gateway granted (on creation or renewal). */
 export interface MappingGrant {
@@ -243,11 +247,14 @@ export class PortMapping implements AsyncDisposable {
   /**
    * Renews now (also re-creates an expired mapping). Rejects with the protocol's
    * `PortMappingError` (the mapping keeps its schedule), or `AbortError` once closed.
+   * `opts.timeout` bounds the gateway's answer (@default RENEW_TIMEOUT, 10 s); `opts.signal`
+   * stops waiting (`AbortError`; a renewal already sent may still take effect).
    */
-  async renew(opts?: { timeout?: number }): Promise<void> {
+  async renew(opts: AbortOptions = {}): Promise<void> {
+    throwIfAborted(opts.signal);
     if (this.st === 'closed') throw new AbortError('port mapping is closed');
-    if (this.inFlight) return this.inFlight;
-    return this.attempt(opts?.timeout ?? 10_000);
+    if (this.inFlight) return bounded(this.inFlight, { ...(opts.signal ? { signal: opts.signal } : {}) }, 'port mapping renewal');
+    return bounded(this.attempt(opts.timeout ?? RENEW_TIMEOUT), { ...(opts.signal ? { signal: opts.signal } : {}) }, 'port mapping renewal');
   }
 
   /**

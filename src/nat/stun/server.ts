@@ -15,7 +15,7 @@
  * console.log(server.primary, server.other); // RFC 5780 capable
  * @module
  */
-import { InvalidArgumentError } from '../../errors.js';
+import { BindError, InvalidArgumentError } from '../../errors.js';
 import { formatEndpoint, parseHost } from '../../interfaces/endpoint.js';
 import { isUnspecified } from '../../interfaces/scope.js';
 import { pipeOpen } from '../../pipes/open.js';
@@ -86,7 +86,7 @@ export async function startStunServer(opts: StunServerOptions = {}): Promise<Stu
             if (port === 0) port = pipe.local.port;
             if (pi === 1 && port === ports[0]) {
               await pipe.close();
-              throw Object.assign(new Error('alternate port equals primary'), { code: 'ERR_ADDRESS_IN_USE' });
+              throw new BindError('ERR_ADDRESS_IN_USE', formatEndpoint(bind), 'the alternate port came out equal to the primary one');
             }
             socks.push({ proto, ip: ii, port: pi, local: { host, port: pipe.local.port, family: fam }, pipe });
           }

@@ -9,7 +9,7 @@ import { formatEndpoint, parseHost, sameEndpoint, toEndpoint, type Endpoint, typ
 import { boundSend, destEndpoint, handled, Pipe, type SendData } from '../../pipes/pipe.js';
 import { toBuffer } from '../../pipes/tcp.js';
 import type { MessageCallback, QueueLimits } from '../../pipes/types.js';
-import { closeWithin, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
+import { bounded, closeWithin, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
 import { CHANNEL_DATA_HEADER_SIZE } from '../stun/channel-data.js';
 import { ATTR, CLASS, METHOD } from '../stun/constants.js';
 import { encodeStun, getAttr, newTransactionId } from '../stun/message.js';
@@ -248,9 +248,11 @@ export class TurnPipe extends Pipe {
   /**
    * Installs permissions for peers (IPs or endpoints; the port is ignored) so that they can
    * send to the relayed address before this side has sent them anything. Kept refreshed
-   * until close. Rejects with the first failure (e.g. `StunError` 403).
+   * until close. Rejects with the first failure (e.g. `StunError` 403). `opts` bounds the wait
+   * (`AbortError` / `TimeoutError`; permissions the server already installed stay).
    */
-  async permit(peer: EndpointLike | string | readonly (EndpointLike | string)[]): Promise<void> {
+  async permit(peer: EndpointLike | string | readonly (EndpointLike | string)[], opts: AbortOptions = {}): Promise<void> {
+    throwIfAborted(opts.signal);
     if (this.closed) throw new PipeClosedError('TURN relay pipe is closed');
     const list = Array.isArray(peer) ? (peer as readonly (EndpointLike | string)[]) : [peer as EndpointLike | string];
     const hosts = list.map((p) => {
@@ -258,7 +260,7 @@ export class TurnPipe extends Pipe {
       if (e.family !== this.relayed.family) throw new InvalidArgumentError(`peer ${e.host} is IPv${e.family} but the relayed address is IPv${this.relayed.family}`);
       return e;
     });
-    await Promise.all(hosts.map((e) => this.#peers.permit(e.host, e.family)));
+    await bounded(Promise.all(hosts.map((e) => this.#peers.permit(e.host, e.family))), opts, 'TURN permission');
   }
 
   /**
