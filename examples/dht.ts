@@ -6,9 +6,7 @@
  *
  * Run: npx tsx examples/dht.ts
  */
-import { Identity } from '../src/crypto/index.js';
-import { startDhtNode, type StandaloneDhtNode } from '../src/dht/index.js';
-import { RecordError } from '../src/errors.js';
+import { Identity, startDhtNode, type StandaloneDhtNode, RecordError } from '../src/index.js';
 
 /** What the demo did, for the test that runs it. */
 export interface DhtDemoResult {

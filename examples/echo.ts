@@ -2,7 +2,7 @@
  * The classic two-peer echo, on loopback: peer A runs a daemon (TCP + UDP, IPv4 + IPv6,
  * one handler); peer B opens a pipe to it, sends "ECHO ME" and receives it reversed.
  *
- * Run: npm run demo
+ * Run: npm run demo:echo
  */
 import { Daemon, initP2pd, pipeOpen, formatEndpoint, type Proto } from '../src/index.js';
 

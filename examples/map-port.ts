@@ -6,9 +6,7 @@
  * Run: npx tsx examples/map-port.ts [--gateway 192.168.1.1] [--protocol udp|tcp]
  *        [--methods upnp,nat-pmp,pcp] [--hold SECONDS]
  */
-import { PortMappingError } from '../src/errors.js';
-import { PortMappingFailedError, mapPort, type GatewayOptions, type PortMapping } from '../src/nat/portmap/index.js';
-import type { PortMappingMethod } from '../src/errors.js';
+import { PortMappingError, PortMappingFailedError, mapPort, type GatewayOptions, type PortMapping, type PortMappingMethod } from '../src/index.js';
 
 /** Options of {@link main}; every one has the classic default. */
 export interface MapPortExampleOptions {

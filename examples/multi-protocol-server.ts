@@ -5,8 +5,7 @@
  *
  * Run: npx tsx examples/multi-protocol-server.ts
  */
-import { Daemon, formatEndpoint, pipeOpen } from '../src/index.js';
-import { startP2pNode } from '../src/node/index.js';
+import { Daemon, formatEndpoint, pipeOpen, startP2pNode } from '../src/index.js';
 
 /** The protocol: request text in, answer text out. */
 export function answer(request: string): string {

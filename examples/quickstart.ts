@@ -6,9 +6,7 @@
  *
  * Run: npm run demo   (or: npx tsx examples/quickstart.ts)
  */
-import { initP2pd } from '../src/interfaces/index.js';
-import { formatEndpoint } from '../src/interfaces/endpoint.js';
-import { startP2pNode, type PipePath } from '../src/node/index.js';
+import { initP2pd, formatEndpoint, startP2pNode, type PipePath } from '../src/index.js';
 
 /** What the demo did, for the test that runs it. */
 export interface QuickstartResult {

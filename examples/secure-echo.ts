@@ -5,8 +5,7 @@
  *
  * Run: npx tsx examples/secure-echo.ts
  */
-import { connectSecure, Identity, listenSecure } from '../src/crypto/index.js';
-import { formatEndpoint } from '../src/interfaces/index.js';
+import { connectSecure, Identity, listenSecure, formatEndpoint } from '../src/index.js';
 
 /** What the demo did, for the test that runs it. */
 export interface SecureEchoResult {

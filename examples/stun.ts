@@ -9,8 +9,7 @@
  *
  * Run: npx tsx examples/stun.ts [HOST[:PORT]]
  */
-import { formatEndpoint, type Endpoint } from '../src/index.js';
-import { StunClient, detectNat, startStunServer, stunGetMapping, type NatDetection, type StunMapping } from '../src/nat/index.js';
+import { formatEndpoint, type Endpoint, StunClient, detectNat, startStunServer, stunGetMapping, type NatDetection, type StunMapping } from '../src/index.js';
 
 /** What the example did, for the test that runs it. */
 export interface StunExampleResult {

@@ -6,9 +6,7 @@
  *
  * Run: npx tsx examples/swarm-echo.ts
  */
-import { SwarmPeer } from '../src/swarm/index.js';
-import { SyncDict } from '../src/sync/index.js';
-import { formatEndpoint } from '../src/interfaces/endpoint.js';
+import { SwarmPeer, SyncDict, formatEndpoint } from '../src/index.js';
 
 /** What the demo did, for a test that runs it. */
 export interface SwarmEchoResult {

@@ -7,8 +7,7 @@
  * Run: TURN_SERVER=203.0.113.10:3478 TURN_USER=natlab TURN_PASS=natlab-pass npx tsx examples/turn.ts
  *      (add TURN_PROTO=tcp for TURN over TCP to the server)
  */
-import { formatEndpoint, pipeOpen } from '../src/index.js';
-import { turnAllocate } from '../src/nat/turn/index.js';
+import { formatEndpoint, pipeOpen, turnAllocate } from '../src/index.js';
 
 /** Options of {@link main}; each defaults to an environment variable. */
 export interface TurnExampleOptions {
