@@ -4,11 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { Identity } from '../src/crypto/identity.js';
 import { bytesToIp, ipToBytes } from '../src/interfaces/scope.js';
 import { AddressError } from '../src/node/errors.js';
+import { DecodeError } from '../src/errors.js';
 import {
   ADDR_PREFIX, MAX_ADDR_ENDPOINTS, MAX_ADDR_INTERFACES, describeAddress, encodeAddress, parseAddress,
   type AddrEndpoint, type AddrInterface, type PeerAddressInit,
 } from '../src/node/address.js';
-import { base58Decode, base58Encode } from '../src/node/base58.js';
+import { MAX_BASE58_TEXT, base58Decode, base58Encode } from '../src/node/base58.js';
 import { deriveSignalKey } from '../src/node/envelope.js';
 
 const RUNS = Math.max(2_000, Number(process.env.ADDR_FUZZ_RUNS) || 0);
@@ -50,8 +51,9 @@ describe('base58', () => {
       expect(base58Decode(base58Encode(b))?.equals(Buffer.from(b))).toBe(true);
     }), { numRuns: 500 });
     expect(base58Encode(Buffer.from([0, 0, 1]))).toBe('112');
-    expect(base58Decode('0OIl')).toBeUndefined();
-    expect(base58Decode('abc d')).toBeUndefined();
+    expect(() => base58Decode('0OIl')).toThrow(DecodeError);
+    expect(() => base58Decode('abc d')).toThrow(DecodeError);
+    expect(() => base58Decode('2'.repeat(MAX_BASE58_TEXT + 1))).toThrow(DecodeError);
   });
 });
 

@@ -7,7 +7,7 @@ import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, EndpointError, InvalidArgumentError, PipeClosedError, TimeoutError } from '../src/errors.js';
-import { StunClient, parseStunServer, startStunServer, stunGetMapping, type StunServer } from '../src/nat/stun/index.js';
+import { StunClient, parseStunServer, sourceAddressFor, startStunServer, stunGetMapping, type StunServer } from '../src/nat/stun/index.js';
 import { pipeOpen } from '../src/pipes/open.js';
 
 let v4: StunServer;
@@ -82,6 +82,14 @@ describe('stunGetMapping', () => {
     await expect(stunGetMapping({ server: v4.primary, rto: -1 })).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(stunGetMapping({ server: v4.primary, timeout: Number.NaN })).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(stunGetMapping({ server: v4.primary, signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
+  });
+});
+
+describe('sourceAddressFor', () => {
+  it('resolves the local address of the route (loopback for loopback) and takes a signal', async () => {
+    expect(await sourceAddressFor({ host: '127.0.0.1', port: 9, family: 4 })).toBe('127.0.0.1');
+    expect(await sourceAddressFor({ host: '::1', port: 9, family: 6 })).toBe('::1');
+    await expect(sourceAddressFor({ host: '127.0.0.1', port: 9, family: 4 }, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(AbortError);
   });
 });
 

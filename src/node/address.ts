@@ -295,8 +295,12 @@ export function parseAddress(text: string, opts: ParseAddressOptions = {}): Peer
   const t = text.trim();
   if (t.length > MAX_ADDR_TEXT) fail('encoding', `longer than ${MAX_ADDR_TEXT} characters`);
   if (!t.startsWith(ADDR_PREFIX)) fail('encoding', `must start with "${ADDR_PREFIX}"`);
-  const raw = base58Decode(t.slice(ADDR_PREFIX.length));
-  if (raw === undefined) fail('encoding', 'not base58');
+  let raw: Buffer;
+  try {
+    raw = base58Decode(t.slice(ADDR_PREFIX.length));
+  } catch {
+    fail('encoding', 'not base58');
+  }
   if (raw.length > MAX_ADDR_BYTES) fail('length', `longer than ${MAX_ADDR_BYTES} bytes`);
   if (raw.length < HEADER + SIG_LEN) fail('length', `too short (${raw.length} bytes)`);
   if (raw[0] !== ADDR_VERSION) fail('version', `unsupported version ${raw[0] as number}`);

@@ -4,6 +4,7 @@
  * Quadratic, meant for short inputs (a few hundred bytes); callers bound the length.
  * @module
  */
+import { DecodeError } from '../errors.js';
 
 /** The alphabet. */
 export const BASE58_ALPHABET = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
@@ -35,8 +36,16 @@ export function base58Encode(data: Uint8Array): string {
   return out;
 }
 
-/** Decodes base58; returns `undefined` on any character outside the alphabet. */
-export function base58Decode(text: string): Buffer | undefined {
+/** Longest text {@link base58Decode} accepts (decoding is quadratic in the length). */
+export const MAX_BASE58_TEXT = 8192;
+
+/**
+ * Decodes base58 (Bitcoin alphabet).
+ * @throws DecodeError on a character outside the alphabet, or text longer than `max`.
+ */
+export function base58Decode(text: string, max = MAX_BASE58_TEXT): Buffer {
+  if (typeof text !== 'string') throw new DecodeError('base58 input must be a string');
+  if (text.length > max) throw new DecodeError(`base58 text longer than ${max} characters`);
   let zeros = 0;
   while (zeros < text.length && text.charCodeAt(zeros) === 49 /* '1' */) zeros++;
   const bytes = new Uint8Array(Math.ceil((text.length - zeros) * 0.733) + 1);
@@ -44,7 +53,7 @@ export function base58Decode(text: string): Buffer | undefined {
   for (let i = zeros; i < text.length; i++) {
     const c = text.charCodeAt(i);
     const v = c < 128 ? (DECODE[c] as number) : -1;
-    if (v < 0) return undefined;
+    if (v < 0) throw new DecodeError(`not base58: bad character at ${i}`);
     let carry = v;
     for (let j = 0; j < len; j++) {
       carry += (bytes[j] as number) * 58;

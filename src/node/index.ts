@@ -17,5 +17,5 @@ export { startBroker, inboxTopic, DEFAULT_BROKER_MAX_CONNECTIONS, type Broker, t
 export { Signalling, BROKER_CONNECT_TIMEOUT, DEFAULT_SIGNAL_TTL, type SignalMessage, type SignallingOptions, type SignallingStats } from './signalling.js';
 export { sealEnvelope, openEnvelope, deriveSignalKey, ReplayCache, MAX_SIGNAL_TTL, MAX_ENVELOPE, type OpenedEnvelope } from './envelope.js';
 export { directCandidates, sameSubnet, type DirectCandidate } from './candidates.js';
-export { base58Encode, base58Decode } from './base58.js';
+export { base58Encode, base58Decode, MAX_BASE58_TEXT } from './base58.js';
 export type { PunchModule } from './punch-api.js';

@@ -15,7 +15,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { isIP } from 'node:net';
-import { InvalidArgumentError, PipeClosedError, StunError } from '../../errors.js';
+import { InvalidArgumentError, PipeClosedError, StunError, UnreachableError } from '../../errors.js';
 import { formatEndpoint, nodeHost, sameEndpoint, type Endpoint } from '../../interfaces/endpoint.js';
 import { unmapIPv4 } from '../../interfaces/ip.js';
 import { isUnspecified } from '../../interfaces/scope.js';
@@ -23,7 +23,7 @@ import { pipeOpen } from '../../pipes/open.js';
 import type { Pipe } from '../../pipes/pipe.js';
 import type { TcpPipe } from '../../pipes/tcp.js';
 import { SUB_ALL, type Proto } from '../../pipes/types.js';
-import { closeWithin, throwIfAborted, type AbortOptions } from '../../util/abort.js';
+import { cancellable, closeWithin, throwIfAborted, type AbortOptions } from '../../util/abort.js';
 import type { StunAttribute } from './attributes.js';
 import { ATTR, CLASS, METHOD, STUN_HEADER_SIZE } from './constants.js';
 import { fingerprintOf } from './integrity.js';
@@ -50,32 +50,32 @@ interface RequestTemplate {
 
 /**
  * The local address the kernel would use to reach `dest` (a connected UDP socket's name: a
- * route lookup, nothing is sent). `undefined` when there is no route.
+ * route lookup, nothing is sent).
+ * @throws UnreachableError when there is no route; AbortError.
  */
-export function sourceAddressFor(dest: Endpoint): Promise<string | undefined> {
-  return new Promise((resolve) => {
+export function sourceAddressFor(dest: Endpoint, opts: AbortOptions = {}): Promise<string> {
+  return cancellable<string>(opts, `route lookup for ${nodeHost(dest)}`, (resolve, reject) => {
     const s = createSocket(dest.family === 6 ? 'udp6' : 'udp4');
-    const done = (v: string | undefined): void => {
+    const noRoute = (cause?: unknown): void => reject(new UnreachableError(`no route to ${nodeHost(dest)}`, cause !== undefined ? { cause } : undefined));
+    s.on('error', noRoute);
+    try {
+      s.connect(dest.port || STUN_PORT, nodeHost(dest), () => {
+        try {
+          resolve((s.address().address.split('%')[0]) as string);
+        } catch (e) {
+          noRoute(e);
+        }
+      });
+    } catch (e) {
+      noRoute(e);
+    }
+    return () => {
       try {
         s.close();
       } catch {
         /* already closed */
       }
-      resolve(v);
     };
-    s.on('error', () => done(undefined));
-    try {
-      s.connect(dest.port || STUN_PORT, nodeHost(dest), () => {
-        try {
-          const a = s.address();
-          done(a.address.split('%')[0]);
-        } catch {
-          done(undefined);
-        }
-      });
-    } catch {
-      done(undefined);
-    }
   });
 }
 
@@ -157,7 +157,10 @@ export class StunClient implements AsyncDisposable {
     let local = pipe.local;
     try {
       if (isUnspecified(local.host)) {
-        const src = await sourceAddressFor(server);
+        const src = await sourceAddressFor(server, opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
+          if (e instanceof UnreachableError) return undefined; // the binding itself will say more
+          throw e;
+        });
         if (src !== undefined) local = { host: unmapIPv4(src), port: local.port, family: isIP(unmapIPv4(src)) === 6 ? 6 : 4 };
       } else {
         local = unmapped(local);
