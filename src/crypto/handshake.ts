@@ -51,7 +51,7 @@ export interface SecureHandshakeOptions {
   initiator: boolean;
   /** Expected peer node id (32 bytes or 64 hex chars); another peer fails with {@link PeerIdMismatchError}. */
   remoteId?: Uint8Array | string;
-  /** Noise prologue; both sides must agree. Default {@link DEFAULT_PROLOGUE}. */
+  /** Noise prologue; both sides must agree. @default {@link DEFAULT_PROLOGUE} (`"p2pd/noise-xx/2"`) */
   prologue?: Uint8Array;
   /** Extension bytes to send in our identity payload (≤ 1024 bytes). */
   extensions?: Uint8Array;

@@ -30,7 +30,7 @@ export interface XXHandshakeOptions {
   staticKeyPair: X25519KeyPair;
   /** Our ephemeral key pair `e`. Only for test vectors: leave unset to generate a fresh one. */
   ephemeralKeyPair?: X25519KeyPair;
-  /** Prologue mixed into `h`; both sides must use the same bytes. Default: empty. */
+  /** Prologue mixed into `h`; both sides must use the same bytes. @default empty (zero bytes) */
   prologue?: Uint8Array;
 }
 

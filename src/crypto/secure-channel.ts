@@ -24,7 +24,7 @@ import { NOISE_TAG_SIZE } from './noise-constants.js';
 
 /** Options of {@link SecureChannel}. */
 export interface SecureChannelOptions {
-  /** Largest message accepted and sent. Default {@link MAX_SECURE_MESSAGE}. */
+  /** Largest message accepted and sent (bytes). @default {@link MAX_SECURE_MESSAGE} (16 MiB) */
   maxMessageSize?: number;
 }
 

@@ -39,10 +39,15 @@ export interface MemoryNetworkOptions {
 
 /** Traffic counters of a {@link MemoryNetwork}. */
 export interface MemoryNetworkStats {
+  /** Request frames sent (whether or not they arrived). */
   requests: number;
+  /** Reply frames delivered back to the requester. */
   responses: number;
+  /** Bytes of all request frames sent and replies delivered. */
   bytes: number;
+  /** Requests and replies lost to `dropRate`. */
   dropped: number;
+  /** Frames that did not decode as a request at the receiver. */
   malformed: number;
 }
 

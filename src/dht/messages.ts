@@ -52,28 +52,98 @@ export type StoreStatus = 'ok' | 'stale' | 'not-owner' | 'invalid' | 'full';
 export type RpcErrorCode = 'bad-request' | 'internal' | 'overloaded' | 'closed';
 
 /** `PING`: are you alive? */
-export interface PingRequest { type: 'PING'; sender?: Contact }
+export interface PingRequest {
+  /** Message type. */
+  type: 'PING';
+  /** The requester's advertised contact; absent for clients that store nothing. */
+  sender?: Contact;
+}
 /** `FIND_NODE`: the k contacts you know closest to `target`. */
-export interface FindNodeRequest { type: 'FIND_NODE'; sender?: Contact; target: DhtId }
+export interface FindNodeRequest {
+  /** Message type. */
+  type: 'FIND_NODE';
+  /** The requester's advertised contact; absent for clients that store nothing. */
+  sender?: Contact;
+  /** The id to find the closest contacts to (32 bytes). */
+  target: DhtId;
+}
 /** `FIND_VALUE`: the record for `keyId` if you hold one, plus your k closest contacts to it. */
-export interface FindValueRequest { type: 'FIND_VALUE'; sender?: Contact; keyId: DhtId }
+export interface FindValueRequest {
+  /** Message type. */
+  type: 'FIND_VALUE';
+  /** The requester's advertised contact; absent for clients that store nothing. */
+  sender?: Contact;
+  /** The key id looked up: SHA-256 of the record key (32 bytes). */
+  keyId: DhtId;
+}
 /** `STORE`: keep this record (records and tombstones alike; used for republishing). */
-export interface StoreRequest { type: 'STORE'; sender?: Contact; record: DhtRecord }
+export interface StoreRequest {
+  /** Message type. */
+  type: 'STORE';
+  /** The requester's advertised contact; absent for clients that store nothing. */
+  sender?: Contact;
+  /** The signed record (or tombstone) to keep. */
+  record: DhtRecord;
+}
 /** `DELETE`: replace the record with this signed tombstone. */
-export interface DeleteRequest { type: 'DELETE'; sender?: Contact; record: DhtRecord }
+export interface DeleteRequest {
+  /** Message type. */
+  type: 'DELETE';
+  /** The requester's advertised contact; absent for clients that store nothing. */
+  sender?: Contact;
+  /** The signed tombstone that replaces the record. */
+  record: DhtRecord;
+}
 /** Any request. `sender` is the requester's advertised contact (absent for clients that store nothing). */
 export type DhtRequest = PingRequest | FindNodeRequest | FindValueRequest | StoreRequest | DeleteRequest;
 
 /** Reply to PING. */
-export interface PongResponse { type: 'PONG'; responder: DhtId }
+export interface PongResponse {
+  /** Message type. */
+  type: 'PONG';
+  /** The answering node's id. */
+  responder: DhtId;
+}
 /** Reply to FIND_NODE. */
-export interface NodesResponse { type: 'NODES'; responder: DhtId; contacts: Contact[] }
+export interface NodesResponse {
+  /** Message type. */
+  type: 'NODES';
+  /** The answering node's id. */
+  responder: DhtId;
+  /** The responder's closest known contacts to the target (at most {@link MAX_CONTACTS}). */
+  contacts: Contact[];
+}
 /** Reply to FIND_VALUE. */
-export interface ValueResponse { type: 'VALUE'; responder: DhtId; record?: DhtRecord; contacts: Contact[] }
+export interface ValueResponse {
+  /** Message type. */
+  type: 'VALUE';
+  /** The answering node's id. */
+  responder: DhtId;
+  /** The record held for the key id; absent if the responder has none. */
+  record?: DhtRecord;
+  /** The responder's closest known contacts to the key id (at most {@link MAX_CONTACTS}). */
+  contacts: Contact[];
+}
 /** Reply to STORE/DELETE. */
-export interface StoredResponse { type: 'STORED'; responder: DhtId; status: StoreStatus }
+export interface StoredResponse {
+  /** Message type. */
+  type: 'STORED';
+  /** The answering node's id. */
+  responder: DhtId;
+  /** Outcome of the STORE/DELETE at the responder. */
+  status: StoreStatus;
+}
 /** Reply to a request that could not be served. */
-export interface ErrorResponse { type: 'ERROR'; responder: DhtId; code: RpcErrorCode; message: string }
+export interface ErrorResponse {
+  /** Message type. */
+  type: 'ERROR';
+  /** The answering node's id. */
+  responder: DhtId;
+  /** Why the request was not served. */
+  code: RpcErrorCode;
+  /** Human-readable detail; encoding truncates it to {@link MAX_ERROR_TEXT_BYTES} UTF-8 bytes. */
+  message: string;
+}
 /** Any response. `responder` is the answering node's id. */
 export type DhtResponse = PongResponse | NodesResponse | ValueResponse | StoredResponse | ErrorResponse;
 
@@ -84,6 +154,7 @@ export type DhtMessage = DhtRequest | DhtResponse;
 export interface DhtFrame {
   /** Correlation id. */
   txid: number;
+  /** The decoded request or response. */
   message: DhtMessage;
 }
 

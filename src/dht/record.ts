@@ -46,6 +46,7 @@ const TYPE_SHIFT = 1;
 const TYPE_MASK = 0x06;
 /** DER prefix of an SPKI Ed25519 public key; followed by the 32 raw key bytes. */
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+/** Most Ed25519 `KeyObject`s cached by {@link ed25519PublicKey}; the oldest is evicted first. */
 const KEY_CACHE_LIMIT = 1024;
 
 /** How a record's value bytes are to be interpreted. */

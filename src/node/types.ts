@@ -120,7 +120,10 @@ export interface P2pNodeOptions {
   signalling?: SignallingConfig | false;
   /** Strategies `connect()` uses by default, in order. @default all of STRATEGIES that are available */
   strategies?: Strategy[];
-  /** Timeouts. */
+  /**
+   * Timeouts (ms); fields left out keep their defaults (see {@link NodeTimeouts}).
+   * @default DEFAULT_TIMEOUTS (applied in `node.ts`): connect 15 000, direct 2000, reverse 4000, punch 6000, relay 10 000, handshake 5000, nat 2500
+   */
   timeouts?: NodeTimeouts;
   /**
    * Keep-alive interval of idle pipes (ms): TCP keep-alive probes, PINGs on punched and
@@ -139,10 +142,18 @@ export interface P2pNodeOptions {
 
 /** A diagnostic event. */
 export interface NodeEvent {
+  /**
+   * What happened: a `connect()` strategy started, failed or won; an inbound pipe was
+   * accepted; a signalling message arrived; or a `warning` (e.g. a refused pipe or request).
+   */
   type: 'strategy-start' | 'strategy-fail' | 'strategy-win' | 'inbound' | 'signal' | 'warning';
+  /** The strategy concerned (`strategy-*` events). */
   strategy?: Strategy;
+  /** The peer's node id in hex (or the signalling sender's id), when there is one. */
   peer?: string;
+  /** Milliseconds since the `connect()` began (`strategy-*` events). */
   ms?: number;
+  /** Human-readable detail: the error message, the winning/inbound path, the signal type or the warning. */
   detail?: string;
 }
 

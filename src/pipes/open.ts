@@ -69,8 +69,11 @@ function wildcard(f: Family): string {
  * await client.send('hello'); console.log((await client.recv()).data.toString());
  */
 export async function pipeOpen(proto: 'tcp', dest: EndpointLike, opts?: PipeOptions): Promise<TcpPipe>;
+/** Opens a TCP server: listens on `opts.bind` (default: any address, a random port). */
 export async function pipeOpen(proto: 'tcp', dest?: undefined, opts?: PipeOptions): Promise<TcpServer>;
+/** Opens a UDP pipe: binds a socket and, with `dest`, sends to `dest` by default. */
 export async function pipeOpen(proto: 'udp', dest?: EndpointLike, opts?: PipeOptions): Promise<UdpPipe>;
+/** Opens a pipe when `proto` is only known at run time; the result type is the union of the above. */
 export async function pipeOpen(proto: Proto, dest?: EndpointLike, opts?: PipeOptions): Promise<TcpPipe | TcpServer | UdpPipe>;
 export async function pipeOpen(proto: Proto, dest?: EndpointLike, opts: PipeOptions = {}): Promise<TcpPipe | TcpServer | UdpPipe> {
   return openPipe(proto, dest, opts, undefined);

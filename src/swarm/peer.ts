@@ -27,6 +27,12 @@ import {
   type SwarmPeerOptions, type SwarmStats, type SwarmTarget,
 } from './types.js';
 
+/**
+ * Most cached {@link SwarmPeerInfo} objects (non-members and members alike) per peer: once the
+ * cache holds more, it is cleared before the next one is added.
+ */
+const MAX_PEER_INFOS = 4096;
+
 /** Events of a {@link SwarmPeer}. */
 export interface SwarmPeerEvents {
   /** A new neighbour link. */
@@ -152,7 +158,7 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
     let i = this.#infos.get(idHex);
     if (!i) {
       i = Object.freeze({ id: Buffer.from(idHex, 'hex'), idHex, publicKey, endpoint: undefined });
-      if (this.#infos.size > 4096) this.#infos.clear();
+      if (this.#infos.size > MAX_PEER_INFOS) this.#infos.clear();
       this.#infos.set(idHex, i);
     }
     return i;
@@ -162,7 +168,7 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
     const i = this.#infos.get(m.idHex);
     if (i && i.endpoint && i.endpoint.host === m.endpoint.host && i.endpoint.port === m.endpoint.port) return i;
     const n = Object.freeze({ id: m.id, idHex: m.idHex, publicKey: m.publicKey, endpoint: m.endpoint });
-    if (this.#infos.size > 4096) this.#infos.clear();
+    if (this.#infos.size > MAX_PEER_INFOS) this.#infos.clear();
     this.#infos.set(m.idHex, n);
     return n;
   }

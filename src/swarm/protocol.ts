@@ -145,6 +145,7 @@ export function transcriptHash(initiatorPreamble: Buffer, responderPreamble: Buf
 
 /** DER prefix of an SPKI Ed25519 public key. */
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+/** Most Ed25519 `KeyObject`s cached by {@link verifySignature}; the oldest is evicted first. */
 const KEY_CACHE_LIMIT = 4096;
 const keyCache = new Map<string, KeyObject>();
 

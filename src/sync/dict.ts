@@ -37,6 +37,7 @@ export const MAX_OWNERS_PER_KEY = 64;
 const MSG_RECORDS = 1;
 const MSG_DIGEST = 2;
 const MSG_STATE = 3;
+/** Most records in one RECORDS/STATE sync message: larger batches are split on send; decoding rejects more. */
 const MAX_RECORDS_PER_MESSAGE = 4096;
 
 /** Bytes-like input: strings are UTF-8 encoded. */

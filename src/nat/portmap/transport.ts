@@ -196,6 +196,11 @@ export class GatewayEpoch {
   }
 }
 
+/**
+ * Gateway epochs (one per method and gateway) tracked before adding another first forgets
+ * every idle one. Entries with live mappings are kept, so the map may grow beyond it.
+ */
+const MAX_IDLE_EPOCHS = 256;
 const epochs = new Map<string, GatewayEpoch>();
 
 /** The shared {@link GatewayEpoch} of `method` at `server` (one per process). @internal */
@@ -207,7 +212,7 @@ export function gatewayEpoch(
   const key = `${method}|${formatEndpoint(server)}`;
   let e = epochs.get(key);
   if (!e) {
-    if (epochs.size >= 256) for (const [k, v] of epochs) if (v.idle) epochs.delete(k); // bounded; live ones are kept
+    if (epochs.size >= MAX_IDLE_EPOCHS) for (const [k, v] of epochs) if (v.idle) epochs.delete(k); // bounded; live ones are kept
     e = new GatewayEpoch(check);
     epochs.set(key, e);
   }

@@ -63,7 +63,11 @@ export interface DecodedStunMessage extends StunMessage {
 
 /** Options of {@link encodeStun}. */
 export interface EncodeStunOptions {
-  /** Append MESSAGE-INTEGRITY (default), MESSAGE-INTEGRITY-SHA256 (`sha256: true`) or both (`'both'`). */
+  /**
+   * Append MESSAGE-INTEGRITY keyed with `key`: the SHA-1 attribute (`sha256` unset or `false`),
+   * MESSAGE-INTEGRITY-SHA256 (`sha256: true`) or both (`'both'`). Not allowed on classic (RFC 3489) messages.
+   * @default undefined (no integrity attribute)
+   */
   integrity?: { key: StunKey; sha256?: boolean | 'both' };
   /** Append FINGERPRINT (last). @default false */
   fingerprint?: boolean;

@@ -27,6 +27,9 @@ import {
 } from './server-options.js';
 import { addressTlv, EMPTY, isPlainBinding, softwareTlv, writeAddress } from './server-wire.js';
 
+/** Most client addresses whose parsed IP bytes the fast response path caches; at this size the cache is cleared. */
+const IP_CACHE_LIMIT = 1024;
+
 /** One listening socket of a server: its protocol, which address (`ip`) and port (`port`) slot it fills (0 primary, 1 alternate). */
 export interface Sock {
   /** Its protocol. */
@@ -287,7 +290,7 @@ export class StunServer implements AsyncDisposable {
   private successResponse(request: Buffer, from: Endpoint, via: Sock, recv: Sock): Buffer {
     let ip = this.ipCache.get(from.host);
     if (!ip) {
-      if (this.ipCache.size >= 1024) this.ipCache.clear();
+      if (this.ipCache.size >= IP_CACHE_LIMIT) this.ipCache.clear();
       ip = ipToBytes(from.host);
       this.ipCache.set(from.host, ip);
     }

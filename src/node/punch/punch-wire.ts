@@ -23,9 +23,11 @@ import { InvalidArgumentError } from '../../errors.js';
 
 /** First byte of every punch packet. */
 export const PUNCH_MAGIC = 0xd1;
-/** Packet types. */
+/** Packet type: an authenticated connectivity probe (may nominate the path). */
 export const PUNCH_PROBE = 1;
+/** Packet type: an authenticated answer to a probe, echoing its transaction id. */
 export const PUNCH_ACK = 2;
+/** Packet type: a bare 4-byte keep-alive that holds the NAT mapping open. */
 export const PUNCH_KEEPALIVE = 3;
 /** Probe flag: the sender (controlling side) nominates this path. */
 export const PUNCH_FLAG_NOMINATE = 1;

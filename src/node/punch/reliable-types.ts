@@ -49,16 +49,23 @@ export interface ReliableSocketOptions {
 
 /** Counters and state of one stream's ARQ. */
 export interface ReliableStats {
+  /** Packets of this conversation received (any kind, invalid ones included). */
   packetsIn: number;
+  /** Packets sent (SYN, data, FIN, acks, PINGs, RST). */
   packetsOut: number;
-  /** Payload bytes delivered in order / accepted for sending. */
+  /** Payload bytes delivered in order. */
   bytesIn: number;
+  /** Payload bytes accepted for sending. */
   bytesOut: number;
+  /** Data/FIN segment transmissions, retransmissions included. */
   segmentsSent: number;
+  /** Segments sent again (declared lost, or as a tail loss probe). */
   retransmits: number;
   /** Tail loss probes (included in `retransmits`). */
   probes: number;
+  /** Congestion-window reductions after loss detected by acks (at most one per window of data). */
   lossEpisodes: number;
+  /** Retransmission timeouts that fired (every segment in flight declared lost). */
   timeouts: number;
   /** Segments received twice. */
   duplicates: number;
@@ -66,11 +73,17 @@ export interface ReliableStats {
   outOfWindow: number;
   /** Well-formed packets that made no sense here (bad ack, oversized payload, bad RST). */
   invalid: number;
+  /** Pure acknowledgements sent (PINGs not included). */
   acksSent: number;
+  /** PINGs sent (keep-alives and zero-window probes). */
   pingsSent: number;
+  /** Smoothed round-trip time (ms); `undefined` until the first sample. */
   srtt: number | undefined;
+  /** Current retransmission timeout (ms). */
   rto: number;
+  /** Congestion window (segments; may be fractional). */
   cwnd: number;
+  /** Segments in flight (sent, neither acknowledged nor declared lost). */
   inflight: number;
 }
 

@@ -24,10 +24,15 @@ import { DecodeError } from '../../errors.js';
 
 /** First byte of every reliable-stream packet (0xD1 is hole punching). */
 export const RELIABLE_MAGIC = 0xd2;
+/** Flag: opens a conversation; carries the sender's initial sequence number and MSS. */
 export const FLAG_SYN = 1;
+/** Flag: the `ack` and SACK fields are valid (required on every packet but a SYN or an RST). */
 export const FLAG_ACK = 2;
+/** Flag: the sender has no more data (uses one sequence number; no payload). */
 export const FLAG_FIN = 4;
+/** Flag: aborts the conversation at once (combines only with ACK; no payload). */
 export const FLAG_RST = 8;
+/** Flag: keep-alive or zero-window probe that asks the peer to acknowledge (requires ACK). */
 export const FLAG_PING = 16;
 const KNOWN_FLAGS = FLAG_SYN | FLAG_ACK | FLAG_FIN | FLAG_RST | FLAG_PING;
 /** Fixed header size. */

@@ -86,7 +86,11 @@ export interface OpenReliableOptions extends AbortOptions, QueueLimits {
   linger?: number;
   /** Framing of the pipe's messages. @default 'raw' (a byte stream, like TCP) */
   framing?: Framing;
-  /** Max message size for `'length'` / line length for `'line'` framing. */
+  /**
+   * Largest message for `'length'` framing / longest line (without the newline) for `'line'`
+   * framing (bytes, 1..MAX_MESSAGE_SIZE_LIMIT); unused with `'raw'`.
+   * @default DEFAULT_MAX_MESSAGE_SIZE (4 MiB) for `'length'`, DEFAULT_MAX_LINE (64 KiB) for `'line'`
+   */
   maxMessageSize?: number;
   /** `close()` waits this long for sent data to be acknowledged before resetting (ms). @default 10 000 */
   flushTimeout?: number;

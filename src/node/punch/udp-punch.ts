@@ -50,6 +50,7 @@ export const DEFAULT_MAX_INTERVAL = 500;
 /** Default time probes are still answered after resolving (ms). */
 export const DEFAULT_PUNCH_LINGER = 5_000;
 const FIRST_GAP = 50;
+/** Most unacknowledged probe transaction ids remembered per attempt; the oldest is forgotten first (its late ack is ignored). */
 const MAX_TXIDS = 2048;
 
 /** Port-allocation hint for the peer's NAT (from `detectDelta`): predicted ports are probed too. */
