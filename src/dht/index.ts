@@ -41,7 +41,7 @@ export { DEFAULT_MAX_RECORDS, RecordStore, type RecordStoreOptions, type StoredR
 export { LOOKUP_HISTORY, TIMER_JITTER, median, type DhtMetrics } from './node-support.js';
 export { DhtNode } from './node.js';
 export {
-  DEFAULT_GET_QUORUM, DEFAULT_REFRESH_INTERVAL, DEFAULT_REPUBLISH_INTERVAL, DEFAULT_REQUEST_TIMEOUT, JOIN_PING_ATTEMPTS,
+  DEFAULT_GET_QUORUM, DEFAULT_RECORD_TTL, DEFAULT_REFRESH_INTERVAL, DEFAULT_REPUBLISH_INTERVAL, DEFAULT_REQUEST_TIMEOUT, JOIN_PING_ATTEMPTS,
   type DhtEntries, type DhtGetOptions, type DhtNodeOptions,
 } from './options.js';
 export { STORE_ATTEMPTS, Replicator, type NodeCore, type PutResult } from './replication.js';

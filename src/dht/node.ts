@@ -31,7 +31,7 @@ import { Background, DhtMetricsRecorder, type DhtMetrics } from './node-support.
 import { Replicator, type NodeCore, type PutResult } from './replication.js';
 import { linkSignals, type DhtTransport } from './transport.js';
 import {
-  DEFAULT_GET_QUORUM, DEFAULT_REFRESH_INTERVAL, DEFAULT_REPUBLISH_INTERVAL, DEFAULT_REQUEST_TIMEOUT, JOIN_PING_ATTEMPTS,
+  DEFAULT_GET_QUORUM, DEFAULT_RECORD_TTL, DEFAULT_REFRESH_INTERVAL, DEFAULT_REPUBLISH_INTERVAL, DEFAULT_REQUEST_TIMEOUT, JOIN_PING_ATTEMPTS,
   nonNegative, type DhtEntries, type DhtGetOptions, type DhtNodeOptions,
 } from './options.js';
 
@@ -70,6 +70,7 @@ export class DhtNode {
   readonly #refreshInterval: number;
   readonly #quorum: number;
   readonly #maxClockSkew: number;
+  readonly #recordTtl: number;
   readonly #advertise: boolean;
 
   constructor(opts: DhtNodeOptions) {
@@ -90,7 +91,8 @@ export class DhtNode {
     this.#quorum = opts.quorum ?? DEFAULT_GET_QUORUM;
     this.#maxClockSkew = nonNegative(opts.maxClockSkew, MAX_CLOCK_SKEW_MS, 'maxClockSkew');
     this.#advertise = opts.advertise ?? true;
-    this.#store = new RecordStore({ now: this.#now, maxClockSkew: this.#maxClockSkew,
+    this.#recordTtl = nonNegative(opts.recordTtl, DEFAULT_RECORD_TTL, 'recordTtl');
+    this.#store = new RecordStore({ now: this.#now, maxClockSkew: this.#maxClockSkew, ttl: this.#recordTtl,
       ...(opts.maxRecords !== undefined ? { maxRecords: opts.maxRecords } : {}) });
     this.table = new RoutingTable(this.id, {
       k: this.k,
@@ -280,6 +282,8 @@ export class DhtNode {
    */
   async republish(opts?: AbortOptions & { force?: boolean }): Promise<number> {
     return this.#op(opts, 'DHT republish', async (signal) => {
+      this.#renewOwn();
+      this.#store.expire();
       const jobs = this.#replicator.due(this.#republishInterval, opts?.force === true);
       let done = 0;
       const worker = async (): Promise<void> => {
@@ -329,6 +333,30 @@ export class DhtNode {
   }
 
   // ---- internals ----------------------------------------------------------------------
+
+  /**
+   * Records expire `recordTtl` after they were signed: re-signs (new timestamp, next seq) our
+   * own live records once they are half that old, so they are republished before anyone drops
+   * them; forgets our expired tombstones (nothing older can outlive them).
+   */
+  #renewOwn(): void {
+    const ttl = this.#recordTtl;
+    if (ttl <= 0) return;
+    const now = this.#now();
+    const pub = this.#replicator.published;
+    for (const [hex, r] of pub) {
+      if (r.deleted) {
+        if (r.timestamp + ttl <= now) pub.delete(hex);
+        continue;
+      }
+      if (now - r.timestamp < ttl / 2 || !this.#signer) continue;
+      try {
+        pub.set(hex, createRecord(this.#signer, { key: r.key, value: decodeValue(r), seq: Math.max(now, r.seq + 1), timestamp: now }));
+      } catch {
+        /* cannot happen for a record we wrote; keep the old one */
+      }
+    }
+  }
 
   #requireSigner(): Signer {
     if (!this.#signer) throw new InvalidArgumentError('this DHT node has no signer; it is read-only');
@@ -392,7 +420,7 @@ export class DhtNode {
     const contacts = res.contacts.filter((x) => contactProblem(x) === undefined);
     if (res.type === 'NODES' || !res.record) return { contacts };
     try {
-      verifyRecord(res.record, { keyId: target, now: this.#now(), maxClockSkew: this.#maxClockSkew });
+      verifyRecord(res.record, { keyId: target, now: this.#now(), maxClockSkew: this.#maxClockSkew, maxAge: this.#recordTtl });
       return { contacts, record: res.record };
     } catch {
       this.#metrics.rejectedRecords++;
@@ -402,6 +430,8 @@ export class DhtNode {
 
   #resolve(keyId: DhtId, look: LookupResult): ReturnType<typeof resolveRecords> {
     const copies = [...this.#replicator.localCopies(keyId), ...look.records.map((f) => ({ record: f.record, holder: f.from.id }))];
-    return resolveRecords(keyId, copies);
+    const ttl = this.#recordTtl;
+    const now = this.#now();
+    return resolveRecords(keyId, ttl > 0 ? copies.filter((c) => c.record.timestamp + ttl > now) : copies);
   }
 }

@@ -10,6 +10,9 @@ import type { DhtTransport } from './transport.js';
 
 /** Default per-RPC timeout, ms. */
 export const DEFAULT_REQUEST_TIMEOUT = 5_000;
+/** Default record lifetime after its writer signed it, ms (24 h; see `DhtNodeOptions.recordTtl`). */
+export const DEFAULT_RECORD_TTL = 24 * 60 * 60 * 1000;
+
 /** Default republish interval, ms (1 h). */
 export const DEFAULT_REPUBLISH_INTERVAL = 60 * 60 * 1000;
 /** Default bucket refresh interval, ms (1 h). */
@@ -41,6 +44,14 @@ export interface DhtNodeOptions {
   maxRecords?: number;
   /** Tolerated future clock skew of record timestamps, ms. @default 5 min */
   maxClockSkew?: number;
+  /**
+   * Records expire this long after their writer signed them (ms), as in Kademlia: held
+   * replicas are dropped and stop counting against `maxRecords`, and expired copies are
+   * ignored. A writer re-signs its live records when they are half that age, so values of a
+   * writer that stays online never expire; those of one that left are gone after this time.
+   * `0` = records never expire. @default {@link DEFAULT_RECORD_TTL} (24 h)
+   */
+  recordTtl?: number;
   /** Consecutive RPC failures before a contact is evicted. @default 3 */
   maxFailures?: number;
   /** Copies a `get` collects before stopping. @default {@link DEFAULT_GET_QUORUM} */

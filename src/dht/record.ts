@@ -251,6 +251,8 @@ export interface VerifyRecordOptions {
   maxClockSkew?: number;
   /** If given, the record's key must hash to this id. */
   keyId?: Uint8Array;
+  /** If given (> 0), a record signed this long ago or earlier (ms) is expired: `RecordError`. */
+  maxAge?: number;
 }
 
 /**
@@ -264,6 +266,7 @@ export function verifyRecord(r: DhtRecord, opts: VerifyRecordOptions = {}): void
   const now = opts.now ?? Date.now();
   const skew = opts.maxClockSkew ?? MAX_CLOCK_SKEW_MS;
   if (r.timestamp > now + skew) throw new RecordError(`record timestamp is ${r.timestamp - now} ms in the future`);
+  if (opts.maxAge !== undefined && opts.maxAge > 0 && r.timestamp + opts.maxAge <= now) throw new RecordError('record expired');
   if (r.signature.length !== SIGNATURE_BYTES) throw new RecordError('bad signature length');
   let ok = false;
   try {

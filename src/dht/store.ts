@@ -29,6 +29,8 @@ export interface RecordStoreOptions {
   maxClockSkew?: number;
   /** Clock, ms. @default `Date.now` */
   now?: () => number;
+  /** Records expire this long after their timestamp (ms); `0` = never. @default 0 */
+  ttl?: number;
 }
 
 /** Local record store keyed by key id. */
@@ -37,11 +39,31 @@ export class RecordStore {
   readonly #max: number;
   readonly #skew: number | undefined;
   readonly #now: () => number;
+  readonly #ttl: number;
 
   constructor(opts: RecordStoreOptions = {}) {
     this.#max = opts.maxRecords ?? DEFAULT_MAX_RECORDS;
     this.#skew = opts.maxClockSkew;
     this.#now = opts.now ?? Date.now;
+    this.#ttl = opts.ttl ?? 0;
+  }
+
+  #expired(r: DhtRecord, now: number): boolean {
+    return this.#ttl > 0 && r.timestamp + this.#ttl <= now;
+  }
+
+  /** Drops expired records; returns how many. */
+  expire(): number {
+    if (this.#ttl <= 0) return 0;
+    const now = this.#now();
+    let n = 0;
+    for (const [hex, s] of this.#map) {
+      if (this.#expired(s.record, now)) {
+        this.#map.delete(hex);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Number of records (tombstones included). */
@@ -49,9 +71,15 @@ export class RecordStore {
     return this.#map.size;
   }
 
-  /** The record for a key id, if held. */
+  /** The record for a key id, if held (an expired one is dropped instead). */
   get(keyId: DhtId): StoredRecord | undefined {
-    return this.#map.get(idToHex(keyId));
+    const hex = idToHex(keyId);
+    const s = this.#map.get(hex);
+    if (s && this.#expired(s.record, this.#now())) {
+      this.#map.delete(hex);
+      return undefined;
+    }
+    return s;
   }
 
   /** All held records. */
@@ -76,9 +104,14 @@ export class RecordStore {
     } catch {
       return 'invalid';
     }
+    if (this.#expired(record, now)) return 'stale';
     const keyId = opts.keyId ?? keyToId(record.key);
     const hex = idToHex(keyId);
-    const existing = this.#map.get(hex);
+    let existing = this.#map.get(hex);
+    if (existing && this.#expired(existing.record, now)) {
+      this.#map.delete(hex);
+      existing = undefined;
+    }
     switch (decideStore(existing?.record, record)) {
       case 'not-owner':
         return 'not-owner';
@@ -88,7 +121,7 @@ export class RecordStore {
         if (existing) existing.lastReplicated = now;
         return 'ok';
       case 'accept':
-        if (!existing && this.#map.size >= this.#max) return 'full';
+        if (!existing && this.#map.size >= this.#max && (this.expire() === 0 || this.#map.size >= this.#max)) return 'full';
         this.#map.set(hex, { record, keyId, storedAt: now, lastReplicated: now });
         return 'ok';
     }
