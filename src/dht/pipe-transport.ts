@@ -42,7 +42,7 @@ import type { Pipe } from '../pipes/pipe.js';
 import type { TcpPipe } from '../pipes/tcp.js';
 import type { TcpServer } from '../pipes/tcp-server.js';
 import type { Message } from '../pipes/types.js';
-import { cancellable, closeWithin, forceSignal, type AbortOptions } from '../util/abort.js';
+import { cancellable, closeWithin, forceSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { DhtConnection } from './connection.js';
 import { contactAddress, contactProblem, type Contact } from './contact.js';
 import { idEquals, idToHex, type DhtId } from './id.js';
@@ -120,9 +120,10 @@ export class PipeDhtTransport implements DhtTransport {
    * Opens the listening socket and returns the transport; give it to a `DhtNode` with
    * `contact: transport.contact`.
    * @throws InvalidArgumentError on bad options (e.g. `secure` without an identity);
-   *   BindError if the address cannot be bound.
+   *   BindError if the address cannot be bound; AbortError / TimeoutError from `abort`.
    */
-  static async listen(opts: PipeDhtTransportOptions): Promise<PipeDhtTransport> {
+  static async listen(opts: PipeDhtTransportOptions, abort: AbortOptions = {}): Promise<PipeDhtTransport> {
+    throwIfAborted(abort.signal);
     const { identity, id, upgrade } = checkListenOptions(opts);
     const secure = upgrade !== undefined;
     let self: PipeDhtTransport | undefined;
@@ -133,6 +134,8 @@ export class PipeDhtTransport implements DhtTransport {
       framing: secure ? 'raw' : 'length',
       maxMessageSize: MAX_DHT_FRAME,
       ...(secure ? {} : { onMessage: (m: Message) => (self ? self.#onPlainFrame(m) : undefined) }),
+      ...(abort.signal ? { signal: abort.signal } : {}),
+      ...(abort.timeout !== undefined ? { timeout: abort.timeout } : {}),
     });
     try {
       const local = server.local;

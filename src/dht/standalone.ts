@@ -155,7 +155,7 @@ export async function startDhtNode(opts: StartDhtNodeOptions = {}): Promise<Stan
     identity, secure,
     ...(bind !== undefined ? { bind } : {}),
     ...defined({ publicHost, publicPort, maxConnections, maxInbound, idleTimeout, connectTimeout, handshakeTimeout, maxMalformed, maxPending, maxServing, upgrade }),
-  });
+  }, { ...(signal ? { signal } : {}) });
   let node: StandaloneDhtNode;
   try {
     node = new StandaloneDhtNode({ ...nodeOpts, transport, contact: transport.contact, identity });

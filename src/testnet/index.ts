@@ -45,8 +45,8 @@ export interface Testnet {
   readonly dhts: DhtNode[];
   /** Nodes not closed (nor killed). */
   alive(): SwarmPeer[];
-  /** Adds and joins one more node. */
-  addNode(): Promise<SwarmPeer>;
+  /** Adds and joins one more node; `opts` bound its join (default timeout 10 s), as well as the testnet's own signal. */
+  addNode(opts?: AbortOptions): Promise<SwarmPeer>;
   /**
    * Resolves once every live node knows every other live node and has a link into each of its
    * non-empty XOR buckets (so routing and broadcast are complete). `TimeoutError` after
@@ -108,8 +108,11 @@ export async function createTestnet(n: number, opts: TestnetOptions = {}): Promi
     seedText === undefined ? Identity.generate() : Identity.fromPrivateKey(createHash('sha256').update(`p2pd-testnet\0${seedText}\0${i}`).digest());
 
   let ready = false;
-  const addNode = async (): Promise<SwarmPeer> => {
+  const addNode = async (call: AbortOptions = {}): Promise<SwarmPeer> => {
     throwIfAborted(opts.signal);
+    throwIfAborted(call.signal);
+    const signals = [opts.signal, call.signal].filter((s): s is AbortSignal => s !== undefined);
+    const signal = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
     const peer = new SwarmPeer({ ...opts.peer, identity: identityFor(nodes.length), ...(opts.protocol ? { protocol: opts.protocol } : {}) });
     peer.on('error', () => undefined);
     const others = nodes.filter(isLive);
@@ -117,7 +120,7 @@ export async function createTestnet(n: number, opts: TestnetOptions = {}): Promi
     await peer.bind(host, 0);
     if (others.length > 0) {
       const entry = others[Math.floor(random() * others.length)] as SwarmPeer;
-      await peer.connect(entry.endpoint, undefined, { timeout: 10_000, ...(opts.signal ? { signal: opts.signal } : {}) });
+      await peer.connect(entry.endpoint, undefined, { timeout: call.timeout ?? 10_000, ...(signal ? { signal } : {}) });
     }
     if (opts.dht) {
       const transport = new SwarmDhtTransport(peer);
@@ -127,7 +130,7 @@ export async function createTestnet(n: number, opts: TestnetOptions = {}): Promi
       dhts.push(dht);
       // A node added after set-up joins the DHT at once, through the swarm member it joined by.
       const nb = peer.peers[0];
-      if (ready && nb) await dht.join([SwarmDhtTransport.contactOf(nb)], opts.signal ? { signal: opts.signal } : undefined);
+      if (ready && nb) await dht.join([SwarmDhtTransport.contactOf(nb)], signal ? { signal } : undefined);
     }
     return peer;
   };
