@@ -150,22 +150,6 @@ export function forceSignal(reason: Error): AbortSignal {
   return AbortSignal.abort(reason);
 }
 
-/**
- * Closes every object in `items` with `opts` and waits for all of them; rejects with the first
- * `AbortError`/`TimeoutError` among them (every object is closed by then), else with the first
- * other failure, else resolves. For composites whose close is the close of their parts.
- */
-export async function closeAll(items: Iterable<{ close(opts?: AbortOptions): Promise<unknown> } | undefined>, opts?: AbortOptions): Promise<void> {
-  const results = await Promise.allSettled([...items].map((i) => i?.close(opts)));
-  let first: unknown;
-  for (const r of results) {
-    if (r.status !== 'rejected') continue;
-    if (r.reason instanceof AbortError || r.reason instanceof TimeoutError) throw r.reason;
-    first ??= r.reason;
-  }
-  if (first !== undefined) throw first;
-}
-
 /** An `AbortController` whose signal may have any number of listeners (one per child closed with it) without a leak warning. */
 export function unlimitedController(): AbortController {
   const c = new AbortController();

@@ -7,6 +7,7 @@
  * @module
  */
 import { InvalidArgumentError } from '../../errors.js';
+import { MAX_TIMER_MS } from '../../util/abort.js';
 
 /** NAT-PMP initial retransmission interval, ms (RFC 6886 §3.1). */
 export const NATPMP_INITIAL_RT_MS = 250;
@@ -20,8 +21,7 @@ export const PCP_MRT_MS = 1_024_000;
 export const PCP_MRC = 0;
 /** PCP Maximum Retransmission Duration, ms (0 = unlimited). */
 export const PCP_MRD_MS = 0;
-/** Longest delay `setTimeout` honours (about 24.8 days); longer ones fire immediately. */
-export const MAX_TIMER_MS = 0x7fffffff;
+export { MAX_TIMER_MS }; // the longest delay setTimeout honours (util/abort.ts)
 
 /** Caps applicable to any schedule. */
 export interface ScheduleCap {

@@ -4,6 +4,7 @@
  * where it makes sense (tests use short intervals).
  * @module
  */
+import { MAX_TIMER_MS } from '../../util/abort.js';
 
 /** Default TURN server port for UDP and TCP (RFC 8656 §4). */
 export const TURN_DEFAULT_PORT = 3478;
@@ -25,7 +26,7 @@ export const TURN_REFRESH_MARGIN = 60;
 /** Shortest delay between refreshes (ms), whatever tiny lifetime a server grants: no refresh storm. */
 export const TURN_MIN_REFRESH_DELAY = 500;
 /** Longest timer Node can arm (ms, 2^31 − 1); a longer refresh delay is cut to it (the refresh then comes early). */
-export const TURN_MAX_REFRESH_DELAY = 2_147_483_647;
+export const TURN_MAX_REFRESH_DELAY = MAX_TIMER_MS;
 
 /** Permissions last 300 s on the server (RFC 8656 §9); p2pd refreshes them every 240 s (ms). */
 export const TURN_PERMISSION_REFRESH = 240_000;
