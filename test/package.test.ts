@@ -117,6 +117,33 @@ describe('the installed package', () => {
     expect(r.stdout).toBe('');
   }, 150_000);
 
+  it("the README's TypeScript examples type-check against the package", async () => {
+    // Each ```ts block of the README becomes a module of its own; the blocks' imports from
+    // 'p2pd' are merged into one (some blocks continue an earlier one), and the two placeholders
+    // the prose leaves to the reader are declared.
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const blocks = [...readme.matchAll(/^```ts\n([\s\S]*?)^```/gm)].map((m) => m[1]!);
+    expect(blocks.length).toBeGreaterThanOrEqual(8);
+    const names = new Set(['pipeOpen', 'Daemon']);
+    const importRe = /^import \{([^}]*)\} from 'p2pd';\n/gm;
+    for (const b of blocks) for (const m of b.matchAll(importRe)) for (const n of m[1]!.split(',')) if (n.trim()) names.add(n.trim());
+    const head = `import { ${[...names].join(', ')} } from 'p2pd';\ndeclare const peerAddr: string;\ndeclare const expectedPeerIdHex: string;\n`;
+    const files = blocks.map((b, i) => {
+      const f = `readme-${i + 1}.ts`;
+      writeFileSync(path.join(dir, f), head + b.replace(importRe, ''));
+      return f;
+    });
+    writeFileSync(
+      path.join(dir, 'tsconfig.readme.json'),
+      JSON.stringify({
+        compilerOptions: { target: 'ES2022', lib: ['ES2022', 'ESNext.Disposable'], module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] },
+        files,
+      }),
+    );
+    const r = await run(process.execPath, [TSC, '-p', path.join(dir, 'tsconfig.readme.json')], { cwd: dir, timeout: 120_000 }).catch((e: { stdout?: string; message: string }) => ({ stdout: `${e.stdout ?? ''}${e.message}` }));
+    expect(r.stdout).toBe('');
+  }, 150_000);
+
   it('plain node imports the package and it works: pipes, typed errors, secure pipes', async () => {
     writeFileSync(path.join(dir, 'app.mjs'), CONSUMER_JS);
     const { stdout } = await run(process.execPath, ['app.mjs'], { cwd: dir, timeout: 30_000 });
