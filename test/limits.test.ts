@@ -81,4 +81,9 @@ describe('P2P node maxPeers', () => {
     await expect(startP2pNode({ ...opts, maxPeers: 0 })).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(startP2pNode({ ...opts, maxPeers: 1.5 })).rejects.toBeInstanceOf(InvalidArgumentError);
   });
+
+  it('signalling.replayCacheSize is validated', async () => {
+    await expect(startP2pNode({ ...opts, signalling: { embedded: true, replayCacheSize: 0 } })).rejects.toThrow(/replayCacheSize/);
+    await expect(startP2pNode({ ...opts, signalling: { embedded: true, replayCacheSize: 2.5 } })).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
 });

@@ -11,12 +11,12 @@ import { SignalError } from '../src/node/errors.js';
 import { Signalling, type SignalMessage } from '../src/node/signalling.js';
 import { brokerUrlsFor, isLoopbackHost } from '../src/node/signalling-broker.js';
 
-function party(brokers: string[]): { id: Identity; sk: ReturnType<typeof deriveSignalKey>; addr: PeerAddress; sig: Signalling; inbox: SignalMessage[] } {
+function party(brokers: string[], replayCacheSize?: number): { id: Identity; sk: ReturnType<typeof deriveSignalKey>; addr: PeerAddress; sig: Signalling; inbox: SignalMessage[] } {
   const id = Identity.generate();
   const sk = deriveSignalKey(id);
   const addr = parseAddress(encodeAddress(id, { signalKey: sk.publicKey, interfaces: [], signal: brokers.map((url) => ({ type: 'mqtt' as const, url })) }));
   const inbox: SignalMessage[] = [];
-  const sig = new Signalling({ identity: id, signalKey: sk, brokers, connectTimeout: 1500, onMessage: (m) => inbox.push(m) });
+  const sig = new Signalling({ identity: id, signalKey: sk, brokers, connectTimeout: 1500, onMessage: (m) => inbox.push(m), ...(replayCacheSize !== undefined ? { replayCacheSize } : {}) });
   return { id, sk, addr, sig, inbox };
 }
 
@@ -111,6 +111,23 @@ describe('signalling envelopes', () => {
   });
 });
 
+describe('replay cache budgets', () => {
+  it('a flood fills the general budget, not the reserved one: expected senders still get in', () => {
+    const c = new ReplayCache(4, 2, 2);
+    const now = Date.now();
+    for (const [id, who] of [['m1', 'mal1'], ['m2', 'mal1'], ['m3', 'mal2'], ['m4', 'mal2']] as const) expect(c.add(id, now + 1000, now, who)).toBe(true);
+    expect(c.add('c1', now + 1000, now, 'carol')).toBe(false); // general budget full: a newcomer waits
+    expect(c.add('a1', now + 1000, now, 'alice', true)).toBe(true); // an answer we wait for gets in
+    expect(c.add('a1', now + 1000, now, 'alice', true)).toBe(false); // and is still a replay the second time
+    expect(c.add('m1', now + 1000, now, 'alice', true)).toBe(false); // replay detection spans both budgets
+    expect(c.add('b1', now + 1000, now, 'bob', true)).toBe(true);
+    expect(c.add('b2', now + 1000, now, 'bob', true)).toBe(false); // the reserved budget is bounded too
+    expect(c.add('m5', now + 1000, now, 'mal1', true)).toBe(false); // and the per-sender share spans both
+    expect(c.size).toBe(6);
+    expect(c.add('c1', now + 5000, now + 2000, 'carol')).toBe(true); // the flood expired
+  });
+});
+
 /** Transport tests, run against each broker. */
 /** `restart`: stop the broker (resolves once it is gone), then start it again on the same port. */
 function transportSuite(name: string, brokerUrl: () => string, restart?: { stop(): Promise<void>; start(): Promise<void> }): void {
@@ -153,6 +170,37 @@ function transportSuite(name: string, brokerUrl: () => string, restart?: { stop(
         await until(() => B.inbox.length >= 1 && (B.sig.stats.rejected.replay ?? 0) >= 1);
         expect(B.inbox.map((m) => m.type)).toEqual(['hi']);
         expect(B.sig.stats.rejected).toMatchObject({ signature: 1, expired: 1, malformed: 2, replay: 1 });
+      } finally {
+        await raw.endAsync(true);
+        await Promise.all([A.sig.close(), B.sig.close()]);
+      }
+    });
+
+    it('a flood of valid messages from throw-away identities does not shut out the answer to our request', async () => {
+      const A = party([brokerUrl()], 64);
+      const B = party([brokerUrl()]);
+      const raw = await mqtt.connectAsync(brokerUrl(), { protocolVersion: 4 });
+      try {
+        await Promise.all([A.sig.start(), B.sig.start()]);
+        B.sig.onMessage((m) => {
+          if (m.type === 'ping') void B.sig.reply(m, A.addr, 'pong', {}).catch(() => undefined);
+        });
+        // 64 valid envelopes (8 throw-away identities × 8) fill A's general budget of 64 ids.
+        const topic = inboxTopic(A.id.idHex);
+        for (let k = 0; k < 8; k++) {
+          const mal = Identity.generate();
+          for (let i = 0; i < 8; i++) await raw.publishAsync(topic, sealEnvelope(mal, A.addr, { t: 'spam', b: {} }, 60_000).bytes, { qos: 1 });
+        }
+        await until(() => A.inbox.length === 64);
+        // A newcomer is refused for now (the documented limit)…
+        const C = Identity.generate();
+        await raw.publishAsync(topic, sealEnvelope(C, A.addr, { t: 'hello', b: {} }, 60_000).bytes, { qos: 1 });
+        await until(() => (A.sig.stats.rejected.replay ?? 0) === 1);
+        // …but the peer A asked answers through the reserved budget.
+        const r = await A.sig.request(B.addr, 'ping', {}, { timeout: 3000 });
+        expect(r.type).toBe('pong');
+        expect(r.from).toBe(B.id.idHex);
+        expect(A.inbox.filter((m) => m.type !== 'spam')).toEqual([]);
       } finally {
         await raw.endAsync(true);
         await Promise.all([A.sig.close(), B.sig.close()]);

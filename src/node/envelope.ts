@@ -113,32 +113,50 @@ function senderKey(eph: X25519KeyPair, recipientPub: Buffer): Buffer {
   return kdf(eph.privateKey, recipientPub, eph.publicKey, recipientPub, 'malformed');
 }
 
-/** Remembers message ids until they expire; bounded. */
+/**
+ * Remembers message ids until they expire; bounded.
+ *
+ * Two budgets: the general one (`max` ids, `maxPerSender` per sender) for anyone, and a reserved
+ * one (`reserved` ids) for senders the node is waiting to hear from (peers it sent a request
+ * to; see `Signalling`). A flood of valid messages from throw-away identities can fill the
+ * general budget for one TTL, but not the reserved one: the answers to the node's own requests
+ * still get in. Replay detection spans both budgets.
+ */
 export class ReplayCache {
-  private readonly seen = new Map<string, { exp: number; sender: string }>();
+  private readonly seen = new Map<string, { exp: number; sender: string; reserved: boolean }>();
   private readonly perSender = new Map<string, number>();
+  private general = 0;
+  private reservedUsed = 0;
   /**
-   * @param max ids held at most (live ones are never forgotten: a replay must stay detectable)
-   * @param maxPerSender ids one sender may hold at once, so one key cannot fill the cache and
-   *   stall everyone else's signalling. @default max / 64 (1024); all of `max` below 1024
+   * @param max ids held at most in the general budget (live ones are never forgotten: a replay
+   *   must stay detectable)
+   * @param maxPerSender ids one sender may hold at once (both budgets together), so one key
+   *   cannot fill the cache and stall everyone else's signalling. @default max / 64 (1024); all
+   *   of `max` below 1024
+   * @param reserved ids held at most for expected senders, on top of `max`. @default max / 4 (16 384)
    */
   constructor(
     private readonly max = 65_536,
     private readonly maxPerSender = max >= 1024 ? Math.floor(max / 64) : max,
+    private readonly reserved = Math.floor(max / 4),
   ) {}
 
   /**
    * Records `id` from `sender` (valid until `expires`); false if it was already there (a
-   * replay), or the cache (or this sender's share of it) is full of live ids.
+   * replay), or the budget it goes to (the reserved one when `expected`) or this sender's
+   * share is full of live ids.
    */
-  add(id: string, expires: number, now = Date.now(), sender = ''): boolean {
+  add(id: string, expires: number, now = Date.now(), sender = '', expected = false): boolean {
     if (this.seen.has(id)) return false;
-    if (this.seen.size >= this.max || (this.perSender.get(sender) ?? 0) >= this.maxPerSender) {
+    const full = (): boolean => (expected ? this.reservedUsed >= this.reserved : this.general >= this.max) || (this.perSender.get(sender) ?? 0) >= this.maxPerSender;
+    if (full()) {
       this.prune(now);
       // Still full of live ids: refuse rather than forget one (which would allow its replay).
-      if (this.seen.size >= this.max || (this.perSender.get(sender) ?? 0) >= this.maxPerSender) return false;
+      if (full()) return false;
     }
-    this.seen.set(id, { exp: expires, sender });
+    this.seen.set(id, { exp: expires, sender, reserved: expected });
+    if (expected) this.reservedUsed++;
+    else this.general++;
     this.perSender.set(sender, (this.perSender.get(sender) ?? 0) + 1);
     return true;
   }
@@ -148,13 +166,15 @@ export class ReplayCache {
     for (const [k, e] of this.seen) {
       if (e.exp >= now) continue;
       this.seen.delete(k);
+      if (e.reserved) this.reservedUsed--;
+      else this.general--;
       const n = (this.perSender.get(e.sender) ?? 1) - 1;
       if (n <= 0) this.perSender.delete(e.sender);
       else this.perSender.set(e.sender, n);
     }
   }
 
-  /** Number of ids held. */
+  /** Number of ids held (both budgets). */
   get size(): number {
     return this.seen.size;
   }
@@ -168,6 +188,11 @@ export interface OpenEnvelopeOptions {
   signalKey: X25519KeyPair;
   /** Replay cache; ids are added once the signature checks out. */
   replay: ReplayCache;
+  /**
+   * Whether a sender (node id, hex) is one we are waiting to hear from: its ids go to the
+   * replay cache's reserved budget. @default nobody
+   */
+  expected?: (senderIdHex: string) => boolean;
   /** Clock skew tolerated between sender and us (ms). @default 5000 */
   clockSkew?: number;
   /** Now, Unix ms (tests). */
@@ -199,7 +224,9 @@ export function openEnvelope(bytes: Uint8Array, opts: OpenEnvelopeOptions): Open
   const senderKey = Buffer.from(header.subarray(1, 33));
   if (!Identity.verify(senderKey, Buffer.concat([DOMAIN, header, ct]), sig)) throw new SignalError('signature', 'bad envelope signature');
   const msgId = header.subarray(65, 81).toString('hex');
-  if (!opts.replay.add(msgId, expires + skew, now, senderKey.toString('hex'))) throw new SignalError('replay', `replayed envelope ${msgId} (or its sender holds its whole share of the replay cache)`);
+  const senderId = idFromPublicKey(senderKey);
+  const senderIdHex = senderId.toString('hex');
+  if (!opts.replay.add(msgId, expires + skew, now, senderIdHex, opts.expected?.(senderIdHex) ?? false)) throw new SignalError('replay', `replayed envelope ${msgId} (or its sender holds its whole share of the replay cache)`);
   const ephPub = Buffer.from(header.subarray(89, 121));
   const k2 = deriveRecipientKey(opts.signalKey, ephPub);
   let pt: Buffer;
@@ -220,8 +247,7 @@ export function openEnvelope(bytes: Uint8Array, opts: OpenEnvelopeOptions): Open
     throw new SignalError('malformed', 'payload is not JSON', { cause: e });
   }
   if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) throw new SignalError('malformed', 'payload is not an object');
-  const senderId = idFromPublicKey(senderKey);
-  return { senderKey, senderId, senderIdHex: senderId.toString('hex'), msgId, expires, payload: payload as Record<string, unknown> };
+  return { senderKey, senderId, senderIdHex, msgId, expires, payload: payload as Record<string, unknown> };
 }
 
 function deriveRecipientKey(ours: X25519KeyPair, ephPub: Buffer): Buffer {

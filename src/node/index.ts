@@ -14,7 +14,7 @@ export {
   type SignalChannel, type ParseAddressOptions,
 } from './address.js';
 export { startBroker, inboxTopic, DEFAULT_BROKER_MAX_CONNECTIONS, type Broker, type BrokerOptions } from './broker.js';
-export { Signalling, BROKER_CONNECT_TIMEOUT, DEFAULT_SIGNAL_TTL, type SignalMessage, type SignallingOptions, type SignallingStats } from './signalling.js';
+export { Signalling, BROKER_CONNECT_TIMEOUT, DEFAULT_REPLAY_CACHE_SIZE, DEFAULT_SIGNAL_TTL, MAX_EXPECTED_SENDERS, type SignalMessage, type SignallingOptions, type SignallingStats } from './signalling.js';
 export { sealEnvelope, openEnvelope, deriveSignalKey, ReplayCache, MAX_SIGNAL_TTL, MAX_ENVELOPE, type OpenedEnvelope } from './envelope.js';
 export { directCandidates, sameSubnet, type DirectCandidate } from './candidates.js';
 export { base58Encode, base58Decode, MAX_BASE58_TEXT } from './base58.js';

@@ -207,6 +207,7 @@ export class P2pNode implements AsyncDisposable {
       signalKey: this.signalKey,
       brokers,
       ...(cfg?.connectTimeout !== undefined ? { connectTimeout: cfg.connectTimeout } : {}),
+      ...(cfg?.replayCacheSize !== undefined ? { replayCacheSize: cfg.replayCacheSize } : {}),
       onMessage: (m) => this.onSignal(m),
       sameHost: (peer) => peer.id.equals(this.identity.id) || peerOnThisHost(peer, this.nics),
     });

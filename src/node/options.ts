@@ -48,5 +48,7 @@ export function validateNodeOptions(opts: P2pNodeOptions): void {
         throw new InvalidArgumentError(`bad broker URL ${JSON.stringify(url)}: ${errorOf(e).message}`, { cause: e });
       }
     }
+    const size = opts.signalling.replayCacheSize;
+    if (size !== undefined && !(Number.isSafeInteger(size) && size >= 1)) throw new InvalidArgumentError('signalling.replayCacheSize must be a positive integer');
   }
 }

@@ -35,6 +35,9 @@ export interface SignalMessage {
   expires: number;
 }
 
+/** Default of {@link SignallingOptions.replayCacheSize}. */
+export const DEFAULT_REPLAY_CACHE_SIZE = 65_536;
+
 /** Options of `Signalling`. */
 export interface SignallingOptions {
   /** Our identity (signs what we send; the inbox is its id). */
@@ -47,6 +50,13 @@ export interface SignallingOptions {
   connectTimeout?: number;
   /** Clock difference tolerated between peers (ms). @default 5000 */
   clockSkew?: number;
+  /**
+   * Message ids the replay cache holds at most (the general budget; a quarter more is reserved
+   * for answers from peers we asked, one sender holds at most 1/64). Live ids are never
+   * forgotten, so when a flood fills it, new messages from unexpected senders are refused
+   * until ids expire (≤ one TTL). @default DEFAULT_REPLAY_CACHE_SIZE (65 536)
+   */
+  replayCacheSize?: number;
   /** Called with each verified message. */
   onMessage?: (m: SignalMessage) => void;
   /** Delay before reconnecting a configured broker (ms). @default 1000 */

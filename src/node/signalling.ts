@@ -17,14 +17,22 @@ import type { PeerAddress } from './address.js';
 import { inboxTopic } from './broker.js';
 import { openEnvelope, ReplayCache, sealEnvelope } from './envelope.js';
 import { SignalError, type SignalRejection } from './errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { brokerUrlsFor, isLoopbackHost, openBroker, type Conn } from './signalling-broker.js';
 import {
-  BROKER_CONNECT_TIMEOUT, DEFAULT_SIGNAL_TTL, MAX_PEER_BROKERS, type SignalMessage, type SignallingOptions, type SignallingStats,
+  BROKER_CONNECT_TIMEOUT, DEFAULT_REPLAY_CACHE_SIZE, DEFAULT_SIGNAL_TTL, MAX_PEER_BROKERS, type SignalMessage, type SignallingOptions, type SignallingStats,
 } from './signalling-types.js';
 
 export {
-  BROKER_CONNECT_TIMEOUT, DEFAULT_SIGNAL_TTL, MAX_PEER_BROKERS, type SignalMessage, type SignallingOptions, type SignallingStats,
+  BROKER_CONNECT_TIMEOUT, DEFAULT_REPLAY_CACHE_SIZE, DEFAULT_SIGNAL_TTL, MAX_PEER_BROKERS, type SignalMessage, type SignallingOptions, type SignallingStats,
 } from './signalling-types.js';
+
+/**
+ * Peers remembered at most as expecting an answer from (see `Signalling`; each entry lives one
+ * message TTL). Past it the oldest are forgotten: their answers then compete for the replay
+ * cache's general budget like anyone's.
+ */
+export const MAX_EXPECTED_SENDERS = 1024;
 
 /** One node's signalling endpoint: broker connections, inbox, request/response. */
 export class Signalling {
@@ -32,7 +40,9 @@ export class Signalling {
   readonly stats: SignallingStats = { sent: 0, received: 0, rejected: {} };
   private readonly opts: SignallingOptions;
   private readonly conns = new Map<string, Conn>();
-  private readonly replay = new ReplayCache();
+  private readonly replay: ReplayCache;
+  /** Peers we sent a message of our own to (not a reply), until when we expect to hear back. */
+  private readonly expected = new Map<string, number>();
   private readonly pending = new Map<string, { from: string; resolve: (m: SignalMessage) => void }>();
   private readonly listeners: ((m: SignalMessage) => void)[] = [];
   private readonly topic: string;
@@ -41,6 +51,9 @@ export class Signalling {
 
   constructor(opts: SignallingOptions) {
     this.opts = opts;
+    const size = opts.replayCacheSize ?? DEFAULT_REPLAY_CACHE_SIZE;
+    if (!Number.isSafeInteger(size) || size < 1) throw new InvalidArgumentError('replayCacheSize must be a positive integer');
+    this.replay = new ReplayCache(size);
     this.topic = inboxTopic(opts.identity.idHex);
     if (opts.onMessage) this.listeners.push(opts.onMessage);
   }
@@ -61,7 +74,10 @@ export class Signalling {
    */
   async start(opts: AbortOptions = {}): Promise<void> {
     throwIfAborted(opts.signal);
-    this.pruneTimer = setInterval(() => this.replay.prune(), 30_000);
+    this.pruneTimer = setInterval(() => {
+      this.replay.prune();
+      this.pruneExpected(Date.now());
+    }, 30_000);
     this.pruneTimer.unref();
     const all = (this.opts.brokers ?? []).map((url) => this.open(url, true).ready.catch(() => undefined));
     await Promise.all(all);
@@ -101,6 +117,22 @@ export class Signalling {
     conn.client.end(true);
   }
 
+  /**
+   * Remembers that we wait for `peer` to answer until `until` (Unix ms): its messages use the
+   * replay cache's reserved budget, so a flood from other identities cannot shut out the
+   * answers to our own requests. At most {@link MAX_EXPECTED_SENDERS} peers, oldest dropped.
+   */
+  private expect(peer: string, until: number): void {
+    this.expected.delete(peer);
+    this.expected.set(peer, until);
+    if (this.expected.size > MAX_EXPECTED_SENDERS) this.pruneExpected(Date.now());
+    while (this.expected.size > MAX_EXPECTED_SENDERS) this.expected.delete(this.expected.keys().next().value as string);
+  }
+
+  private pruneExpected(now: number): void {
+    for (const [k, until] of this.expected) if (until < now) this.expected.delete(k);
+  }
+
   private reject(reason: SignalRejection): void {
     this.stats.rejected[reason] = (this.stats.rejected[reason] ?? 0) + 1;
   }
@@ -113,6 +145,7 @@ export class Signalling {
         identity: this.opts.identity,
         signalKey: this.opts.signalKey,
         replay: this.replay,
+        expected: (id) => (this.expected.get(id) ?? 0) >= Date.now(),
         ...(this.opts.clockSkew !== undefined ? { clockSkew: this.opts.clockSkew } : {}),
       });
     } catch (e) {
@@ -221,6 +254,7 @@ export class Signalling {
     const payload: Record<string, unknown> = { t: type, b: body };
     if (opts.re !== undefined) payload.re = opts.re;
     const { bytes, msgId } = sealEnvelope(this.opts.identity, peer, payload, ttl);
+    if (opts.re === undefined) this.expect(peer.idHex, Date.now() + ttl + (this.opts.clockSkew ?? 5_000));
     // The answer may come back before the broker's PUBACK: be ready for it first.
     onId?.(msgId);
     await cancellable<void>(opts, `publish to ${conn.url}`, (resolve, reject) => {
@@ -281,6 +315,7 @@ export class Signalling {
     if (this.closed) return;
     this.closed = true;
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.expected.clear();
     const all = [...this.conns.values()];
     this.conns.clear();
     await Promise.all(all.map((c) => c.client.endAsync(true).catch(() => undefined)));

@@ -70,6 +70,11 @@ export interface SignallingConfig {
   embedded?: boolean | { host?: string; port?: number };
   /** Time allowed to connect to a broker (ms). @default 2000 */
   connectTimeout?: number;
+  /**
+   * Signalling message ids remembered against replay (see `SignallingOptions.replayCacheSize`).
+   * @default DEFAULT_REPLAY_CACHE_SIZE (65 536)
+   */
+  replayCacheSize?: number;
 }
 
 /** Timeouts (ms). */
