@@ -156,6 +156,14 @@ export class AcceptQueue<T> implements AsyncIterable<T> {
     for (const w of ws) w.reject(this.#closedError());
   }
 
+  /** Removes `item` from the queue if it is queued (e.g. a connection that closed meanwhile); returns whether it was. */
+  remove(item: T): boolean {
+    const i = this.#items.indexOf(item);
+    if (i < 0) return false;
+    this.#items.splice(i, 1);
+    return true;
+  }
+
   /** Removes and returns every queued item (e.g. to close them). */
   clear(): T[] {
     const items = this.#items;

@@ -50,6 +50,13 @@ export class TcpServer extends Pipe {
   private readonly init: TcpServerInit;
   /** Accepted pipes awaiting `accept()`; one dropped beyond the limit keeps working (callbacks still see it). */
   private readonly acceptQueue: AcceptQueue<TcpPipe>;
+  /**
+   * Accepted pipes that callbacks took when they arrived (`onConnection` callbacks, or server
+   * message callbacks / subscriptions that see their messages): one that closes before
+   * `accept()` took it leaves the accept queue, so a server used in callback mode (a `Daemon`,
+   * the STUN server, a DHT transport) does not keep up to `maxAcceptQueue` closed connections.
+   */
+  private readonly claimed = new WeakSet<TcpPipe>();
   private connCbs: ConnectionCallback[] = [];
   /** Server queues over their limits; while > 0 every connection is paused. */
   private paused = 0;
@@ -89,13 +96,14 @@ export class TcpServer extends Pipe {
       socket.destroy();
       return;
     }
+    const serverConsumes = this.callbacks.length > 0 || this.queues.length > 0;
     const pipe = new TcpPipe(socket, {
       framing: this.framing,
       maxMessageSize: this.init.maxMessageSize,
       maxQueue: this.init.maxQueue,
       maxQueueBytes: this.init.maxQueueBytes,
       copyPayloads: this.init.copyPayloads,
-      defaultSub: this.callbacks.length === 0 && this.queues.length === 0,
+      defaultSub: !serverConsumes,
       flushTimeout: this.init.flushTimeout,
       holdBurstTails: this.init.noDelay,
       deferNoDelay: this.init.noDelay,
@@ -103,6 +111,7 @@ export class TcpServer extends Pipe {
       knownLocal: this.specificLocal ? { host: this.local.host, port: this.local.port, family: this.local.family } : undefined,
     });
     this.connections.add(pipe);
+    if (serverConsumes || this.connCbs.length > 0) this.claimed.add(pipe);
     if (this.paused) pipe.pauseReading();
     for (const cb of this.connCbs) {
       try {
@@ -123,7 +132,11 @@ export class TcpServer extends Pipe {
     };
   }
 
-  /** Resolves with the next accepted connection (queued ones first); `PipeClosedError` once closed. */
+  /**
+   * Resolves with the next accepted connection (queued ones first); `PipeClosedError` once
+   * closed. A connection that callbacks took on arrival (`onConnection`, server message
+   * callbacks or subscriptions) and that closed while still queued is not returned.
+   */
   accept(opts?: AbortOptions): Promise<TcpPipe> {
     return this.acceptQueue.take(opts);
   }
@@ -166,6 +179,7 @@ export class TcpServer extends Pipe {
   /** @internal */
   pipeClosed(p: TcpPipe): void {
     this.connections.delete(p);
+    if (this.claimed.has(p)) this.acceptQueue.remove(p);
   }
 
   override queueFull(): void {

@@ -14,6 +14,7 @@
  * @module
  */
 import { createSocket } from 'node:dgram';
+import { setMaxListeners } from 'node:events';
 import { isIP } from 'node:net';
 import { InvalidArgumentError, PipeClosedError, StunError, UnreachableError } from '../../errors.js';
 import { formatEndpoint, nodeHost, sameEndpoint, type Endpoint } from '../../interfaces/endpoint.js';
@@ -28,7 +29,7 @@ import type { StunAttribute } from './attributes.js';
 import { ATTR, CLASS, METHOD, STUN_HEADER_SIZE } from './constants.js';
 import { fingerprintOf } from './integrity.js';
 import { encodeStun, stunErrorOf, verifyFingerprint } from './message.js';
-import { StunTransport, STUN_RTO, STUN_MAX_TRIES, type StunReceived } from './transport.js';
+import { MAX_PENDING_TRANSACTIONS, StunTransport, STUN_RTO, STUN_MAX_TRIES, type StunReceived } from './transport.js';
 import {
   checkPositive, checkProto, parseStunServer, STUN_PORT, STUN_SOFTWARE, TCP_CLOSE_GRACE,
   type BindingOptions, type StunClientOptions, type StunMapping,
@@ -126,6 +127,8 @@ export class StunClient implements AsyncDisposable {
     if (owns && pipe.isSubscribed(SUB_ALL)) pipe.unsubscribe(SUB_ALL);
     this.removeClose = pipe.onClose(() => this.life.abort(new PipeClosedError('STUN client pipe closed')));
     this.signal = opts.signal ? AbortSignal.any([this.life.signal, opts.signal]) : this.life.signal;
+    // Each binding in flight listens on it until it ends: concurrent bindings are no leak.
+    setMaxListeners(MAX_PENDING_TRANSACTIONS, this.signal);
   }
 
   /**

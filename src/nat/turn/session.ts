@@ -5,13 +5,14 @@
  * responses to typed errors, and cancels everything in flight when the underlying pipe closes.
  * @module
  */
+import { setMaxListeners } from 'node:events';
 import { PipeClosedError, StunError, TimeoutError } from '../../errors.js';
 import { formatEndpoint, type Endpoint } from '../../interfaces/endpoint.js';
 import { throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
 import type { StunAttribute } from '../stun/attributes.js';
 import { ATTR, CLASS, ERROR_CODE } from '../stun/constants.js';
 import { encodeStun, getAttr, newTransactionId, verifyIntegrity, type DecodedStunMessage } from '../stun/message.js';
-import type { StunTransport } from '../stun/transport.js';
+import { MAX_PENDING_TRANSACTIONS, type StunTransport } from '../stun/transport.js';
 import type { TurnAuth } from './auth.js';
 import { TURN_MAX_AUTH_ROUNDS } from './constants.js';
 import { methodName, turnError } from './errors.js';
@@ -50,6 +51,8 @@ export class TurnSession {
     this.server = server;
     this.auth = auth;
     this.serverText = formatEndpoint(server);
+    // Each request in flight listens on it until it ends: concurrent requests are no leak.
+    setMaxListeners(MAX_PENDING_TRANSACTIONS, this.#master.signal);
     this.#offError = transport.pipe.onError((e) => {
       this.lastError = e;
     });
