@@ -4,7 +4,7 @@
  */
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BindError, Daemon, InvalidArgumentError, getInterfaces, pipeOpen, type Message, type Pipe } from '../src/index.js';
+import { BindError, Daemon, InvalidArgumentError, StateError, getInterfaces, pipeOpen, type Message, type Pipe } from '../src/index.js';
 
 const daemons: Daemon[] = [];
 afterEach(async () => {
@@ -117,14 +117,14 @@ describe('Daemon', () => {
     expect(() => new Daemon(42 as never)).toThrow(InvalidArgumentError);
     const d = new Daemon(() => undefined);
     await d.close();
-    await expect(d.listen({ proto: 'udp', host: '127.0.0.1' })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(d.listen({ proto: 'udp', host: '127.0.0.1' })).rejects.toBeInstanceOf(StateError); // ERR_STATE, as for closed nodes and swarm peers
   });
 
   it('close() while a listen() is still opening: that socket is closed too, and the listen rejects', async () => {
     const d = new Daemon(() => undefined);
     const pending = d.listen({ proto: 'tcp', host: '127.0.0.1', port: 0 });
     await d.close();
-    await expect(pending).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(pending).rejects.toBeInstanceOf(StateError);
     expect(d.pipes).toHaveLength(0);
   });
 

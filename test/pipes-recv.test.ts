@@ -209,7 +209,7 @@ describe('subscriptions', () => {
     expect(conn.tryRecv()).toBeUndefined();
   });
 
-  it('unsubscribe rejects a pending recv with PipeClosedError and drops what was queued', async () => {
+  it('unsubscribe rejects a pending recv with AbortError (the pipe stays open) and drops what was queued', async () => {
     const { server, client } = await udpPair();
     const sub: Sub = { pattern: 'q' };
     server.subscribe(sub);
@@ -223,8 +223,9 @@ describe('subscriptions', () => {
     const pending = server.recv({ sub });
     server.unsubscribe(sub);
     const err = await rejection(pending);
-    expect(err).toBeInstanceOf(PipeClosedError);
-    expect((err as PipeClosedError).code).toBe('ERR_PIPE_CLOSED');
+    expect(err).toBeInstanceOf(AbortError);
+    expect(server.closed).toBe(false);
+    expect((err as AbortError).code).toBe('ABORT_ERR');
     server.unsubscribe(sub); // unknown sub: no-op
     // the pipe itself is fine
     expect(server.closed).toBe(false);

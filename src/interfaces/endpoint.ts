@@ -126,6 +126,7 @@ export function nodeHost(e: { host: string; scopeId?: string }): string {
 
 /** Formats an endpoint: `1.2.3.4:5`, `[::1]:5`, `[fe80::1%eth0]:5`. */
 export function formatEndpoint(e: { host: string; port: number; scopeId?: string; family?: Family }): string {
+  if (e === null || typeof e !== 'object' || typeof e.host !== 'string') throw new EndpointError(`cannot format ${describe(e)} as an endpoint (needs { host, port })`);
   const v6 = e.family === 6 || e.host.includes(':');
   return v6 ? `[${nodeHost(e)}]:${e.port}` : `${e.host}:${e.port}`;
 }

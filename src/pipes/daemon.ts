@@ -2,7 +2,7 @@
  * `Daemon`: one message handler serving many listening pipes (NICs × TCP/UDP × IPv4/IPv6 × ports).
  * @module
  */
-import { AbortError, BindError, InvalidArgumentError } from '../errors.js';
+import { AbortError, BindError, InvalidArgumentError, StateError } from '../errors.js';
 import type { Family } from '../interfaces/endpoint.js';
 import { getInterfaces } from '../interfaces/interfaces.js';
 import type { AddressScope } from '../interfaces/scope.js';
@@ -65,10 +65,10 @@ export class Daemon {
     return this.handler?.(msg);
   }
 
-  /** Opens one listening pipe. A port conflict rejects with `BindError` (`ERR_ADDRESS_IN_USE`) naming the address. */
+  /** Opens one listening pipe. A port conflict rejects with `BindError` (`ERR_ADDRESS_IN_USE`) naming the address; a closed daemon with `StateError`. */
   async listen(spec: ListenSpec, opts: AbortOptions = {}): Promise<Pipe> {
     throwIfAborted(opts.signal);
-    if (this.closing) throw new InvalidArgumentError('daemon is closed');
+    if (this.closing) throw new StateError('daemon is closed');
     const bind = spec.host !== undefined ? { host: spec.host, port: spec.port ?? 0, iface: spec.iface } : { iface: spec.iface, port: spec.port ?? 0 };
     const pipe = await pipeOpen(spec.proto, undefined, {
       ...this.pipeOpts,
@@ -80,7 +80,7 @@ export class Daemon {
     if (this.closing) {
       // close() ran while this socket was opening: it must not outlive the daemon.
       await pipe.close();
-      throw new InvalidArgumentError('daemon is closed');
+      throw new StateError('daemon is closed');
     }
     this.pipes.push(pipe);
     return pipe;

@@ -3,7 +3,7 @@
  * pull-mode `recv()`, async iteration, close and error callbacks, counters.
  * @module
  */
-import { InvalidArgumentError, PipeClosedError } from '../errors.js';
+import { AbortError, InvalidArgumentError, PipeClosedError } from '../errors.js';
 import type { AbortOptions } from '../util/abort.js';
 import { SubQueue, type QueueOwner } from './sub-queue.js';
 import { SUB_ALL, type Message, type MessageCallback, type PipeStats, type QueueLimits, type RecvOptions, type Sub } from './types.js';
@@ -105,12 +105,12 @@ export abstract class MessageHub implements QueueOwner {
     return sub;
   }
 
-  /** Removes a subscription and drops what it had queued; pending `recv`s on it reject. */
+  /** Removes a subscription and drops what it had queued; pending `recv`s on it reject with `AbortError`. */
   unsubscribe(sub: Sub): void {
     const q = this.queues.find((x) => x.sub === sub);
     if (!q) return;
     this.queues = this.queues.filter((x) => x !== q);
-    q.close();
+    q.close(new AbortError('recv cancelled: its subscription was removed (unsubscribe)'), true);
     q.clear();
   }
 
@@ -129,7 +129,7 @@ export abstract class MessageHub implements QueueOwner {
     for (let i = 0; i < qs.length; i++) if ((qs[i] as SubQueue).sub === sub) return qs[i] as SubQueue;
     throw new InvalidArgumentError(
       sub === SUB_ALL
-        ? `not subscribed to SUB_ALL (${this.defaultDropped ?? 'a callback was given, or it was unsubscribed'}); call subscribe(SUB_ALL) first`
+        ? `not subscribed to SUB_ALL (${this.defaultDropped ?? 'this pipe has no default subscription: it was opened with an onMessage callback, it is a server (use accept() for its connections), or SUB_ALL was unsubscribed'}); call subscribe(SUB_ALL) first`
         : 'not subscribed to this subscription; call subscribe(sub) first',
     );
   }

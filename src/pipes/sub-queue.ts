@@ -218,7 +218,7 @@ export class SubQueue {
     const m = this.take();
     if (m) return Promise.resolve(m);
     if (this.closedError) return Promise.reject(this.closedError);
-    if (signal === undefined && !(opts?.timeout && opts.timeout > 0)) {
+    if (signal === undefined && (opts?.timeout === undefined || opts.timeout === 0 || opts.timeout === Infinity)) {
       // Nothing to cancel it: a bare promise, without cancellable()'s timer/abort plumbing.
       enqueueOn = this;
       const p = new Promise<Message>(enqueueWaiter);
@@ -255,11 +255,14 @@ export class SubQueue {
     this.waitRej = more.shift() as Reject;
   }
 
-  /** Ends the queue: waiting receivers reject; queued messages stay readable. */
-  close(err?: Error): void {
+  /**
+   * Ends the queue: waiting receivers reject (with a `PipeClosedError` caused by `err`, or with
+   * `err` itself when `exact`); queued messages stay readable.
+   */
+  close(err?: Error, exact = false): void {
     this.isClosed = true;
     this.closeCause = err;
-    this.closedErr = undefined;
+    this.closedErr = exact ? err : undefined;
     const first = this.waitRej;
     if (first === undefined) return;
     const more = this.moreWaiters ?? [];

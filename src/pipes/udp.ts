@@ -108,7 +108,7 @@ export class UdpPipe extends Pipe {
       return boundSend(
         handled(
           new Promise<void>((resolve, reject) => {
-            this.socket.send(buf, to.port, nodeHost(to), (err) => (err ? reject(sendError(err)) : resolve()));
+            this.socket.send(buf, to.port, nodeHost(to), (err) => (err ? reject(sendError(err, to, this.local)) : resolve()));
           }),
         ),
         opts,
@@ -150,8 +150,11 @@ export class UdpPipe extends Pipe {
  */
 const defer: (cb: () => void) => unknown = setImmediate;
 
-function sendError(err: Error): Error {
+function sendError(err: Error, to: Endpoint, local: Endpoint): Error {
   const code = (err as { code?: string }).code;
+  if ((code === 'EINVAL' || code === 'EAFNOSUPPORT') && to.family !== local.family) {
+    return new InvalidArgumentError(`cannot send to IPv${to.family} address ${formatEndpoint(to)} from an IPv${local.family} UDP pipe (${formatEndpoint(local)}); open a pipe of that family`, { cause: err });
+  }
   if (code === 'ERR_SOCKET_DGRAM_NOT_RUNNING') return new PipeClosedError('pipe is closed', { cause: err });
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL') return new UnreachableError(`send failed: ${err.message}`, { cause: err });
   if (code === 'EMSGSIZE') return new MessageTooBigError(`send failed: ${err.message}`, { cause: err });

@@ -4,7 +4,7 @@
  * @module
  */
 import { setMaxListeners } from 'node:events';
-import { AbortError, TimeoutError } from '../errors.js';
+import { AbortError, InvalidArgumentError, TimeoutError } from '../errors.js';
 
 /** The longest delay a Node.js timer takes (2^31 − 1 ms, about 24.8 days); longer ones are chained. */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -13,8 +13,22 @@ export const MAX_TIMER_MS = 2_147_483_647;
 export interface AbortOptions {
   /** Cancels the operation; it rejects with {@link AbortError}. */
   signal?: AbortSignal;
-  /** Milliseconds before the operation rejects with {@link TimeoutError}. `0`/`undefined` = no timeout of its own. */
+  /**
+   * Milliseconds before the operation rejects with {@link TimeoutError}. `0`, `Infinity` or
+   * `undefined` = no timeout of its own; anything else that is not a non-negative number (a
+   * negative number, `NaN`, a string) is an `InvalidArgumentError`, never a silent "forever".
+   */
   timeout?: number;
+}
+
+/**
+ * The `InvalidArgumentError` for a `timeout` option that is not a non-negative number, or
+ * `undefined` when it is fine (`undefined` included).
+ */
+export function badTimeout(timeout: unknown): InvalidArgumentError | undefined {
+  if (timeout === undefined || (typeof timeout === 'number' && timeout >= 0)) return undefined;
+  const shown = typeof timeout === 'string' ? JSON.stringify(timeout) : typeof timeout === 'number' ? String(timeout) : typeof timeout;
+  return new InvalidArgumentError(`timeout must be a non-negative number of milliseconds (0 = none), got ${shown}`);
 }
 
 /** Throws an {@link AbortError} if `signal` is already aborted. */
@@ -42,6 +56,8 @@ export function cancellable<T>(
   start: (resolve: (v: T) => void, reject: (e: unknown) => void) => void | (() => void),
 ): Promise<T> {
   const signal = opts?.signal;
+  const bad = badTimeout(opts?.timeout);
+  if (bad) return Promise.reject(bad);
   if (signal?.aborted) return Promise.reject(toAbortError(signal));
   return new Promise<T>((resolve, reject) => {
     let finished = false;
@@ -97,7 +113,7 @@ export function cancellable<T>(
  * settles (the operation behind `p` is not undone). Without a signal or a timeout, `p` itself.
  */
 export function bounded<T>(p: Promise<T>, opts: AbortOptions | undefined, what: string): Promise<T> {
-  if (opts === undefined || (opts.signal === undefined && !(opts.timeout && opts.timeout > 0))) return p;
+  if (opts === undefined || (opts.signal === undefined && (opts.timeout === undefined || opts.timeout === 0))) return p;
   return cancellable<T>(opts, what, (resolve, reject) => {
     p.then(resolve, reject);
   });
@@ -128,7 +144,10 @@ export function sleep(ms: number, opts?: { signal?: AbortSignal }): Promise<void
  * timeout, just `graceful()`.
  */
 export function closeWithin(graceful: () => Promise<void>, opts: AbortOptions | undefined, force: () => void, what = 'close'): Promise<void> {
-  if (opts === undefined || (opts.signal === undefined && !(opts.timeout && opts.timeout > 0))) return graceful();
+  const bad = badTimeout(opts?.timeout);
+  // A bad timeout is still a close (it is not left half done): closed, then the error.
+  if (bad) return graceful().then(() => Promise.reject(bad));
+  if (opts === undefined || (opts.signal === undefined && (opts.timeout === undefined || opts.timeout === 0))) return graceful();
   if (opts.signal?.aborted) {
     const reason = toAbortError(opts.signal);
     force();
