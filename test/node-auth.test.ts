@@ -175,9 +175,10 @@ describe('reverse strategy: only the asked peer answers', () => {
       timeouts: { reverse: timeout },
       addr: 'p2pd-us',
       signalling: {
-        send: (_peer: PeerAddress, _type: string, body: Record<string, unknown>) => {
+        // The request is answered only by a refusal (never, here): the pipe is the answer.
+        request: (_peer: PeerAddress, _type: string, body: Record<string, unknown>, o: { signal?: AbortSignal }) => {
           conn = body.conn as string;
-          return Promise.resolve('msg-id');
+          return new Promise((_resolve, reject) => o.signal?.addEventListener('abort', () => reject(new Error('stopped')), { once: true }));
         },
       },
       adopt: (p: SecurePipe, path: PipePath): NodePipe => asNodePipe(p, path),
@@ -212,7 +213,7 @@ describe('reverse strategy: only the asked peer answers', () => {
     expect(r.waiters.offer(undefined, 'reverse', fromY)).toBe(false);
     await new Promise((res) => setTimeout(res, 100));
     expect(r.done()).toBe(false);
-    expect(fromZ.closed).toBe(false); // refused, not taken (the node adopts it as an ordinary inbound pipe)
+    expect(fromZ.closed).toBe(false); // refused, not taken (the node then closes it: a reverse pipe nobody waits for)
     // The asked peer's pipe is taken and ends the wait.
     expect(r.waiters.offer(conn, 'reverse', fromY)).toBe(true);
     const res = await r.result;

@@ -183,6 +183,18 @@ function kindProblem(kind: AddrEndpointKind, host: string, bytes: Uint8Array): s
   }
 }
 
+/**
+ * Why `e` cannot go into an address (the check {@link encodeAddress} makes), or undefined when
+ * it can: e.g. an `external` endpoint that a STUN server on loopback reported as `127.0.0.1`.
+ */
+export function endpointProblem(e: AddrEndpoint): string | undefined {
+  const v = typeof e.host === 'string' ? isIP(e.host) : 0;
+  if (v === 0) return `${String(e.host)} is not an IP literal`;
+  if (v !== e.family) return `family ${String(e.family)} does not match host ${e.host}`;
+  if (!Number.isInteger(e.port) || e.port < 1 || e.port > 65535) return `port ${String(e.port)} out of range 1-65535`;
+  return kindProblem(e.kind, e.host, ipToBytes(e.host));
+}
+
 function checkEndpoint(e: AddrEndpoint, where: string): Uint8Array {
   if (e === null || typeof e !== 'object') fail('endpoint', `${where} is not an object`);
   if (!KINDS.includes(e.kind)) fail('endpoint', `${where}: unknown kind ${JSON.stringify(e.kind)}`);
@@ -378,13 +390,38 @@ function parseInterface(v: Buffer, i: number): AddrInterface {
   return { nat, delta, endpoints };
 }
 
-/** Whether two addresses belong to the same node. */
-export function sameNode(a: PeerAddress, b: PeerAddress): boolean {
-  return a.id.equals(b.id);
+/**
+ * An address given by a caller: the text form is parsed ({@link parseAddress}); a parsed
+ * {@link PeerAddress} is returned as it is, after a check of its shape.
+ * @throws AddressError (field `'encoding'`) for anything else (`undefined`, a number, an
+ *   object that is not a parsed address), or what {@link parseAddress} throws.
+ */
+export function toPeerAddress(a: unknown): PeerAddress {
+  if (typeof a === 'string') return parseAddress(a);
+  if (a !== null && typeof a === 'object') {
+    const o = a as Partial<Record<keyof PeerAddress, unknown>>;
+    if (
+      Buffer.isBuffer(o.id) && o.id.length === 32 && typeof o.idHex === 'string' && Buffer.isBuffer(o.publicKey) && Buffer.isBuffer(o.signalKey) &&
+      typeof o.timestamp === 'number' && Array.isArray(o.interfaces) && Array.isArray(o.signal)
+    ) {
+      return a as PeerAddress;
+    }
+    fail('encoding', 'expected an address string or a PeerAddress from parseAddress(), got an object that is neither');
+  }
+  fail('encoding', `expected an address string or a PeerAddress, got ${a === null ? 'null' : typeof a}`);
 }
 
-/** A readable multi-line description of an address (for logs and `p2pd node`). */
-export function describeAddress(a: PeerAddress): string {
+/** Whether two addresses (text or parsed) belong to the same node. @throws AddressError for a bad address. */
+export function sameNode(a: PeerAddress | string, b: PeerAddress | string): boolean {
+  return toPeerAddress(a).id.equals(toPeerAddress(b).id);
+}
+
+/**
+ * A readable multi-line description of an address, text or parsed (for logs and `p2pd node`).
+ * @throws AddressError for a bad address.
+ */
+export function describeAddress(addr: PeerAddress | string): string {
+  const a = toPeerAddress(addr);
   const lines = [`id        ${a.idHex}`, `made      ${new Date(a.timestamp * 1000).toISOString()}`];
   a.interfaces.forEach((iface, i) => {
     const d = iface.delta.type === 'NA' ? '' : ` delta ${iface.delta.type}${iface.delta.value ? ` ${iface.delta.value}` : ''}`;

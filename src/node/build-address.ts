@@ -8,7 +8,7 @@ import type { Endpoint, Family } from '../interfaces/endpoint.js';
 import type { Interface } from '../interfaces/interfaces.js';
 import type { NatDetection } from '../nat/detect/nat-type.js';
 import type { PortMapping } from '../nat/portmap/mapping.js';
-import { encodeAddress, MAX_ADDR_ENDPOINTS, MAX_ADDR_INTERFACES, MAX_ADDR_SIGNAL, type AddrEndpoint, type AddrInterface, type SignalChannel } from './address.js';
+import { encodeAddress, endpointProblem, MAX_ADDR_ENDPOINTS, MAX_ADDR_INTERFACES, MAX_ADDR_SIGNAL, type AddrEndpoint, type AddrInterface, type SignalChannel } from './address.js';
 import { AddressError } from './errors.js';
 
 /** What goes into a node's address. */
@@ -33,6 +33,12 @@ export interface AddressInput {
   mappings?: readonly (PortMapping | undefined)[];
   /** Signalling channels, in order of preference. */
   signal: readonly SignalChannel[];
+  /**
+   * Called for each endpoint learned from outside (STUN, gateway) that is left out because no
+   * address may carry it (loopback, unspecified, multicast, …: what a STUN server on loopback
+   * or a gateway without a WAN address reports), with why.
+   */
+  onDropped?: (e: AddrEndpoint, why: string) => void;
 }
 
 /** Drops duplicate endpoints. */
@@ -46,16 +52,25 @@ function dedupe(eps: AddrEndpoint[]): AddrEndpoint[] {
   });
 }
 
-/** The endpoints of the default interface learned from outside: external (STUN) and mapped (gateway). */
+/**
+ * The endpoints of the default interface learned from outside: external (STUN) and mapped
+ * (gateway). Those no address may carry are left out (reported through `onDropped`): what
+ * others report must not stop the node from having an address.
+ */
 function outsideEndpoints(a: AddressInput, eps: AddrEndpoint[]): void {
+  const add = (e: AddrEndpoint): void => {
+    const why = endpointProblem(e);
+    if (why === undefined) eps.push(e);
+    else a.onDropped?.(e, why);
+  };
   const ext = a.nat?.external ?? a.externalUdp;
-  if (ext && ext.family === 4 && !eps.some((e) => e.host === ext.host)) eps.push({ kind: 'external', proto: 'tcp', host: ext.host, port: a.port, family: 4 });
+  if (ext && ext.family === 4 && !eps.some((e) => e.host === ext.host)) add({ kind: 'external', proto: 'tcp', host: ext.host, port: a.port, family: 4 });
   const u = a.externalUdp;
-  if (u && !eps.some((e) => e.host === u.host && e.proto === 'udp')) eps.push({ kind: 'external', proto: 'udp', host: u.host, port: u.port, family: u.family });
+  if (u && !eps.some((e) => e.host === u.host && e.proto === 'udp')) add({ kind: 'external', proto: 'udp', host: u.host, port: u.port, family: u.family });
   for (const m of a.mappings ?? []) {
     if (m && m.state === 'active' && m.externalAddress) {
       const fam: Family = m.externalAddress.includes(':') ? 6 : 4;
-      eps.push({ kind: 'mapped', proto: m.protocol, host: m.externalAddress, port: m.externalPort, family: fam });
+      add({ kind: 'mapped', proto: m.protocol, host: m.externalAddress, port: m.externalPort, family: fam });
     }
   }
 }

@@ -47,7 +47,11 @@ export interface NodeContext {
   readonly relays: Set<TurnPipe>;
   /** Message dispatcher for new pipes. */
   readonly dispatch: (m: Message) => void;
-  /** Registers a pipe with the node (bookkeeping, keep-alive; `announce`: onPipe callbacks). */
+  /**
+   * Registers a pipe with the node (bookkeeping, keep-alive; `announce`: onPipe callbacks).
+   * Used for the pipes a node makes for a peer's request; the connecting strategies return
+   * theirs unadopted, and `connect()` adopts only the winner of its race.
+   */
   adopt(p: SecurePipe | Pipe, path: PipePath, announce: boolean): NodePipe;
   /** The hole punching / reliable stream module, or null when it cannot be loaded. */
   punchModule(): Promise<PunchModule | null>;

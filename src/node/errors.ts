@@ -3,6 +3,7 @@
  * @module
  */
 import { ConnectError, P2pdError, type P2pdErrorOptions } from '../errors.js';
+import { peerReason } from '../util/describe.js';
 
 /**
  * A peer address could not be parsed or failed validation (bad encoding, unknown version,
@@ -68,4 +69,31 @@ export class P2pConnectError extends ConnectError {
     super(detail ? `${message} (${detail})` : message, options);
     this.attempts = attempts;
   }
+}
+
+/** Why a peer refused a request; see {@link PeerRefusedError}. */
+export type RefusalReason = 'busy' | 'refused';
+
+/**
+ * A peer answered one of our signalling requests (`'reverse'`, `'punch'`, `'relay'`) with a
+ * refusal. Code `ERR_PEER_REFUSED`. `reason` is `'busy'` when the peer already serves as many
+ * requests as it allows (from us, or from everyone), `'refused'` for any other refusal (the
+ * peer's own words are in the message).
+ */
+export class PeerRefusedError extends ConnectError {
+  /** The request that was refused. */
+  readonly request: string;
+  /** Why. */
+  readonly reason: RefusalReason;
+  constructor(request: string, reason: RefusalReason, message: string, options?: P2pdErrorOptions) {
+    super(message, options, 'ERR_PEER_REFUSED');
+    this.request = request;
+    this.reason = reason;
+  }
+}
+
+/** The refusal in a peer's answer to our `request` (any answer but the expected one), as a {@link PeerRefusedError}. */
+export function refusalOf(request: string, reply: { type: string; body: Record<string, unknown> }, what: string): PeerRefusedError {
+  const reason: RefusalReason = reply.body.reason === 'busy' ? 'busy' : 'refused';
+  return new PeerRefusedError(request, reason, `${what}: ${peerReason(reply.body.error ?? reply.type)}`);
 }

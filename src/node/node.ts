@@ -27,7 +27,7 @@ import type { TcpServer } from '../pipes/tcp-server.js';
 import { SUB_ALL, type Message } from '../pipes/types.js';
 import type { UdpPipe } from '../pipes/udp.js';
 import { closeWithin, throwIfAborted, unlimitedController, type AbortOptions } from '../util/abort.js';
-import { parseAddress, type PeerAddress, type SignalChannel } from './address.js';
+import { parseAddress, toPeerAddress, type AddrEndpoint, type PeerAddress, type SignalChannel } from './address.js';
 import { startBroker, type Broker } from './broker.js';
 import { buildAddress } from './build-address.js';
 import { peerOnThisHost } from './candidates.js';
@@ -45,6 +45,9 @@ import { learnExternal, mapListenPorts } from './external.js';
 import { validateNodeOptions } from './options.js';
 import { NodeLifecycle } from './node-lifecycle.js';
 import type { ConnectOptions, NodeEvent, NodeMessageCallback, NodePipe, NodeTimeouts, P2pNodeOptions, PipePath } from './types.js';
+
+/** Most distinct left-out endpoints remembered (so each is warned about once). */
+const MAX_DROPPED_REMEMBERED = 64;
 
 const DEFAULT_TIMEOUTS: Required<NodeTimeouts> = { connect: 15_000, direct: 2_000, reverse: 4_000, punch: 6_000, relay: 10_000, handshake: 5_000, nat: 2_500 };
 export { punchHopeless } from './connect.js';
@@ -94,6 +97,8 @@ export class P2pNode implements AsyncDisposable {
   private get maxPeers(): number {
     return this.opts.maxPeers ?? DEFAULT_MAX_PEERS;
   }
+  /** Endpoints already reported as left out of the address (see {@link droppedEndpoint}). */
+  private readonly dropped = new Set<string>();
   private punchMod: PunchModule | null | undefined;
   private readonly ctx: NodeContext;
   private readonly handlers: NodeHandlers;
@@ -288,11 +293,24 @@ export class P2pNode implements AsyncDisposable {
       externalUdp: this.externalUdp,
       mappings: [this.portMapping, this.udpPortMapping],
       signal,
+      onDropped: (e, why) => this.droppedEndpoint(e, why),
     });
     this.addrParsed = parseAddress(text);
     const changed = text !== this.addrText;
     this.addrText = text;
     if (changed) this.handlers.addrChanged(text);
+  }
+
+  /**
+   * An endpoint learned from outside that no address may carry (e.g. a STUN server on loopback
+   * reports `127.0.0.1`): left out of the address, with a warning (once per endpoint).
+   */
+  private droppedEndpoint(e: AddrEndpoint, why: string): void {
+    const key = `${e.kind} ${e.proto} ${e.host}:${e.port}`;
+    if (this.dropped.has(key)) return;
+    if (this.dropped.size >= MAX_DROPPED_REMEMBERED) this.dropped.clear();
+    this.dropped.add(key);
+    this.event({ type: 'warning', detail: `${e.kind} ${e.proto} endpoint ${formatEndpoint(e)} left out of the address: ${why}` });
   }
 
   // ------------------------------------------------------------------------ messages --
@@ -354,6 +372,14 @@ export class P2pNode implements AsyncDisposable {
   private onInbound(p: SecurePipe): void {
     const hello = decodeHello(p.remoteExtensions);
     if (this.reverseWaiters.offer(hello?.c, hello?.s, p)) return;
+    if (hello?.s === 'reverse') {
+      // The answer to a reverse request nobody waits for (any more): the connect() gave up
+      // (timeout, abort, another strategy won) or never asked. Not a pipe for the user: closed
+      // (so is the peer's side with it), never announced, never counted.
+      this.event({ type: 'warning', peer: p.remoteIdHex, detail: 'reverse pipe closed: no connect() waits for it (it came after the connect gave up, or was never asked for)' });
+      void p.close().catch(() => undefined);
+      return;
+    }
     this.adopt(p, { strategy: 'inbound', transport: 'tcp', local: p.local, remote: p.remote }, true);
   }
 
@@ -386,9 +412,11 @@ export class P2pNode implements AsyncDisposable {
       if (opts.queue === true) p.subscribe(SUB_ALL);
       else if (opts.queue === undefined && !p.isSubscribed(SUB_ALL)) p.subscribeDefault(this.hasMessageCallbacks);
     };
-    const pipe = await connectPeer(this.ctx, this.reverseWaiters, typeof addr === 'string' ? parseAddress(addr) : addr, opts, prepare);
+    const pipe = await connectPeer(this.ctx, this.reverseWaiters, toPeerAddress(addr), opts, prepare);
     prepare(pipe);
-    if (!this.pipes.has(pipe)) this.adopt(pipe, pipe.path, false);
+    // Only the winner of the race becomes one of the node's pipes (the strategies do not adopt).
+    this.adopt(pipe, pipe.path, false);
+    if (this.lc.ended) throw new StateError('node closed while connecting');
     return pipe;
   }
 

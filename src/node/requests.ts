@@ -1,7 +1,8 @@
 /**
  * Serving peers' signalling requests (reverse connect, hole punching, relay): a request is
  * validated (connection id, and the address it carries must be the sender's own) and served
- * within a concurrency limit; failures become node warnings.
+ * within a concurrency limit (past it, refused with an answer: `<type>-err`, reason `busy`);
+ * failures become node warnings.
  * @module
  */
 import { parseAddress, type PeerAddress } from './address.js';
@@ -12,14 +13,22 @@ import { serveReverse } from './strategy-direct.js';
 import { servePunch } from './strategy-punch.js';
 import { serveRelay } from './strategy-relay.js';
 
-/** Most reverse/punch/relay requests served at once (further ones are ignored). */
+/** Most reverse/punch/relay requests served at once (further ones are refused). */
 export const MAX_SERVING = 16;
 /** Requests served at once for one sender: one peer cannot take every slot. */
 export const MAX_SERVING_PER_PEER = 4;
+/**
+ * Most refusals being sent at once: a refusal costs a publish, so past this (a flood of
+ * requests) further requests are dropped without an answer.
+ */
+export const MAX_REFUSING = 16;
+/** Time allowed to send one refusal (ms). */
+export const REFUSAL_TIMEOUT = 5_000;
 
 /** Serves the requests of one node. */
 export class RequestServer {
   private serving = 0;
+  private refusing = 0;
   private readonly servingFor = new Map<string, number>();
 
   /**
@@ -48,6 +57,22 @@ export class RequestServer {
     }
   }
 
+  /**
+   * Answers `m` with a refusal (`<type>-err`, `reason: 'busy'`): the requester fails that
+   * strategy at once rather than wait out its timeout. Within {@link MAX_REFUSING}.
+   */
+  private refuse(m: SignalMessage, peer: PeerAddress, why: string): void {
+    const sig = this.ctx.signalling;
+    if (!sig || this.refusing >= MAX_REFUSING) return;
+    this.refusing++;
+    this.track(
+      sig
+        .reply(m, peer, `${m.type}-err`, { error: why, reason: 'busy' }, { timeout: REFUSAL_TIMEOUT })
+        .catch(() => undefined)
+        .finally(() => this.refusing--),
+    );
+  }
+
   /** Validates a request (its address must be the sender's) and runs `fn` within the concurrency limit. */
   private serve(m: SignalMessage, fn: (peer: PeerAddress, conn: string) => Promise<void>): void {
     const conn = m.body.conn;
@@ -61,7 +86,11 @@ export class RequestServer {
     if (peer.idHex !== m.from) return; // an address of someone else: refused
     const mine = this.servingFor.get(m.from) ?? 0;
     if (this.serving >= MAX_SERVING || mine >= MAX_SERVING_PER_PEER) {
-      this.ctx.event({ type: 'warning', peer: m.from, detail: `${m.type} request dropped: too many requests being served` });
+      const why = mine >= MAX_SERVING_PER_PEER
+        ? `too many requests being served for this peer (at most ${MAX_SERVING_PER_PEER})`
+        : `too many requests being served (at most ${MAX_SERVING})`;
+      this.ctx.event({ type: 'warning', peer: m.from, detail: `${m.type} request refused: ${why}` });
+      this.refuse(m, peer, why);
       return;
     }
     this.serving++;

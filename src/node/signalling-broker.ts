@@ -24,6 +24,12 @@ export interface Conn {
   ready: Promise<void>;
   /** Connected and subscribed now. */
   up: boolean;
+  /**
+   * The failers of the publishes in flight on this connection: each is called once when the
+   * connection closes. One shared `close` listener serves them all (one listener per publish
+   * would pile up on the client: a `MaxListenersExceededWarning` past ten).
+   */
+  readonly inFlight: Set<() => void>;
 }
 
 /** How {@link openBroker} connects. */
@@ -53,7 +59,12 @@ export function openBroker(url: string, configured: boolean, o: OpenBrokerOption
     resubscribe: true,
     queueQoSZero: false,
   });
-  const conn: Conn = { url, client, configured, ready: Promise.resolve(), up: false };
+  const conn: Conn = { url, client, configured, ready: Promise.resolve(), up: false, inFlight: new Set() };
+  // A broker that vanishes mid-publish: every publish in flight fails now rather than waits
+  // for its caller's timeout.
+  client.on('close', () => {
+    for (const fail of [...conn.inFlight]) fail();
+  });
   conn.ready = new Promise<void>((resolve, reject) => {
     let first = true;
     const timer = setTimeout(() => {

@@ -265,10 +265,11 @@ export class Signalling {
       conn.client.publish(inboxTopic(peer.idHex), bytes, { qos: 1 }, (err) =>
         err ? reject(new SignalError('not-connected', `publish to ${conn.url} failed: ${err.message}`, { cause: err })) : resolve(),
       );
-      // A broker that vanishes mid-publish: fail now rather than wait for the caller's timeout.
+      // A broker that vanishes mid-publish: fail now rather than wait for the caller's timeout
+      // (through the connection's one shared close listener; see `Conn.inFlight`).
       const onClose = (): void => reject(new SignalError('not-connected', `broker ${conn.url} went away`));
-      conn.client.once('close', onClose);
-      return () => conn.client.off('close', onClose);
+      conn.inFlight.add(onClose);
+      return () => conn.inFlight.delete(onClose);
     });
     this.stats.sent++;
     return msgId;

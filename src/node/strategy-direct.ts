@@ -15,7 +15,8 @@ import { cancellable } from '../util/abort.js';
 import type { PeerAddress } from './address.js';
 import { directCandidates } from './candidates.js';
 import type { NodeContext } from './context.js';
-import { encodeHello, errorOf, type Hello } from './hello.js';
+import { refusalOf } from './errors.js';
+import { asNodePipe, encodeHello, errorOf, type Hello } from './hello.js';
 import type { Signalling } from './signalling.js';
 import type { ConnectOptions, NodePipe } from './types.js';
 
@@ -73,13 +74,26 @@ export function dialDirect(ctx: NodeContext, peer: PeerAddress, hello: Hello, si
   });
 }
 
-/** The direct strategy: {@link dialDirect}, adopted as a `direct` pipe. */
+/**
+ * The direct strategy: {@link dialDirect}, as a `direct` pipe. Not adopted here: `connect()`
+ * adopts the winner of its race, and a pipe that loses is closed without ever counting as one
+ * of the node's pipes.
+ */
 export async function connectDirect(ctx: NodeContext, peer: PeerAddress, signal: AbortSignal, via?: ConnectOptions['via']): Promise<NodePipe> {
   const p = await dialDirect(ctx, peer, { v: 1, s: 'direct' }, signal, via);
-  return ctx.adopt(p, { strategy: 'direct', transport: 'tcp', local: p.local, remote: p.remote }, false);
+  return asNodePipe(p, { strategy: 'direct', transport: 'tcp', local: p.local, remote: p.remote });
 }
 
-/** Pipes we wait for after asking peers to connect back, by connection id. */
+/**
+ * Pipes we wait for after asking peers to connect back, by connection id.
+ *
+ * An inbound pipe whose (authenticated) hello says `reverse` answers a reverse request: it is
+ * taken by the `connect()` waiting for its connection id, from the peer that was asked. Any
+ * other (the waiter gave up — timeout, abort, another strategy won — or never existed, or a
+ * third node replays the id) is not adopted as an ordinary inbound pipe: nobody asked for it,
+ * so the node closes it ({@link P2pNode} `onInbound`), and the peer's side closes with it.
+ * This needs no memory of abandoned ids, so no answer is ever too late to be recognised.
+ */
 export class ReverseWaiters {
   private readonly waiters = new Map<string, { peer: string; take: (p: SecurePipe) => void }>();
 
@@ -100,8 +114,11 @@ export class ReverseWaiters {
   /**
    * The reverse strategy: asks `peer` through signalling to dial us, and waits for its pipe.
    * `prepare` runs on the pipe as it arrives, before any of its messages is dispatched (the
-   * peer may send with its last handshake message): it sets up the caller's queue.
-   * @throws TimeoutError after `timeouts.reverse`; SignalError if the request cannot be sent.
+   * peer may send with its last handshake message): it sets up the caller's queue. The pipe
+   * is not adopted here (see {@link connectDirect}).
+   * @throws TimeoutError after `timeouts.reverse`; SignalError if the request cannot be sent;
+   *   PeerRefusedError at once when the peer answers with a refusal (`reason` `'busy'`: it
+   *   serves too many requests).
    */
   async connect(ctx: NodeContext, peer: PeerAddress, signal: AbortSignal, prepare?: (p: SecurePipe) => void): Promise<NodePipe> {
     const sig = ctx.signalling as Signalling;
@@ -112,21 +129,29 @@ export class ReverseWaiters {
         peer: peer.idHex,
         take: (p) => {
           prepare?.(p);
-          resolve(ctx.adopt(p, { strategy: 'reverse', transport: 'tcp', local: p.local, remote: p.remote }, false));
+          resolve(asNodePipe(p, { strategy: 'reverse', transport: 'tcp', local: p.local, remote: p.remote }));
         },
       }),
     );
+    // Sending the request and waiting for the pipe share one time limit (whole milliseconds).
+    const timeout = Math.max(1, Math.round(ctx.timeouts.reverse));
+    const stop = new AbortController();
     try {
-      const timeout = ctx.timeouts.reverse;
-      const t0 = performance.now();
-      await sig.send(peer, 'reverse', { addr: ctx.addr, conn }, { ttl: timeout, signal, timeout });
-      won = await cancellable<NodePipe>({ signal, timeout: Math.max(1, timeout - (performance.now() - t0)) }, 'reverse connect', (resolve) => {
+      won = await cancellable<NodePipe>({ signal, timeout }, 'reverse connect', (resolve, reject) => {
         void arrived.then(resolve);
+        // The peer answers the request only to refuse it; its pipe is the positive answer.
+        sig.request(peer, 'reverse', { addr: ctx.addr, conn }, { ttl: timeout, signal: stop.signal }).then(
+          (reply) => reject(refusalOf('reverse', reply, 'peer refused to connect back')),
+          (e: unknown) => {
+            if (!stop.signal.aborted) reject(e);
+          },
+        );
+        return () => stop.abort();
       });
       return won;
     } finally {
       this.waiters.delete(conn);
-      // A pipe that came just as we gave up: nobody will use it.
+      // A pipe taken just as we gave up: nobody will use it.
       void arrived.then((p) => {
         if (p !== won) void p.close();
       });

@@ -5,7 +5,6 @@
  * stream and the secure handshake run over the punched path.
  * @module
  */
-import { peerReason } from '../util/describe.js';
 import { randomBytes } from 'node:crypto';
 import { ConnectError } from '../errors.js';
 import { formatEndpoint, type Endpoint } from '../interfaces/endpoint.js';
@@ -14,7 +13,8 @@ import { pipeOpen } from '../pipes/open.js';
 import type { UdpPipe } from '../pipes/udp.js';
 import type { PeerAddress } from './address.js';
 import type { NodeContext } from './context.js';
-import { endpointsFrom } from './hello.js';
+import { refusalOf } from './errors.js';
+import { asNodePipe, endpointsFrom } from './hello.js';
 import { punchHopeless } from './nat-pairs.js';
 import { punchAsInitiator, punchAsResponder, type PunchLegs } from './punch-legs.js';
 import type { TcpMapping } from './punch/tcp-mapping.js';
@@ -114,7 +114,7 @@ export async function connectPunch(ctx: NodeContext, mod: PunchModule, peer: Pee
       { addr: ctx.addr, conn, nonce: nonce.toString('hex'), cands: g.cands.map((c) => formatEndpoint(c)), tcands: g.tcands.map((c) => formatEndpoint(c)) },
       { signal: sub, timeout: ctx.timeouts.punch / 2 },
     );
-    if (reply.type !== 'punch-ok') throw new ConnectError(`peer refused to punch: ${peerReason(reply.body.error ?? reply.type)}`);
+    if (reply.type !== 'punch-ok') throw refusalOf('punch', reply, 'peer refused to punch');
     const theirs = endpointsFrom(reply.body.cands, MAX_PUNCH_CANDIDATES);
     if (theirs.length === 0) throw new ConnectError('peer sent no usable candidates');
     const legs: PunchLegs = {
@@ -126,7 +126,8 @@ export async function connectPunch(ctx: NodeContext, mod: PunchModule, peer: Pee
       predict: predictOf(peer),
     };
     const { sp, path } = await punchAsInitiator(ctx, mod, peer, legs, { v: 1, s: 'punch', c: conn }, sub);
-    return ctx.adopt(sp, path, false);
+    // Adopted by connect() if it wins the race (a losing pipe is closed, never counted).
+    return asNodePipe(sp, path);
   } catch (e) {
     await g.udp.close();
     throw e;

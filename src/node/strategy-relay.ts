@@ -12,7 +12,6 @@
  * - **neither**: the request is refused (`relay-err`) and the strategy fails.
  * @module
  */
-import { peerReason } from '../util/describe.js';
 import { randomBytes } from 'node:crypto';
 import { ConnectError } from '../errors.js';
 import { formatEndpoint, type Endpoint } from '../interfaces/endpoint.js';
@@ -23,7 +22,8 @@ import type { UdpPipe } from '../pipes/udp.js';
 import { throwIfAborted } from '../util/abort.js';
 import type { PeerAddress } from './address.js';
 import type { NodeContext } from './context.js';
-import { decodeHello, endpointFrom, endpointsFrom, errorOf } from './hello.js';
+import { refusalOf } from './errors.js';
+import { asNodePipe, decodeHello, endpointFrom, endpointsFrom, errorOf } from './hello.js';
 import type { PunchModule } from './punch-api.js';
 import { secureDatagram } from './secure-datagram.js';
 import type { SignalMessage, Signalling } from './signalling.js';
@@ -126,26 +126,26 @@ export async function connectRelay(ctx: NodeContext, mod: PunchModule, peer: Pee
     if (relay) body.relay = formatEndpoint(relay.relayed);
     else body.cands = (await udpCandidates(ctx, own as UdpPipe, sub)).map((c) => formatEndpoint(c));
     const reply = await sig.request(peer, 'relay', body, { signal: sub, timeout: timeout / 2 });
-    if (reply.type !== 'relay-ok') throw new ConnectError(`peer refused the relay: ${peerReason(reply.body.error ?? reply.type)}`);
+    if (reply.type !== 'relay-ok') throw refusalOf('relay', reply, 'peer refused the relay');
     const theirRelay = reply.body.relay === undefined ? undefined : endpointFrom(reply.body.relay);
     if (reply.body.relay !== undefined && !theirRelay) throw new ConnectError('peer sent a malformed relay address');
     if (relay && theirRelay) {
       // Relay to relay.
       await relay.permit(theirRelay.host);
       const sp = await secureDatagram(ctx, mod, relay, theirRelay, { initiator: true, peer, hello: { v: 1, s: 'relay', c: conn }, signal: sub });
-      return ctx.adopt(sp, { strategy: 'relay', transport: 'turn', local: relay.relayed, remote: theirRelay, server: relay.server }, false);
+      return asNodePipe(sp, { strategy: 'relay', transport: 'turn', local: relay.relayed, remote: theirRelay, server: relay.server });
     }
     if (relay) {
       // Our relay only: the peer sends from its UDP socket.
       const theirs = relayable(relay, endpointsFrom(reply.body.cands, MAX_PUNCH_CANDIDATES));
       await permitCandidates(relay, theirs);
       const { sp, remote } = await punchThenSecure(ctx, mod, relay, theirs, nonce, { initiator: true, peer, conn, signal: sub });
-      return ctx.adopt(sp, { strategy: 'relay', transport: 'turn', local: relay.relayed, remote, server: relay.server }, false);
+      return asNodePipe(sp, { strategy: 'relay', transport: 'turn', local: relay.relayed, remote, server: relay.server });
     }
     // The peer's relay only: we send to it from our UDP socket.
     if (!theirRelay) throw new ConnectError('neither side has a TURN relay');
     const { sp } = await punchThenSecure(ctx, mod, own, [theirRelay], nonce, { initiator: true, peer, conn, signal: sub });
-    return ctx.adopt(sp, { strategy: 'relay', transport: 'turn', local: own.local, remote: theirRelay }, false);
+    return asNodePipe(sp, { strategy: 'relay', transport: 'turn', local: own.local, remote: theirRelay });
   } catch (e) {
     await own.close();
     throw e;
