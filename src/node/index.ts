@@ -7,6 +7,7 @@ export { P2pNode, startP2pNode } from './node.js';
 export { DEFAULT_MAX_PEERS, KEEPALIVE_MS } from './context.js';
 export * from './types.js';
 export { AddressError, SignalError, P2pConnectError, PeerRefusedError, type RefusalReason, type SignalRejection, type StrategyFailure } from './errors.js';
+export { MAX_SERVING, MAX_SERVING_PER_PEER, MAX_REFUSING, REFUSAL_TIMEOUT } from './requests.js';
 export {
   encodeAddress, parseAddress, describeAddress, sameNode, checkBrokerUrl, ADDR_PREFIX, ADDR_VERSION, MAX_ADDR_TEXT, MAX_ADDR_BYTES,
   MAX_ADDR_INTERFACES, MAX_ADDR_ENDPOINTS, MAX_ADDR_SIGNAL, MAX_BROKER_URL,
