@@ -36,7 +36,9 @@ export async function main(log: (line: string) => void = console.log): Promise<S
   // B echoes every directed message back to its origin with a handler (not queued for recv()).
   b.registerHandler((msg, _conn) => {
     if (msg.broadcast) return false;
-    void b.send(msg.src, Buffer.from(msg.data).reverse());
+    // Fire and forget, but say what a failure means: the sender may have left (RoutingError:
+    // no longer a known member) or the swarm may be closing; an echo that cannot go is dropped.
+    b.send(msg.src, Buffer.from(msg.data).reverse()).catch(() => undefined);
     return true;
   });
 

@@ -45,6 +45,7 @@ export interface Contact {
  * reason string if invalid, `undefined` if valid.
  */
 export function contactProblem(c: Contact): string | undefined {
+  if (c === null || typeof c !== 'object') return 'not a contact object';
   if (!(c.id instanceof Uint8Array) || c.id.length !== ID_BYTES) return 'bad id';
   if (!Number.isInteger(c.port) || c.port < 1 || c.port > 0xffff) return 'bad port';
   if (c.family !== 4 && c.family !== 6) return 'bad family';

@@ -14,9 +14,11 @@
  */
 import { setMaxListeners } from 'node:events';
 import { AbortError, ConnectError, DecodeError, InvalidArgumentError, NotFoundError, P2pdError, RecordError, UnreachableError } from '../errors.js';
+import { handled } from '../pipes/pipe.js';
 import { closeWithin, toAbortError, type AbortOptions } from '../util/abort.js';
+import { checkOptions, entryPairs } from '../util/args.js';
 import { contactProblem, type Contact } from './contact.js';
-import { idEquals, idToHex, keyBytes, keyToId, randomIdInBucket, type DhtId } from './id.js';
+import { assertId, idEquals, idToHex, keyBytes, keyToId, randomIdInBucket, type DhtId } from './id.js';
 import { DEFAULT_ALPHA, iterativeLookup, type LookupResult, type QueryAnswer } from './lookup.js';
 import { responseTypeFor, type DhtRequest, type DhtResponse } from './messages.js';
 import {
@@ -43,6 +45,26 @@ function unreachableCheck(res: LookupResult): void {
   if (res.closest.length === 0 && res.records.length === 0 && res.failures > 0) {
     throw new UnreachableError(`no DHT node answered (${res.failures} asked)`);
   }
+}
+
+/** `q` if it is a positive integer or `Infinity` (a read quorum), else `InvalidArgumentError`. */
+function checkQuorum(q: unknown): number {
+  if (typeof q !== 'number' || !((Number.isInteger(q) && q >= 1) || q === Infinity)) throw new InvalidArgumentError(`quorum must be a positive integer, got ${String(q)}`);
+  return q;
+}
+
+/**
+ * The `ConnectError` of a join whose bootstrap contacts all failed: the message names each
+ * contact and why it failed (wrong node id, handshake refused, timeout, ...); the `cause` is
+ * that error when there is one contact, else an `AggregateError` of them (in contact order).
+ */
+function bootstrapError(failures: ReadonlyArray<{ contact: Contact; error: unknown }>): ConnectError {
+  const describe = (e: unknown): string => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+  const detail = failures.map((f) => `${idToHex(f.contact.id).slice(0, 16)}…@${f.contact.family === 6 ? `[${f.contact.host}]` : f.contact.host}:${f.contact.port}: ${describe(f.error)}`);
+  const errors = failures.map((f) => f.error);
+  const msg = `no DHT bootstrap node answered${detail.length ? ` (${detail.join('; ')})` : ''}`;
+  if (errors.length === 0) return new ConnectError(msg);
+  return new ConnectError(msg, { cause: errors.length === 1 ? errors[0] : new AggregateError(errors, 'every DHT bootstrap contact failed') });
 }
 
 /** A Kademlia DHT node. */
@@ -74,6 +96,7 @@ export class DhtNode {
   readonly #advertise: boolean;
 
   constructor(opts: DhtNodeOptions) {
+    if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('DhtNode options must be an object');
     setMaxListeners(0, this.#closeCtrl.signal); // every operation listens for close
     const problem = contactProblem(opts.contact);
     if (problem) throw new InvalidArgumentError(`DHT contact: ${problem}`);
@@ -88,7 +111,7 @@ export class DhtNode {
     this.#requestTimeout = nonNegative(opts.requestTimeout, DEFAULT_REQUEST_TIMEOUT, 'requestTimeout');
     this.#republishInterval = nonNegative(opts.republishInterval, DEFAULT_REPUBLISH_INTERVAL, 'republishInterval');
     this.#refreshInterval = nonNegative(opts.refreshInterval, DEFAULT_REFRESH_INTERVAL, 'refreshInterval');
-    this.#quorum = opts.quorum ?? DEFAULT_GET_QUORUM;
+    this.#quorum = checkQuorum(opts.quorum ?? DEFAULT_GET_QUORUM);
     this.#maxClockSkew = nonNegative(opts.maxClockSkew, MAX_CLOCK_SKEW_MS, 'maxClockSkew');
     this.#advertise = opts.advertise ?? true;
     this.#recordTtl = nonNegative(opts.recordTtl, DEFAULT_RECORD_TTL, 'recordTtl');
@@ -138,18 +161,29 @@ export class DhtNode {
   }
 
   // ---- dict-like API ------------------------------------------------------------------
+  //
+  // The writes (`set`, `put`, `delete`, `update`) and the maintenance calls (`republish`,
+  // `refresh`) return promises marked handled, as `Pipe.send` does: a call nobody awaits
+  // (`void node.set(…)`) that fails is not an unhandled rejection; an awaited one still
+  // rejects with the typed error. Bad arguments reject with `InvalidArgumentError`.
 
   /**
    * Stores `value` under `key` on the k closest nodes, signed by our signer.
    * @throws RecordError if the key is owned by another writer or over the size limits;
-   *   InvalidArgumentError without a signer; P2pdError `ERR_DHT_STORE` if no node stored it.
+   *   InvalidArgumentError without a signer or for a bad key/value/options; P2pdError
+   *   `ERR_DHT_STORE` if no node stored it.
    */
-  async set(key: DhtKey, value: DhtValue, opts?: AbortOptions): Promise<void> {
-    await this.put(key, value, opts);
+  set(key: DhtKey, value: DhtValue, opts?: AbortOptions): Promise<void> {
+    return handled(this.#put(key, value, opts).then(() => undefined));
   }
 
   /** {@link set}, also reporting the record and how many nodes accepted it. */
-  async put(key: DhtKey, value: DhtValue, opts?: AbortOptions): Promise<PutResult> {
+  put(key: DhtKey, value: DhtValue, opts?: AbortOptions): Promise<PutResult> {
+    return handled(this.#put(key, value, opts));
+  }
+
+  async #put(key: DhtKey, value: DhtValue, opts?: AbortOptions): Promise<PutResult> {
+    checkOptions(opts);
     const signer = this.#requireSigner();
     const kb = keyBytes(key);
     checkRecordLimits(kb, encodeValue(value).bytes.length);
@@ -172,6 +206,7 @@ export class DhtNode {
   async get(key: DhtKey, opts?: DhtGetOptions): Promise<DhtValue>;
   async get<D>(key: DhtKey, opts: DhtGetOptions<D> & { default: D }): Promise<DhtValue | D>;
   async get<D>(key: DhtKey, opts?: DhtGetOptions<D>): Promise<DhtValue | D> {
+    checkOptions(opts);
     const r = await this.getRecord(key, opts);
     if (!r || r.deleted) {
       if (opts && 'default' in opts) return opts.default as D;
@@ -182,10 +217,12 @@ export class DhtNode {
 
   /** The winning record for `key` (a tombstone if deleted), or `undefined` if none exists. */
   async getRecord(key: DhtKey, opts?: Omit<DhtGetOptions<unknown>, 'default'>): Promise<DhtRecord | undefined> {
+    checkOptions(opts);
     const keyId = keyToId(key);
+    const wanted = opts?.quorum === undefined ? this.#quorum : checkQuorum(opts.quorum);
     return this.#op(opts, 'DHT get', async (signal) => {
       const local = this.#replicator.localCopies(keyId).length > 0 ? 1 : 0;
-      const quorum = Math.max(1, (opts?.quorum ?? this.#quorum) - local);
+      const quorum = Math.max(1, wanted - local);
       const look = await this.#lookup(keyId, 'value', signal, quorum);
       if (local === 0) unreachableCheck(look);
       const { winner, stale } = this.#resolve(keyId, look);
@@ -205,7 +242,12 @@ export class DhtNode {
    * the key does not exist (nothing is written).
    * @throws RecordError if another writer owns the key.
    */
-  async delete(key: DhtKey, opts?: AbortOptions): Promise<boolean> {
+  delete(key: DhtKey, opts?: AbortOptions): Promise<boolean> {
+    return handled(this.#delete(key, opts));
+  }
+
+  async #delete(key: DhtKey, opts?: AbortOptions): Promise<boolean> {
+    checkOptions(opts);
     const signer = this.#requireSigner();
     const kb = keyBytes(key);
     checkRecordLimits(kb, 0);
@@ -221,12 +263,21 @@ export class DhtNode {
     });
   }
 
-  /** Sets every pair of `entries` (α at a time); rejects with the first error after all settle. */
-  async update(entries: DhtEntries, opts?: AbortOptions): Promise<void> {
-    const pairs: Array<readonly [DhtKey, DhtValue]> =
-      entries instanceof Map || Symbol.iterator in entries
-        ? [...(entries as Iterable<readonly [DhtKey, DhtValue]>)]
-        : Object.entries(entries as Record<string, DhtValue>);
+  /**
+   * Sets every pair of `entries` — a `Map`, an iterable of `[key, value]` pairs or a plain
+   * object — α at a time; rejects with the first error after all settle. Bad arguments (not
+   * such a collection, a bad key or value, no signer) reject with `InvalidArgumentError`
+   * (oversized ones with `RecordError`) before anything is written.
+   */
+  update(entries: DhtEntries, opts?: AbortOptions): Promise<void> {
+    return handled(this.#update(entries, opts));
+  }
+
+  async #update(entries: DhtEntries, opts?: AbortOptions): Promise<void> {
+    checkOptions(opts);
+    const pairs = entryPairs<DhtKey, DhtValue>(entries, 'DHT update entries');
+    if (pairs.length > 0) this.#requireSigner();
+    for (const [k, v] of pairs) checkRecordLimits(keyBytes(k), encodeValue(v).bytes.length);
     const errors: unknown[] = [];
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -248,16 +299,28 @@ export class DhtNode {
    * @throws ConnectError if bootstrap contacts were given and none answered.
    */
   async join(bootstrap: readonly Contact[], opts?: AbortOptions): Promise<number> {
+    checkOptions(opts);
+    if (!Array.isArray(bootstrap)) throw new InvalidArgumentError('bootstrap must be an array of contacts');
+    if (bootstrap.some((c) => c === null || typeof c !== 'object')) throw new InvalidArgumentError('bootstrap must be an array of contacts');
     return this.#op(opts, 'DHT join', async (signal) => {
       const valid = bootstrap.filter((c) => !idEquals(c.id, this.id) && contactProblem(c) === undefined);
-      const pingUntilAnswered = async (c: Contact): Promise<boolean> => {
+      // The last error of each contact that never answered, to say why in the ConnectError.
+      const failures: Array<{ contact: Contact; error: unknown } | undefined> = [];
+      const pingUntilAnswered = async (c: Contact, index: number): Promise<boolean> => {
+        let last: unknown;
         for (let i = 0; i < JOIN_PING_ATTEMPTS && !signal.aborted; i++) {
-          if (await this.#rpc(c, { type: 'PING' }, signal).then(() => true, () => false)) return true;
+          try {
+            await this.#rpc(c, { type: 'PING' }, signal);
+            return true;
+          } catch (e) {
+            last = e;
+          }
         }
+        if (last !== undefined) failures[index] = { contact: c, error: last };
         return false;
       };
       const alive = await Promise.all(valid.map(pingUntilAnswered));
-      if (valid.length > 0 && !alive.includes(true)) throw new ConnectError('no DHT bootstrap node answered');
+      if (valid.length > 0 && !alive.includes(true)) throw bootstrapError(failures.filter((f) => f !== undefined));
       await this.#lookup(this.id, 'node', signal);
       await Promise.all(this.table.bucketsToRefresh(0).map((i) => this.#lookup(randomIdInBucket(this.id, i), 'node', signal)));
       return this.table.size;
@@ -266,6 +329,8 @@ export class DhtNode {
 
   /** Iterative lookup of the k closest nodes to `target`, with statistics. */
   async lookup(target: DhtId, opts?: AbortOptions): Promise<LookupResult> {
+    checkOptions(opts);
+    assertId(target, 'lookup target');
     return this.#op(opts, 'DHT lookup', (signal) => this.#lookup(target, 'node', signal));
   }
 
@@ -280,7 +345,12 @@ export class DhtNode {
    * `force`) and our own records to the current k closest nodes; drops replicas we are no
    * longer among the k closest for. Resolves with the number of records republished.
    */
-  async republish(opts?: AbortOptions & { force?: boolean }): Promise<number> {
+  republish(opts?: AbortOptions & { force?: boolean }): Promise<number> {
+    return handled(this.#republish(opts));
+  }
+
+  async #republish(opts?: AbortOptions & { force?: boolean }): Promise<number> {
+    checkOptions(opts);
     return this.#op(opts, 'DHT republish', async (signal) => {
       this.#renewOwn();
       this.#store.expire();
@@ -304,7 +374,12 @@ export class DhtNode {
   }
 
   /** Refreshes buckets not looked up for `refreshInterval` (all with `force`). */
-  async refresh(opts?: AbortOptions & { force?: boolean }): Promise<number> {
+  refresh(opts?: AbortOptions & { force?: boolean }): Promise<number> {
+    return handled(this.#refresh(opts));
+  }
+
+  async #refresh(opts?: AbortOptions & { force?: boolean }): Promise<number> {
+    checkOptions(opts);
     return this.#op(opts, 'DHT refresh', async (signal) => {
       const idx = this.table.bucketsToRefresh(opts?.force ? 0 : this.#refreshInterval);
       for (const i of idx) await this.#lookup(randomIdInBucket(this.id, i), 'node', signal);

@@ -168,7 +168,8 @@ export async function startDhtNode(opts: StartDhtNodeOptions = {}): Promise<Stan
       await node.join(boot, { ...(signal ? { signal } : {}), ...(timeout !== undefined ? { timeout } : {}) });
     } catch (e) {
       await node.close();
-      if (e instanceof ConnectError) throw new ConnectError(`${e.message} (tried ${boot.map(formatContactString).join(', ')})`, { cause: e });
+      // Keep the per-contact cause (PeerIdMismatchError, HandshakeError, TimeoutError, ...) at hand.
+      if (e instanceof ConnectError) throw new ConnectError(`${e.message} (tried ${boot.map(formatContactString).join(', ')})`, { cause: e.cause ?? e });
       throw e;
     }
   }

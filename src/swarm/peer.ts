@@ -8,7 +8,9 @@ import { AbortError, CongestedError, InvalidArgumentError, NotBoundError, PipeCl
 import { Identity } from '../crypto/identity.js';
 import { checkPort, parseHost, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { isUnspecified } from '../interfaces/scope.js';
+import { checkOptions } from '../util/args.js';
 import { pipeOpen } from '../pipes/open.js';
+import { handled } from '../pipes/pipe.js';
 import { toBuffer } from '../pipes/tcp.js';
 import { closeWithin, forceSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import {
@@ -84,6 +86,7 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
 
   constructor(opts: SwarmPeerOptions = {}) {
     super({ captureRejections: false });
+    if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('SwarmPeer options must be an object');
     if (opts.identity !== undefined && !(opts.identity instanceof Identity)) throw new InvalidArgumentError('identity must be an Identity');
     this.identity = opts.identity ?? Identity.generate();
     this.id = this.identity.id;
@@ -179,6 +182,7 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
    * @throws {@link StateError} if already bound or closed; `BindError` if the address is taken.
    */
   async bind(host: string, port: number, opts: SwarmBindOptions & AbortOptions = {}): Promise<void> {
+    checkOptions(opts, 'bind options');
     if (this.#closing) throw new StateError('swarm peer is closed');
     if (this.#binding) throw new StateError('bind() was already called');
     parseHost(host);
@@ -246,6 +250,7 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
    * `protocolMismatch`), `TimeoutError`, connection errors.
    */
   async connect(host: string | EndpointLike, port?: number, opts: AbortOptions = {}): Promise<SwarmPeerInfo> {
+    checkOptions(opts, 'connect options');
     const core = this.#need();
     const dest = typeof host === 'string' && port !== undefined ? toEndpoint({ host, port }) : toEndpoint(host as EndpointLike);
     if (dest.host === core.endpoint.host && dest.port === core.endpoint.port) throw new InvalidArgumentError('cannot connect to ourselves');
@@ -258,10 +263,18 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
    * `{ host, port }`), a node id (32 bytes or 64 hex), a `SwarmPeer` or a peer info — over as
    * many hops as needed. Resolves once handed to the first hop(s). `duplicates: k` sends k
    * extra copies over disjoint first hops; the receiver delivers once.
+   *
+   * As with `Pipe.send`, the returned promise is marked handled: a send nobody awaits
+   * (`void peer.send(…)`) that fails is not an unhandled rejection; awaited, it rejects.
    * @throws `RoutingError` (unknown target), `CongestedError` (`ERR_CONGESTED`: every first hop's
-   *   send buffer is full, nothing was sent), `InvalidArgumentError` (bad target type), `MessageTooBigError`.
+   *   send buffer is full, nothing was sent), `InvalidArgumentError` (bad target type or options), `MessageTooBigError`.
    */
-  async send(target: SwarmTarget, data: string | Uint8Array, opts: SendOptions = {}): Promise<void> {
+  send(target: SwarmTarget, data: string | Uint8Array, opts: SendOptions = {}): Promise<void> {
+    return handled(this.#send(target, data, opts));
+  }
+
+  async #send(target: SwarmTarget, data: string | Uint8Array, opts: SendOptions): Promise<void> {
+    checkOptions(opts, 'send options');
     const core = this.#need();
     throwIfAborted(opts.signal);
     const dup = opts.duplicates ?? 0;
@@ -278,11 +291,18 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
 
   /**
    * Sends `data` to every other member exactly once (never to ourselves). `exclude`d nodes
-   * relay it but do not deliver it.
+   * relay it but do not deliver it. The returned promise is marked handled, as for {@link send}.
+   * @throws `InvalidArgumentError` (bad data, `exclude` or options), `StateError` / `NotBoundError`.
    */
-  async broadcast(data: string | Uint8Array, opts: BroadcastOptions = {}): Promise<void> {
+  broadcast(data: string | Uint8Array, opts: BroadcastOptions = {}): Promise<void> {
+    return handled(this.#broadcast(data, opts));
+  }
+
+  async #broadcast(data: string | Uint8Array, opts: BroadcastOptions): Promise<void> {
+    checkOptions(opts, 'broadcast options');
     const core = this.#need();
     throwIfAborted(opts.signal);
+    if (opts.exclude !== undefined && !Array.isArray(opts.exclude)) throw new InvalidArgumentError('exclude must be an array of targets');
     const exclude = (opts.exclude ?? []).map((t) => resolveTarget(t, core, this.id, false));
     if (exclude.length > MAX_EXCLUDE) throw new InvalidArgumentError(`exclude lists at most ${MAX_EXCLUDE} nodes`);
     const payload = toBuffer(data);

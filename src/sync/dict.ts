@@ -16,7 +16,9 @@
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { checkOptions, entryPairs } from '../util/args.js';
 import { InvalidArgumentError, LeaseError, NotFoundError, StateError } from '../errors.js';
+import { handled } from '../pipes/pipe.js';
 import { Reader } from '../swarm/codec.js';
 import { throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { MAX_PAYLOAD_SIZE } from '../swarm/constants.js';
@@ -99,7 +101,14 @@ function bytes(x: Bytes, what: string, max: number, allowEmpty: boolean): Buffer
 /** Dicts per peer, by namespace (one built-in handler per peer dispatches to them). */
 const registry = new WeakMap<SwarmPeer, Map<string, SyncDict>>();
 
-/** A dict replicated to every swarm member. */
+/**
+ * A dict replicated to every swarm member.
+ *
+ * `set`, `update` and `delete` return promises marked handled (as `Pipe.send` does): a write
+ * nobody awaits that fails (a lease held by another member, a closed dict) is not an
+ * unhandled rejection; awaited, it rejects with the typed error. Bad arguments are
+ * `InvalidArgumentError`.
+ */
 export class SyncDict extends EventEmitter<SyncDictEvents> {
   /** The dict name. */
   readonly name: string;
@@ -122,6 +131,16 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
 
   constructor(peer: SwarmPeer, opts: SyncDictOptions = {}) {
     super({ captureRejections: false });
+    if (peer === null || typeof peer !== 'object' || typeof (peer as Partial<SwarmPeer>).registerBuiltin !== 'function') {
+      throw new InvalidArgumentError('SyncDict needs a SwarmPeer');
+    }
+    if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('SyncDict options must be an object');
+    if (opts.name !== undefined && typeof opts.name !== 'string') throw new InvalidArgumentError('name must be a string');
+    if (opts.leasing !== undefined && typeof opts.leasing !== 'boolean') throw new InvalidArgumentError('leasing must be a boolean');
+    if (opts.now !== undefined && typeof opts.now !== 'function') throw new InvalidArgumentError('now must be a function returning ms');
+    if (opts.maxClockSkew !== undefined && (typeof opts.maxClockSkew !== 'number' || !(opts.maxClockSkew >= 0))) {
+      throw new InvalidArgumentError('maxClockSkew must be a non-negative number of ms');
+    }
     this.#peer = peer;
     this.name = opts.name ?? 'default';
     this.leasing = opts.leasing ?? true;
@@ -254,28 +273,37 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
    * while another member's lease on the key is live. Resolves once applied locally and handed
    * to the swarm (the write itself never waits, so `signal` is only checked at the start).
    */
-  async set(key: Bytes, value: Bytes, opts?: AbortOptions): Promise<void> {
-    await this.update([[key, value]], opts);
+  set(key: Bytes, value: Bytes, opts?: AbortOptions): Promise<void> {
+    return handled(this.#update([[key, value]], opts));
   }
 
   /**
-   * Sets several keys; all or nothing: if any key is leased by someone else, nothing is
-   * written and {@link LeaseError} is thrown.
+   * Sets several keys — a `Map`, an iterable of `[key, value]` pairs or a plain object; all
+   * or nothing: if any key is leased by someone else, nothing is written and
+   * {@link LeaseError} is thrown.
    */
-  async update(entries: Record<string, Bytes> | Map<Bytes, Bytes> | Iterable<readonly [Bytes, Bytes]>, opts?: AbortOptions): Promise<void> {
+  update(entries: Record<string, Bytes> | Map<Bytes, Bytes> | Iterable<readonly [Bytes, Bytes]>, opts?: AbortOptions): Promise<void> {
+    return handled(this.#update(entries, opts));
+  }
+
+  async #update(entries: Record<string, Bytes> | Map<Bytes, Bytes> | Iterable<readonly [Bytes, Bytes]>, opts?: AbortOptions): Promise<void> {
+    checkOptions(opts);
     this.#live();
     throwIfAborted(opts?.signal);
     const list: [Buffer, Buffer][] = [];
-    const it: Iterable<readonly [Bytes, Bytes]> =
-      entries instanceof Map || Symbol.iterator in Object(entries) ? (entries as Iterable<readonly [Bytes, Bytes]>) : Object.entries(entries as Record<string, Bytes>);
-    for (const [k, v] of it) list.push([bytes(k, 'key', MAX_KEY_SIZE, false), bytes(v, 'value', MAX_VALUE_SIZE, true)]);
+    for (const [k, v] of entryPairs<Bytes, Bytes>(entries, 'SyncDict entries')) list.push([bytes(k, 'key', MAX_KEY_SIZE, false), bytes(v, 'value', MAX_VALUE_SIZE, true)]);
     const now = this.#now();
     for (const [k] of list) this.#checkLease(k.toString('latin1'), now);
     this.#publish(list.map(([k, v]) => this.#write(k, v, false)));
   }
 
   /** Deletes `key` (and releases our lease). {@link NotFoundError} if absent, {@link LeaseError} if leased by another. */
-  async delete(key: Bytes, opts?: AbortOptions): Promise<void> {
+  delete(key: Bytes, opts?: AbortOptions): Promise<void> {
+    return handled(this.#delete(key, opts));
+  }
+
+  async #delete(key: Bytes, opts?: AbortOptions): Promise<void> {
+    checkOptions(opts);
     this.#live();
     throwIfAborted(opts?.signal);
     const k = bytes(key, 'key', MAX_KEY_SIZE, false);

@@ -53,8 +53,10 @@ export interface Testnet {
    * `timeout` (default 30 s).
    */
   waitConverged(opts?: AbortOptions): Promise<void>;
-  /** Closes every node (and DHT node). */
+  /** Closes every node (and DHT node). Idempotent. */
   close(): Promise<void>;
+  /** `await using net = await createTestnet(…)` closes it at the end of the scope (same as {@link close}). */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Bound, not closed and not killed. */
@@ -96,6 +98,7 @@ export function isConverged(node: SwarmPeer, ids: ReadonlySet<string>): boolean 
 /** Builds an `n`-node swarm on loopback; see {@link Testnet}. */
 export async function createTestnet(n: number, opts: TestnetOptions = {}): Promise<Testnet> {
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('n must be a positive integer');
+  if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('testnet options must be an object');
   const host = opts.host ?? '127.0.0.1';
   const seedText = opts.seed === undefined ? undefined : String(opts.seed);
   const random = seedText === undefined ? Math.random : prng(createHash('sha256').update(seedText).digest().readUInt32BE(0));
@@ -179,6 +182,7 @@ export async function createTestnet(n: number, opts: TestnetOptions = {}): Promi
     addNode,
     waitConverged,
     close,
+    [Symbol.asyncDispose]: close,
   };
 }
 

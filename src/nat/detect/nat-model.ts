@@ -90,7 +90,13 @@ export interface DetectNatOptions extends AbortOptions {
 
 /** The result of `detectNat`. */
 export interface NatDetection {
-  /** P2PD's NAT type. */
+  /**
+   * P2PD's NAT type (see {@link natTypeOf}). When `filtering` is `'unknown'` (`method:
+   * 'basic'`: no server could run the CHANGE-REQUEST tests) the type assumes the most
+   * restrictive filtering, as P2PD's classic algorithm does when test II gets no answer: an
+   * un-NATed host is then `SYMMETRIC_UDP_FIREWALL`, not `OPEN`. Check `filtering` before
+   * relying on the firewall part.
+   */
   type: NatType;
   /** RFC 4787 mapping behaviour (`'endpoint-independent'` when there is no NAT). */
   mapping: NatBehavior;
@@ -120,7 +126,19 @@ export interface NatDetection {
   tests: NatTestRecord[];
 }
 
-/** P2PD's NAT type from the RFC 4787 behaviours (pure). */
+/**
+ * P2PD's NAT type from the RFC 4787 behaviours (pure).
+ *
+ * An `'unknown'` behaviour counts as the most restrictive one, so the type never promises
+ * more reachability than was measured (P2PD's classic algorithm reads an unanswered test II
+ * the same way; its seven types have no "unknown"):
+ * - no NAT, filtering `'unknown'` → `SYMMETRIC_UDP_FIREWALL` (only `'endpoint-independent'`
+ *   filtering, i.e. an answer from the server's other address, makes it `OPEN`);
+ * - NAT, mapping `'unknown'` → `PORT_RESTRICTED_CONE`; NAT with endpoint-independent
+ *   mapping, filtering `'unknown'` → `PORT_RESTRICTED_CONE`.
+ * Callers that need to tell "measured" from "assumed" look at the `filtering` / `mapping`
+ * fields of the {@link NatDetection}.
+ */
 export function natTypeOf(nat: boolean, mapping: NatBehavior, filtering: NatBehavior): NatType {
   if (!nat) return filtering === 'endpoint-independent' ? 'OPEN' : 'SYMMETRIC_UDP_FIREWALL';
   if (mapping !== 'endpoint-independent') return mapping === 'unknown' ? 'PORT_RESTRICTED_CONE' : 'SYMMETRIC';

@@ -11,7 +11,7 @@ import { formatEndpoint, nodeHost, toEndpoint, type Endpoint, type Family } from
 import { ipFamily } from '../../interfaces/ip.js';
 import { isUnspecified } from '../../interfaces/scope.js';
 import { pipeOpen } from '../../pipes/open.js';
-import { cancellable, throwIfAborted } from '../../util/abort.js';
+import { cancellable, throwIfAborted, toAbortError } from '../../util/abort.js';
 import type { EpochCheck, EpochObservation } from './retransmit.js';
 import { isFromServer } from './wire.js';
 
@@ -130,6 +130,8 @@ export async function udpExchange<T>(x: UdpExchange<T>): Promise<T> {
         try {
           data = (await pipe.recv({ sub, timeout: left, ...(x.signal ? { signal: x.signal } : {}) })).data;
         } catch (e) {
+          // The caller's abort may carry a TimeoutError reason: that is not this wait's end.
+          if (x.signal?.aborted) throw toAbortError(x.signal);
           if (e instanceof TimeoutError) break;
           throw e;
         }

@@ -9,7 +9,7 @@
 import { InvalidArgumentError, PortMappingError, TimeoutError } from '../../errors.js';
 import { formatEndpoint, type Endpoint, type Family } from '../../interfaces/endpoint.js';
 import { pipeOpen } from '../../pipes/open.js';
-import { throwIfAborted } from '../../util/abort.js';
+import { sleep, throwIfAborted, toAbortError } from '../../util/abort.js';
 import { checkUpnpUrl } from './upnp-xml.js';
 
 /** SSDP port. */
@@ -20,6 +20,11 @@ export const SSDP_MULTICAST_V4 = '239.255.255.250';
 export const SSDP_MULTICAST_V6 = 'ff02::c';
 /** Largest SSDP response looked at, bytes. */
 export const SSDP_MAX_RESPONSE = 8 * 1024;
+/**
+ * Interval between M-SEARCH rounds, ms: round `n` is never sent before `n` intervals after
+ * the search started, so no path through the loop can re-send without waiting.
+ */
+export const SSDP_ROUND_INTERVAL_MS = 1_000;
 /** Search targets sent by default (IGD v1 and v2; v2 devices also answer v1 searches). */
 export const IGD_SEARCH_TARGETS: readonly string[] = [
   'urn:schemas-upnp-org:device:InternetGatewayDevice:1',
@@ -111,8 +116,10 @@ function isIgdTarget(st: string): boolean {
 
 /**
  * Searches for an IGD and resolves with the first accepted response. Rejects with
- * {@link PortMappingError} (cause `TimeoutError`) when none arrives in time. The pipe is
- * closed however it ends.
+ * {@link PortMappingError} (cause `TimeoutError`) when none arrives within `timeout`; when
+ * `signal` aborts, rejects at once with its reason as {@link AbortError} (a `TimeoutError`
+ * reason is kept), without sending anything more. M-SEARCH rounds are at least
+ * {@link SSDP_ROUND_INTERVAL_MS} apart. The pipe is closed however it ends.
  */
 export async function ssdpSearch(opts: SsdpSearchOptions): Promise<SsdpResponse> {
   throwIfAborted(opts.signal ?? undefined);
@@ -139,9 +146,15 @@ export async function ssdpSearch(opts: SsdpSearchOptions): Promise<SsdpResponse>
     const t0 = performance.now();
     let sent = 0;
     let lastError: unknown;
+    const signal = opts.signal ?? undefined;
     for (let round = 0; ; round++) {
-      const now = performance.now() - t0;
-      if (now >= timeout) break;
+      throwIfAborted(signal);
+      // Never start round n before its slot, whatever ended the previous one.
+      const slot = round * SSDP_ROUND_INTERVAL_MS;
+      if (slot >= timeout) break;
+      const early = slot - (performance.now() - t0);
+      if (early > 0) await sleep(Math.ceil(early), signal ? { signal } : undefined);
+      if (performance.now() - t0 >= timeout) break;
       for (const target of opts.targets) {
         for (const st of sts) {
           const host = target.family === 6 ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
@@ -156,14 +169,16 @@ export async function ssdpSearch(opts: SsdpSearchOptions): Promise<SsdpResponse>
       if (sent === 0 && round === 0) {
         throw new PortMappingError('upnp', `SSDP search: cannot send to ${opts.targets.map((t) => formatEndpoint(t)).join(', ')}`, { cause: lastError });
       }
-      const roundEnd = Math.min(timeout, (round + 1) * 1000);
+      const roundEnd = Math.min(timeout, (round + 1) * SSDP_ROUND_INTERVAL_MS);
       for (;;) {
         const left = Math.ceil(roundEnd - (performance.now() - t0));
         if (left <= 0) break;
         let m;
         try {
-          m = await pipe.recv({ sub, timeout: left, ...(opts.signal ? { signal: opts.signal } : {}) });
+          m = await pipe.recv({ sub, timeout: left, ...(signal ? { signal } : {}) });
         } catch (e) {
+          // The caller's abort may carry a TimeoutError reason: that is not this round's end.
+          if (signal?.aborted) throw toAbortError(signal);
           if (e instanceof TimeoutError) break;
           throw e;
         }
