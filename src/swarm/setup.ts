@@ -19,7 +19,7 @@ import { secure } from '../crypto/secure-pipe.js';
 import type { Endpoint } from '../interfaces/endpoint.js';
 import { pipeOpen } from '../pipes/open.js';
 import type { TcpPipe } from '../pipes/tcp.js';
-import { throwIfAborted, type AbortOptions } from '../util/abort.js';
+import { onAbort as whenAborted, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { MAX_FRAME_SIZE } from './constants.js';
 import { decodeHello, encodeHello } from './frames.js';
 import { FrameIO, resetPipe } from './link.js';
@@ -51,7 +51,7 @@ async function withDeadline<T>(opts: AbortOptions, what: string, fn: (signal: Ab
   throwIfAborted(opts.signal);
   const ac = new AbortController();
   const onAbort = (): void => ac.abort(opts.signal?.reason);
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const offUser = opts.signal ? whenAborted(opts.signal, onAbort) : undefined;
   const timer = opts.timeout && opts.timeout > 0 ? setTimeout(() => ac.abort(new TimeoutError(`${what} timed out after ${opts.timeout} ms`)), opts.timeout) : undefined;
   timer?.unref();
   try {
@@ -61,7 +61,7 @@ async function withDeadline<T>(opts: AbortOptions, what: string, fn: (signal: Ab
     throw e;
   } finally {
     if (timer) clearTimeout(timer);
-    opts.signal?.removeEventListener('abort', onAbort);
+    offUser?.();
   }
 }
 

@@ -31,6 +31,54 @@ export function badTimeout(timeout: unknown): InvalidArgumentError | undefined {
   return new InvalidArgumentError(`timeout must be a non-negative number of milliseconds (0 = none), got ${shown}`);
 }
 
+interface AbortWatch {
+  readonly callbacks: Set<() => void>;
+  readonly listener: () => void;
+}
+
+const watches = new WeakMap<AbortSignal, AbortWatch>();
+
+/**
+ * Calls `cb` once when `signal` aborts; returns a function that removes it. However many
+ * operations wait on one signal at a time (a signal shared by every `recv()` of an
+ * application, say), the signal carries a single p2pd listener: no `MaxListenersExceededWarning`
+ * from Node, and the listener is removed when the last callback is. Callbacks run in the order
+ * they were added; one that throws does not stop the others (the error is rethrown on the next
+ * tick, as an `EventTarget` listener's would be). A signal that is already aborted never calls
+ * `cb` (check `signal.aborted` first).
+ */
+export function onAbort(signal: AbortSignal, cb: () => void): () => void {
+  let w = watches.get(signal);
+  if (w === undefined) {
+    const callbacks = new Set<() => void>();
+    const listener = (): void => {
+      watches.delete(signal);
+      for (const f of [...callbacks]) {
+        try {
+          f();
+        } catch (e) {
+          process.nextTick(() => {
+            throw e;
+          });
+        }
+      }
+      callbacks.clear();
+    };
+    w = { callbacks, listener };
+    watches.set(signal, w);
+    signal.addEventListener('abort', listener, { once: true });
+  }
+  // A wrapper per registration: the same function added twice is two callbacks, removed one at a time.
+  const entry = (): void => cb();
+  w.callbacks.add(entry);
+  const watch = w;
+  return () => {
+    if (!watch.callbacks.delete(entry) || watch.callbacks.size > 0) return;
+    if (watches.get(signal) === watch) watches.delete(signal);
+    signal.removeEventListener('abort', watch.listener);
+  };
+}
+
 /** Throws an {@link AbortError} if `signal` is already aborted. */
 export function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw toAbortError(signal);
@@ -63,11 +111,11 @@ export function cancellable<T>(
     let finished = false;
     let timer: NodeJS.Timeout | undefined;
     let cleanup: void | (() => void);
-    const onAbort = (): void => fail(toAbortError(signal as AbortSignal));
+    let offAbort: (() => void) | undefined;
     const done = (): void => {
       finished = true;
       if (timer) clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      if (offAbort) offAbort();
       if (cleanup) {
         const c = cleanup;
         cleanup = undefined;
@@ -93,7 +141,7 @@ export function cancellable<T>(
       };
       arm(ms);
     }
-    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal) offAbort = onAbort(signal, () => fail(toAbortError(signal)));
     try {
       cleanup = start(ok, fail);
       if (finished && cleanup) {

@@ -10,7 +10,7 @@ import { toEndpoint, type Endpoint, type EndpointLike, type Family } from '../..
 import { initP2pd, type Interface } from '../../interfaces/interfaces.js';
 import { ipFamily, ipToBytes } from '../../interfaces/ip.js';
 import { ipScope } from '../../interfaces/scope.js';
-import { throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
+import { onAbort as whenAborted, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
 import { ExternalPortUnavailableError, startNatPmp, startPcp, startUpnp, startUpnpPinhole, type StartRequest, type Started } from './drivers.js';
 import { PortMapping, type PortMappingCallbacks } from './mapping.js';
 import { NatPmpClient } from './natpmp-client.js';
@@ -265,7 +265,7 @@ async function tryMethods<T>(
   const outer = new AbortController();
   const timer = o.timeout ? setTimeout(() => outer.abort(new TimeoutError(`${what} timed out after ${o.timeout} ms`)), o.timeout) : undefined;
   const onAbort = (): void => outer.abort(o.signal?.reason);
-  o.signal?.addEventListener('abort', onAbort, { once: true });
+  const offUser = o.signal ? whenAborted(o.signal, onAbort) : undefined;
   const attempts: PortMappingAttempt[] = [];
   try {
     const t = await resolveTarget(o, outer.signal);
@@ -290,7 +290,7 @@ async function tryMethods<T>(
     throw e;
   } finally {
     if (timer) clearTimeout(timer);
-    o.signal?.removeEventListener('abort', onAbort);
+    offUser?.();
   }
   throw new PortMappingFailedError(what, attempts);
 }

@@ -8,7 +8,7 @@
 import { setMaxListeners } from 'node:events';
 import { PipeClosedError, StunError, TimeoutError } from '../../errors.js';
 import { formatEndpoint, type Endpoint } from '../../interfaces/endpoint.js';
-import { throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
+import { onAbort as whenAborted, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
 import type { StunAttribute } from '../stun/attributes.js';
 import { ATTR, CLASS, ERROR_CODE } from '../stun/constants.js';
 import { encodeStun, getAttr, newTransactionId, verifyIntegrity, type DecodedStunMessage } from '../stun/message.js';
@@ -129,7 +129,8 @@ export class TurnSession {
     const ac = new AbortController();
     const onAbort = (): void => ac.abort(opts.signal?.aborted ? opts.signal.reason : master.reason);
     master.addEventListener('abort', onAbort, { once: true });
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const offUser = opts.signal ? whenAborted(opts.signal, onAbort) : undefined;
+    if (opts.signal?.aborted) onAbort();
     try {
       const r = await this.transport.request(req, tid, {
         server: this.server,
@@ -145,7 +146,7 @@ export class TurnSession {
       throw e;
     } finally {
       master.removeEventListener('abort', onAbort);
-      opts.signal?.removeEventListener('abort', onAbort);
+      offUser?.();
     }
   }
 }
