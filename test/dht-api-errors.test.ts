@@ -11,6 +11,7 @@ import {
   DhtNode, MemoryNetwork, randomId, startDhtNode, type StandaloneDhtNode, type StartDhtNodeOptions,
 } from '../src/dht/index.js';
 import { SwarmPeer } from '../src/swarm/index.js';
+import { unhandledDuring } from './helpers/unhandled.js';
 
 const BASE: StartDhtNodeOptions = { bind: '127.0.0.1:0', requestTimeout: 1_000, republishInterval: 0, refreshInterval: 0 };
 const opened: Array<{ close(): Promise<unknown> }> = [];
@@ -34,22 +35,6 @@ async function bootstrapError(bootstrap: string[], opts: StartDhtNodeOptions = {
   );
   expect(e).toBeInstanceOf(ConnectError);
   return e as ConnectError;
-}
-
-/** Runs (and awaits) `fn`, then collects the unhandled rejections of the next 100 ms. */
-async function unhandledDuring(fn: () => unknown): Promise<unknown[]> {
-  const seen: unknown[] = [];
-  const on = (reason: unknown): void => {
-    seen.push(reason);
-  };
-  process.on('unhandledRejection', on);
-  try {
-    await fn();
-    await new Promise((r) => setTimeout(r, 100));
-  } finally {
-    process.off('unhandledRejection', on);
-  }
-  return seen;
 }
 
 describe('DHT bootstrap failure names the cause per contact', () => {

@@ -3,7 +3,6 @@
  * self-connect, message callbacks, typed errors for bad addresses, wrong keys, forged
  * requests, vanished brokers and refusing TURN servers, and close() releasing everything.
  */
-import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_SERVING_PER_PEER } from '../src/node/requests.js';
 import { Identity } from '../src/crypto/identity.js';
@@ -14,14 +13,10 @@ import { TurnAuthError } from '../src/nat/turn/errors.js';
 import {
   AddressError, P2pConnectError, P2pNode, encodeAddress, parseAddress, startBroker, startP2pNode, type NodeEvent, type NodePipe, type P2pNodeOptions,
 } from '../src/node/index.js';
+import { addressAt, silentTcpServer, useLoopbackNodes } from './helpers/nodes.js';
 import { CI, liveHandles, onPath, startCoturn, type Coturn } from './node-helpers.js';
 
-const nodes: P2pNode[] = [];
-async function node(opts: P2pNodeOptions = {}): Promise<P2pNode> {
-  const n = await startP2pNode({ listen: 'loopback', portMapping: false, ...opts });
-  nodes.push(n);
-  return n;
-}
+const node = useLoopbackNodes();
 
 function pong(n: P2pNode): void {
   n.addMsgCb(async (msg, pipe) => {
@@ -33,10 +28,6 @@ async function roundTrip(p: NodePipe, text = 'PING'): Promise<string> {
   await p.send(text);
   return (await p.recv({ timeout: 3000 })).data.toString();
 }
-
-afterAll(async () => {
-  await Promise.all(nodes.map((n) => n.close()));
-});
 
 describe('P2P node on loopback', () => {
   it('starts fast, has a valid address with a loopback endpoint and its embedded broker', async () => {
@@ -264,15 +255,9 @@ describe('P2P node: bad input and hostile peers', () => {
     const bEvents: NodeEvent[] = [];
     (b as unknown as { opts: P2pNodeOptions }).opts.onEvent = (e) => bEvents.push(e);
     // A TCP server that accepts and never answers: b's reverse dials hang in the handshake.
-    const silent = createServer(() => undefined);
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const silent = await silentTcpServer();
     try {
-      const port = (silent.address() as AddressInfo).port;
-      const mAddr = encodeAddress(m.identity, {
-        signalKey: m.address.signalKey,
-        interfaces: [{ nat: 'UNKNOWN', delta: { type: 'NA', value: 0 }, endpoints: [{ kind: 'loopback', proto: 'tcp', host: '127.0.0.1', port, family: 4 }] }],
-        signal: [...m.address.signal],
-      });
+      const mAddr = addressAt(m, silent.port);
       const extra = 3;
       for (let i = 0; i < MAX_SERVING_PER_PEER + extra; i++) {
         await m.signalling?.send(b.address, 'reverse', { addr: mAddr, conn: i.toString(16).padStart(32, '0') }, { timeout: 2000 });

@@ -7,7 +7,7 @@
  * Everything on loopback.
  */
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Identity } from '../src/crypto/identity.js';
 import { connectSecure, listenSecure, type SecurePipe } from '../src/crypto/secure-pipe.js';
 import { AbortError, P2pdError } from '../src/errors.js';
@@ -21,20 +21,12 @@ import { encodeHello } from '../src/node/hello.js';
 import { connectDirect, ReverseWaiters } from '../src/node/strategy-direct.js';
 import { MAX_SERVING_PER_PEER } from '../src/node/requests.js';
 import {
-  AddressError, P2pConnectError, P2pNode, PeerRefusedError, SignalError, Signalling, describeAddress, encodeAddress, parseAddress, sameNode, startBroker, startP2pNode,
+  AddressError, P2pConnectError, P2pNode, PeerRefusedError, SignalError, Signalling, describeAddress, encodeAddress, parseAddress, sameNode, startBroker,
   type NodeEvent, type NodePipe, type P2pNodeOptions,
 } from '../src/node/index.js';
+import { addressAt, silentTcpServer, useLoopbackNodes } from './helpers/nodes.js';
 
-const nodes: P2pNode[] = [];
-async function node(opts: P2pNodeOptions = {}): Promise<P2pNode> {
-  const n = await startP2pNode({ listen: 'loopback', portMapping: false, ...opts });
-  nodes.push(n);
-  return n;
-}
-
-afterAll(async () => {
-  await Promise.all(nodes.map((n) => n.close()));
-});
+const node = useLoopbackNodes();
 
 async function until(cond: () => boolean, ms = 3000, what = 'condition'): Promise<void> {
   const t0 = Date.now();
@@ -109,14 +101,9 @@ describe('reverse pipes nobody waits for', () => {
     const toB = await proxyTo(b.listenPort, requested);
     const toA = await proxyTo(a.listenPort, new Promise((r) => setTimeout(r, 300)));
     try {
-      const viaProxy = (n: P2pNode, port: number): string => encodeAddress(n.identity, {
-        signalKey: n.address.signalKey,
-        interfaces: [{ nat: 'UNKNOWN', delta: { type: 'NA', value: 0 }, endpoints: [{ kind: 'loopback', proto: 'tcp', host: '127.0.0.1', port, family: 4 }] }],
-        signal: [...n.address.signal],
-      });
       // The address a sends in its reverse request (what b dials back).
-      (a as unknown as { addrText: string }).addrText = viaProxy(a, toA.port);
-      const p = await a.connect(viaProxy(b, toB.port), { strategies: ['reverse', 'direct'] });
+      (a as unknown as { addrText: string }).addrText = addressAt(a, toA.port);
+      const p = await a.connect(addressAt(b, toB.port), { strategies: ['reverse', 'direct'] });
       expect(p.path.strategy).toBe('direct');
       await until(() => bPipes.some((q) => q.path.strategy === 'reverse'), 3000, 'b to dial back');
       await until(() => bPipes.every((q) => q.path.strategy !== 'reverse' || q.closed), 3000, "b's losing reverse pipe to close");
@@ -214,15 +201,9 @@ describe('a busy peer refuses at once', () => {
     const b = await node({ timeouts: { direct: 5000, reverse: 5000 } });
     const m = await node();
     // A TCP server that accepts and never answers: b's dials back to it hang in the handshake.
-    const silent = createServer(() => undefined);
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const silent = await silentTcpServer();
     try {
-      const port = (silent.address() as AddressInfo).port;
-      const mAddr = encodeAddress(m.identity, {
-        signalKey: m.address.signalKey,
-        interfaces: [{ nat: 'UNKNOWN', delta: { type: 'NA', value: 0 }, endpoints: [{ kind: 'loopback', proto: 'tcp', host: '127.0.0.1', port, family: 4 }] }],
-        signal: [...m.address.signal],
-      });
+      const mAddr = addressAt(m, silent.port);
       const bEvents = events(b);
       for (let i = 0; i < MAX_SERVING_PER_PEER; i++) {
         await m.signalling?.send(b.address, 'reverse', { addr: mAddr, conn: i.toString(16).padStart(32, '0') }, { timeout: 2000 });

@@ -8,23 +8,8 @@ import { InvalidArgumentError, LeaseError, NotFoundError, RoutingError, StateErr
 import { SwarmPeer } from '../src/swarm/index.js';
 import { SyncDict } from '../src/sync/index.js';
 import { createTestnet } from '../src/testnet/index.js';
-import { boundPeer, delay, swarmOf, until } from './swarm-helpers.js';
-
-/** Runs (and awaits) `fn`, then collects the unhandled rejections of the next `ms`. */
-async function unhandledDuring(fn: () => unknown, ms = 100): Promise<unknown[]> {
-  const seen: unknown[] = [];
-  const on = (reason: unknown): void => {
-    seen.push(reason);
-  };
-  process.on('unhandledRejection', on);
-  try {
-    await fn();
-    await delay(ms);
-  } finally {
-    process.off('unhandledRejection', on);
-  }
-  return seen;
-}
+import { unhandledDuring } from './helpers/unhandled.js';
+import { boundPeer, swarmOf, until } from './swarm-helpers.js';
 
 describe('swarm: un-awaited sends are not unhandled rejections', () => {
   it('send to a member that left (the swarm-echo pattern): no unhandled rejection; awaited: RoutingError', async () => {

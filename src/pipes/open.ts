@@ -71,7 +71,14 @@ function wildcard(f: Family): string {
 export async function pipeOpen(proto: 'tcp', dest: EndpointLike, opts?: PipeOptions): Promise<TcpPipe>;
 /** Opens a TCP server: listens on `opts.bind` (default: any address, a random port). */
 export async function pipeOpen(proto: 'tcp', dest?: undefined, opts?: PipeOptions): Promise<TcpServer>;
-/** Opens a UDP pipe: binds a socket and, with `dest`, sends to `dest` by default. */
+/**
+ * Opens a UDP pipe: binds a socket and, with `dest`, sends to `dest` by default. The socket is
+ * not connected: a client receives datagrams from any source, not only `dest`, each with
+ * `msg.from` naming its sender (NAT traversal relies on it, e.g. STUN CHANGE-REQUEST answers
+ * from another address). To take only `dest`'s, subscribe with `source: { host, port }` and
+ * `recv({ sub })`, or check `msg.from`. One datagram is one message: `framing` and
+ * `maxMessageSize` are checked, then ignored. `send` refuses payloads over `MAX_UDP_PAYLOAD`.
+ */
 export async function pipeOpen(proto: 'udp', dest?: EndpointLike, opts?: PipeOptions): Promise<UdpPipe>;
 /** Opens a pipe when `proto` is only known at run time; the result type is the union of the above. */
 export async function pipeOpen(proto: Proto, dest?: EndpointLike, opts?: PipeOptions): Promise<TcpPipe | TcpServer | UdpPipe>;

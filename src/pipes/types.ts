@@ -66,7 +66,11 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024;
 export const MAX_MESSAGE_SIZE_LIMIT = 256 * 1024 * 1024;
 /** Default maximum line length for `'line'` framing (bytes, without the newline). */
 export const DEFAULT_MAX_LINE = 64 * 1024;
-/** Largest UDP payload that can be sent over IPv4 (65535 − 8 − 20). */
+/**
+ * Largest UDP payload that can be sent over IPv4 (65535 − 8 − 20). A UDP pipe's `send` rejects
+ * a larger payload with `MessageTooBigError` before sending, over IPv6 too; received datagrams
+ * are delivered whole whatever their size (an IPv6 peer can send up to 65 527 bytes).
+ */
 export const MAX_UDP_PAYLOAD = 65507;
 /** Default connect timeout (ms) when the caller gives none. */
 export const DEFAULT_CONNECT_TIMEOUT = 10_000;
@@ -128,9 +132,18 @@ export interface PipeOptions extends AbortOptions, QueueLimits {
   family?: Family;
   /** Message callback registered before any data can arrive; suppresses the default `SUB_ALL` subscription. */
   onMessage?: MessageCallback;
-  /** TCP framing. @default 'raw' */
+  /**
+   * TCP framing. UDP pipes check the value (an unknown one rejects with
+   * `InvalidArgumentError`) and otherwise ignore it: one datagram is one message.
+   * @default 'raw'
+   */
   framing?: Framing;
-  /** Max message size for `'length'` framing and max line for `'line'`. @default DEFAULT_MAX_MESSAGE_SIZE / DEFAULT_MAX_LINE */
+  /**
+   * Max message size for `'length'` framing and max line for `'line'` (TCP). UDP pipes check
+   * the value (not an integer 1..`MAX_MESSAGE_SIZE_LIMIT`: `InvalidArgumentError`) and
+   * otherwise ignore it: datagrams are neither capped nor refused by it (see `MAX_UDP_PAYLOAD`).
+   * @default DEFAULT_MAX_MESSAGE_SIZE / DEFAULT_MAX_LINE
+   */
   maxMessageSize?: number;
   /** Disable Nagle's algorithm on TCP. @default true */
   noDelay?: boolean;

@@ -1,6 +1,7 @@
 /**
  * `UdpPipe`: one UDP socket as a Pipe. A client has a default destination (`remote`); a
- * server replies to `msg.from`. Full subscription queues drop their oldest message.
+ * server replies to `msg.from`. Either receives datagrams from any source (the socket is not
+ * connected), one datagram per message. Full subscription queues drop their oldest message.
  *
  * When the pipe has subscriptions, datagrams are dispatched in batches: the ones the socket
  * reads in one turn of the event loop (libuv reads up to 32 per readiness event) are collected
@@ -23,7 +24,7 @@ import { MAX_UDP_PAYLOAD, type MessageCallback, type QueueLimits } from './types
 
 /** Options for wrapping a bound UDP socket. */
 export interface UdpPipeInit extends QueueLimits {
-  /** Default destination (clients). */
+  /** Default destination (clients). Not a filter: datagrams from every source are received, with `msg.from`. */
   remote?: Endpoint | undefined;
   /** Initial callback; when set no default subscription is made. */
   onMessage?: MessageCallback | undefined;
