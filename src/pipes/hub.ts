@@ -110,7 +110,8 @@ export abstract class MessageHub implements QueueOwner {
     const q = this.queues.find((x) => x.sub === sub);
     if (!q) return;
     this.queues = this.queues.filter((x) => x !== q);
-    q.close(new AbortError('recv cancelled: its subscription was removed (unsubscribe)'), true);
+    // The error only for a waiting recv (building one, with its stack, costs more than the rest of unsubscribe).
+    q.close(q.hasWaiter ? new AbortError('recv cancelled: its subscription was removed (unsubscribe)') : undefined, true);
     q.clear();
   }
 

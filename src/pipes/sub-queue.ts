@@ -255,6 +255,11 @@ export class SubQueue {
     this.waitRej = more.shift() as Reject;
   }
 
+  /** Whether a `recv()` is waiting on this queue. */
+  get hasWaiter(): boolean {
+    return this.waitRej !== undefined;
+  }
+
   /**
    * Ends the queue: waiting receivers reject (with a `PipeClosedError` caused by `err`, or with
    * `err` itself when `exact`); queued messages stay readable.
