@@ -18,7 +18,8 @@
  * other labs' CPU; idle phases overlap), MATRIX_PAIRS filter (comma-separated `natA/natB`
  * substrings, or `extras`), MATRIX_OUT output file (default bench/matrix.md), MATRIX_BULK_BYTES
  * (raw-vs-pipe transfer size, default 256 MiB), MATRIX_TSX=1 (run the peers through tsx instead
- * of tsc-compiled JavaScript).
+ * of tsc-compiled JavaScript), MATRIX_NODE_FLAGS (extra `node` flags for the compiled peers, e.g.
+ * `--no-concurrent-array-buffer-sweeping`; named in the report).
  * @module
  */
 import { spawnSync } from 'node:child_process';
@@ -46,6 +47,8 @@ const OUT = path.resolve(REPO_ROOT, process.env.MATRIX_OUT ?? 'bench/matrix.md')
 const BYTES = 1 << 20;
 const BULK_BYTES = Number(process.env.MATRIX_BULK_BYTES ?? 256 << 20);
 const TSX = !!process.env.MATRIX_TSX && process.env.MATRIX_TSX !== '0';
+/** Extra `node` flags for the peers (diagnostics, e.g. `--no-concurrent-array-buffer-sweeping`); recorded in the report. */
+const NODE_FLAGS = (process.env.MATRIX_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
 /** Node arguments that run the peer script: compiled JavaScript (default) or the TS source through tsx. */
 let PEER_ARGS: string[] = ['--import', 'tsx', path.join(REPO_ROOT, 'bench/matrix/peer.ts')];
 const BUILD_DIR = path.join(REPO_ROOT, 'node_modules', '.cache', 'p2pd-matrix');
@@ -69,7 +72,7 @@ function compilePeer(): void {
   if (r.status !== 0) log(`tsc reported problems (code still emitted): ${(r.stdout + r.stderr).slice(0, 500)}`);
   const js = path.join(BUILD_DIR, 'out/bench/matrix/peer.js');
   if (!existsSync(js)) throw new Error('tsc produced no peer.js');
-  PEER_ARGS = [js];
+  PEER_ARGS = [...NODE_FLAGS, js];
 }
 
 type J = Record<string, unknown>;
@@ -253,7 +256,7 @@ async function runExtras(): Promise<Extras> {
     // throughput and memory first, while nothing else runs in this lab
     const pub4 = lab.env.NATLAB_PUB1_IP4 as string;
     const b = await lab.exec('a1', process.execPath, [...PEER_ARGS, 'bulk', pub1.addr, '--raw', `${pub4}:40200`, '--bytes', String(BULK_BYTES), '--rounds', '5'], { timeoutMs: 300_000 });
-    ex.bulk = lines(b.stdout).filter((l) => l.event === 'bulk' || l.event === 'connected');
+    ex.bulk = lines(b.stdout).filter((l) => l.event === 'bulk' || l.event === 'connected' || l.event === 'aead');
     if (!ex.bulk.some((l) => l.event === 'bulk')) ex.notes.push(`bulk run failed: ${b.stdout.slice(-300)} ${b.stderr.slice(-300)}`);
     log(`extras: bulk done (${ex.bulk.length} lines)`);
     // run the link-level clients (they go idle), then the memory check while they idle
@@ -340,7 +343,7 @@ function report(rows: Row[], ex: Extras | undefined, t0: number): string {
     md += `\n## Node pipe vs raw TCP, a1 → pub1 (direct path through rtrA, ${(BULK_BYTES / 2 ** 20).toFixed(0)} MiB each way, 5 interleaved rounds after a 64 MiB warm-up; medians)\n\n`;
     const bulk = ex.bulk.filter((l) => l.event === 'bulk');
     const conn = ex.bulk.find((l) => l.event === 'connected');
-    if (conn) md += `Node pipe path: ${JSON.stringify(conn.path)}. The node pipe is encrypted (Noise XX, ChaCha20-Poly1305) and framed; raw TCP is plain \`node:net\` with TCP_NODELAY, same 64 KiB writes. RTT = median of 50 round trips of a 64-byte message. ${TSX ? 'Both processes run through tsx.' : 'Both processes run tsc-compiled JavaScript.'}\n\n`;
+    if (conn) md += `Node pipe path: ${JSON.stringify(conn.path)}. The node pipe is encrypted (Noise XX, ChaCha20-Poly1305) and framed; raw TCP is plain \`node:net\` with TCP_NODELAY, same 64 KiB writes. RTT = median of 50 round trips of a 64-byte message. ${TSX ? 'Both processes run through tsx.' : 'Both processes run tsc-compiled JavaScript.'}${NODE_FLAGS.length && !TSX ? ` Peers started with \`node ${NODE_FLAGS.join(' ')}\`.` : ''}\n\n`;
     const med = (mode: string, k: string): number | undefined => median(bulk.filter((l) => l.mode === mode).map((l) => l[k] as number));
     md += `| | raw TCP | node pipe | node/raw | target |\n|---|---|---|---|---|\n`;
     for (const [k, label] of [['upMBps', 'a1→pub1 MB/s'], ['downMBps', 'pub1→a1 MB/s'], ['rttMs', 'RTT ms']] as const) {
@@ -348,6 +351,8 @@ function report(rows: Row[], ex: Extras | undefined, t0: number): string {
       const n = med('node', k);
       md += `| ${label} | ${f(r, k === 'rttMs' ? 3 : 1)} | ${f(n, k === 'rttMs' ? 3 : 1)} | ${r && n ? (n / r).toFixed(2) : '–'} | ${k === 'rttMs' ? '–' : '≥ 0.5'} |\n`;
     }
+    const aead = ex.bulk.find((l) => l.event === 'aead');
+    if (aead) md += ceilingText(med, aead.encMsPerMB as number, aead.decMsPerMB as number);
     if (ex.memory) {
       const m = ex.memory;
       md += `\n## Idle memory per connected peer\n\npub1's node (\`--expose-gc\`, after 3 GCs) before and after ${m.peers as number} more peers connected from a1 (each its own P2pNode, direct TCP, encrypted pipe, idle): heapUsed ${kib(m.heapPerPeer as number)}/peer, external ${kib(m.externalPerPeer as number)}/peer, RSS ${kib(m.rssPerPeer as number)}/peer (RSS moves by whole pages and the allocator returns memory, so at this scale it is noise; heapUsed + external is the figure).\n`;
@@ -386,3 +391,26 @@ async function main(): Promise<void> {
 }
 
 void main();
+
+/**
+ * The best node/raw ratio a1's one thread allows, from figures measured in the same run: a1's
+ * CPU per MB in the raw rounds (kernel send or receive path, Cs/Cr) plus bare ChaCha20-Poly1305
+ * on a1 (E/D). A node pipe moving a MB through a1 needs at least Cs + E (up) or Cr + D (down)
+ * of a1's CPU, so it cannot run faster than 1000 / (Cs + E) MB/s. pub1's side is not counted
+ * (a bound from a1 alone, so an upper bound).
+ */
+function ceilingText(med: (mode: string, k: string) => number | undefined, enc: number, dec: number): string {
+  let t = `\n**Ceiling from a1's CPU** (same run): bare ChaCha20-Poly1305 on a1 costs E = ${enc.toFixed(2)} ms/MB to encrypt and D = ${dec.toFixed(2)} ms/MB to decrypt (64 KiB frames, one cipher object each). A node pipe needs at least the raw rounds' CPU on a1 plus the AEAD for each MB that a1 sends or receives, on a1's one thread:\n\n`;
+  t += `| direction | a1 CPU per MB, raw | + AEAD | ceiling MB/s | ceiling node/raw | node pipe a1 CPU per MB | measured / ceiling |\n|---|---|---|---|---|---|---|\n`;
+  for (const [dir, k, cpuK, aead, label] of [['up', 'upMBps', 'upCpuMsPerMB', enc, 'a1→pub1 (a1 sends: Cs + E)'], ['down', 'downMBps', 'downCpuMsPerMB', dec, 'pub1→a1 (a1 receives: Cr + D)']] as const) {
+    void dir;
+    const raw = med('raw', k);
+    const node = med('node', k);
+    const c = med('raw', cpuK);
+    const nc = med('node', cpuK);
+    if (raw === undefined || node === undefined || c === undefined) continue;
+    const ceil = Math.min(raw, 1000 / (c + aead));
+    t += `| ${label} | ${c.toFixed(2)} ms | ${(c + aead).toFixed(2)} ms | ${ceil.toFixed(0)} | ${(ceil / raw).toFixed(2)} | ${nc === undefined ? '–' : `${nc.toFixed(2)} ms`} | ${(node / ceil).toFixed(2)} |\n`;
+  }
+  return t;
+}
