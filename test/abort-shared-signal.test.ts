@@ -7,7 +7,7 @@ import { getEventListeners } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AbortError } from '../src/errors.js';
 import { pipeOpen } from '../src/pipes/index.js';
-import { cancellable, onAbort, sleep } from '../src/util/abort.js';
+import { cancellable, sleep, whenAborted } from '../src/util/abort.js';
 
 let warnings: Error[] = [];
 const onWarning = (w: Error): void => void warnings.push(w);
@@ -58,18 +58,18 @@ describe('a signal shared by many operations', () => {
     expect(warnings).toEqual([]);
   });
 
-  it('onAbort: callbacks run once each, in order; removing one keeps the rest; a throwing callback does not stop the others', async () => {
+  it('whenAborted: callbacks run once each, in order; removing one keeps the rest; a throwing callback does not stop the others', async () => {
     const ac = new AbortController();
     const calls: string[] = [];
     const same = (): void => void calls.push('same');
-    onAbort(ac.signal, () => calls.push('a'));
-    const offB = onAbort(ac.signal, () => calls.push('b'));
-    onAbort(ac.signal, same);
-    const offSame = onAbort(ac.signal, same);
-    onAbort(ac.signal, () => {
+    whenAborted(ac.signal, () => calls.push('a'));
+    const offB = whenAborted(ac.signal, () => calls.push('b'));
+    whenAborted(ac.signal, same);
+    const offSame = whenAborted(ac.signal, same);
+    whenAborted(ac.signal, () => {
       throw new Error('callback failure');
     });
-    onAbort(ac.signal, () => calls.push('c'));
+    whenAborted(ac.signal, () => calls.push('c'));
     offB();
     offSame();
     offSame(); // idempotent: removes only its own registration

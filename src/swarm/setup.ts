@@ -19,7 +19,7 @@ import { secure } from '../crypto/secure-pipe.js';
 import type { Endpoint } from '../interfaces/endpoint.js';
 import { pipeOpen } from '../pipes/open.js';
 import type { TcpPipe } from '../pipes/tcp.js';
-import { onAbort as whenAborted, throwIfAborted, type AbortOptions } from '../util/abort.js';
+import { whenAborted, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { MAX_FRAME_SIZE } from './constants.js';
 import { decodeHello, encodeHello } from './frames.js';
 import { FrameIO, resetPipe } from './link.js';

@@ -47,7 +47,7 @@ const watches = new WeakMap<AbortSignal, AbortWatch>();
  * tick, as an `EventTarget` listener's would be). A signal that is already aborted never calls
  * `cb` (check `signal.aborted` first).
  */
-export function onAbort(signal: AbortSignal, cb: () => void): () => void {
+export function whenAborted(signal: AbortSignal, cb: () => void): () => void {
   let w = watches.get(signal);
   if (w === undefined) {
     const callbacks = new Set<() => void>();
@@ -141,7 +141,7 @@ export function cancellable<T>(
       };
       arm(ms);
     }
-    if (signal) offAbort = onAbort(signal, () => fail(toAbortError(signal)));
+    if (signal) offAbort = whenAborted(signal, () => fail(toAbortError(signal)));
     try {
       cleanup = start(ok, fail);
       if (finished && cleanup) {

@@ -10,7 +10,7 @@ import { toEndpoint, type Endpoint, type EndpointLike, type Family } from '../..
 import { initP2pd, type Interface } from '../../interfaces/interfaces.js';
 import { ipFamily, ipToBytes } from '../../interfaces/ip.js';
 import { ipScope } from '../../interfaces/scope.js';
-import { onAbort as whenAborted, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
+import { whenAborted, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
 import { ExternalPortUnavailableError, startNatPmp, startPcp, startUpnp, startUpnpPinhole, type StartRequest, type Started } from './drivers.js';
 import { PortMapping, type PortMappingCallbacks } from './mapping.js';
 import { NatPmpClient } from './natpmp-client.js';

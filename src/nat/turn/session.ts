@@ -8,7 +8,7 @@
 import { setMaxListeners } from 'node:events';
 import { PipeClosedError, StunError, TimeoutError } from '../../errors.js';
 import { formatEndpoint, type Endpoint } from '../../interfaces/endpoint.js';
-import { onAbort as whenAborted, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
+import { whenAborted, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
 import type { StunAttribute } from '../stun/attributes.js';
 import { ATTR, CLASS, ERROR_CODE } from '../stun/constants.js';
 import { encodeStun, getAttr, newTransactionId, verifyIntegrity, type DecodedStunMessage } from '../stun/message.js';
