@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net';
 import { FrameError, InvalidArgumentError, MessageTooBigError, PipeClosedError } from '../errors.js';
 import { sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
-import { closeWithin, toAbortError, type AbortOptions } from '../util/abort.js';
+import { checkAbortOptions, closeWithin, type AbortOptions } from '../util/abort.js';
 import { boundSend, handled, Pipe, type SendData } from '../pipes/pipe.js';
 import { streamError } from '../pipes/socket-errors.js';
 import { toBuffer, type TcpPipe } from '../pipes/tcp.js';
@@ -144,7 +144,7 @@ export class SecurePipe extends Pipe {
       }
       const sock = this.socket;
       if (this.closed || sock.destroyed || !sock.writable) throw this.closedErr();
-      if (opts?.signal?.aborted) throw toAbortError(opts.signal);
+      if (opts !== undefined) checkAbortOptions(opts); // a bad timeout or signal: nothing is sent
       const buf = toBuffer(data);
       if (buf.length > this.maxMessageSize) throw new MessageTooBigError(`message too large (${buf.length} > ${this.maxMessageSize} bytes)`);
       const st = this.stats;

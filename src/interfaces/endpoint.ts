@@ -124,7 +124,11 @@ export function nodeHost(e: { host: string; scopeId?: string }): string {
   return e.scopeId ? `${e.host}%${e.scopeId}` : e.host;
 }
 
-/** Formats an endpoint: `1.2.3.4:5`, `[::1]:5`, `[fe80::1%eth0]:5`. */
+/**
+ * Formats an endpoint: `1.2.3.4:5`, `[::1]:5`, `[fe80::1%eth0]:5`. It does not validate
+ * (error messages format what they were given): only a non-object or a missing string `host`
+ * throws {@link EndpointError}; check untrusted input with {@link toEndpoint} first.
+ */
 export function formatEndpoint(e: { host: string; port: number; scopeId?: string; family?: Family }): string {
   if (e === null || typeof e !== 'object' || typeof e.host !== 'string') throw new EndpointError(`cannot format ${describe(e)} as an endpoint (needs { host, port })`);
   const v6 = e.family === 6 || e.host.includes(':');

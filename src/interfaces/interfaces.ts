@@ -354,6 +354,12 @@ async function enumerate(opts: InitOptions): Promise<Interfaces> {
  * @throws InvalidArgumentError on bad options; AbortError / TimeoutError via `signal` / `timeout`.
  */
 export function initP2pd(opts: InitOptions = {}): Promise<Interfaces> {
+  if (opts === null || typeof opts !== 'object') {
+    return Promise.reject(new InvalidArgumentError(`initP2pd options must be an object, got ${opts === null ? 'null' : typeof opts}`));
+  }
+  if (opts.loopback !== undefined && typeof opts.loopback !== 'boolean') {
+    return Promise.reject(new InvalidArgumentError(`loopback must be a boolean, got ${typeof opts.loopback}`));
+  }
   if (opts.include !== undefined && typeof opts.include !== 'function') {
     return Promise.reject(new InvalidArgumentError('include must be a function'));
   }

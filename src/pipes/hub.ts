@@ -130,7 +130,7 @@ export abstract class MessageHub implements QueueOwner {
     for (let i = 0; i < qs.length; i++) if ((qs[i] as SubQueue).sub === sub) return qs[i] as SubQueue;
     throw new InvalidArgumentError(
       sub === SUB_ALL
-        ? `not subscribed to SUB_ALL (${this.defaultDropped ?? 'this pipe has no default subscription: it was opened with an onMessage callback, it is a server (use accept() for its connections), or SUB_ALL was unsubscribed'}); call subscribe(SUB_ALL) first`
+        ? `not subscribed to SUB_ALL (${this.defaultDropped ?? 'this pipe has no default subscription: it was opened with an onMessage callback, it is a TCP server (use accept() for its connections), it was accepted by a TCP server whose own callbacks or subscriptions take its messages, or SUB_ALL was unsubscribed'}); call subscribe(SUB_ALL) first`
         : 'not subscribed to this subscription; call subscribe(sub) first',
     );
   }

@@ -4,7 +4,7 @@
  */
 export { Pipe, type SendData } from './pipe.js';
 export { MessageHub, type CloseCallback, type ErrorCallback } from './hub.js';
-export { TcpPipe } from './tcp.js';
+export { TcpPipe, BURST_TAIL_HOLD_MS } from './tcp.js';
 export { TcpServer, type ConnectionCallback } from './tcp-server.js';
 export { UdpPipe } from './udp.js';
 export { pipeOpen } from './open.js';

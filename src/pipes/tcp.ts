@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import { FrameError, InvalidArgumentError, PipeClosedError } from '../errors.js';
 import { endpointFromNode, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
-import { closeWithin, toAbortError, type AbortOptions } from '../util/abort.js';
+import { checkAbortOptions, closeWithin, type AbortOptions } from '../util/abort.js';
 import { createDecoder, encodeFrame, type FrameDecoder } from './framing.js';
 import { boundSend, handled, Pipe, type SendData } from './pipe.js';
 import { streamError } from './socket-errors.js';
@@ -203,7 +203,7 @@ export class TcpPipe extends Pipe {
         throw new InvalidArgumentError('a TCP pipe sends only to its remote end; omit dest or pass msg.from');
       }
       if (this.closed || this.socket.destroyed || !this.socket.writable) throw this.closedErr();
-      if (opts?.signal?.aborted) throw toAbortError(opts.signal);
+      if (opts !== undefined) checkAbortOptions(opts); // a bad timeout or signal: nothing is sent
       const buf = toBuffer(data);
       const frame = encodeFrame(this.framing, buf, this.maxMessageSize);
       this.stats.messagesOut++;

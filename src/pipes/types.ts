@@ -155,7 +155,13 @@ export interface PipeOptions extends AbortOptions, QueueLimits {
   sendBufferSize?: number;
   /** Allow several sockets on the same UDP address (SO_REUSEADDR). @default false */
   reuseAddr?: boolean;
-  /** IPv6 sockets only accept IPv6 (no v4-mapped). @default true for servers bound to `::` */
+  /**
+   * IPv6 sockets only accept IPv6 (no v4-mapped). A dual-stack socket (`false`) sees IPv4 peers
+   * as `::ffff:a.b.c.d` in `msg.from`. @default `true` for every IPv6 TCP server (bound to `::`
+   * or to a specific address); for UDP, `true` only for a server whose family alone says IPv6
+   * (`{ family: 6 }` or `{ bind: { port }, family: 6 }`, no `host`): a UDP socket bound to an
+   * explicit `'[::]:port'` / `{ host: '::' }` is dual-stack, as are UDP clients.
+   */
   ipv6Only?: boolean;
   /** TCP: how long `close()` waits for already-sent data to reach the kernel before resetting (ms). @default CLOSE_FLUSH_TIMEOUT (10 000) */
   flushTimeout?: number;

@@ -17,7 +17,7 @@ import type { RemoteInfo, Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { EndpointError, InvalidArgumentError, MessageTooBigError, P2pdError, PipeClosedError, UnreachableError } from '../errors.js';
 import { endpointFromNode, formatEndpoint, nodeHost, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
-import { closeWithin, toAbortError, type AbortOptions } from '../util/abort.js';
+import { checkAbortOptions, closeWithin, type AbortOptions } from '../util/abort.js';
 import { boundSend, destEndpoint, handled, Pipe, type SendData } from './pipe.js';
 import { toBuffer } from './tcp.js';
 import { MAX_UDP_PAYLOAD, type MessageCallback, type QueueLimits } from './types.js';
@@ -95,7 +95,7 @@ export class UdpPipe extends Pipe {
   send(data: SendData, dest?: EndpointLike, opts?: AbortOptions): Promise<void> {
     try {
       if (this.closed) throw new PipeClosedError('pipe is closed');
-      if (opts?.signal?.aborted) throw toAbortError(opts.signal);
+      if (opts !== undefined) checkAbortOptions(opts); // a bad timeout or signal: nothing is sent
       const to = dest === undefined ? this.remote : destEndpoint(dest);
       if (to === undefined) throw new InvalidArgumentError('a UDP server needs dest to send (e.g. msg.from)');
       // Endpoint-shaped objects skip toEndpoint: check what dgram would otherwise reject raw (port) or resolve via DNS (host).

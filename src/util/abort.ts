@@ -11,7 +11,10 @@ export const MAX_TIMER_MS = 2_147_483_647;
 
 /** The options accepted by every async operation in p2pd. */
 export interface AbortOptions {
-  /** Cancels the operation; it rejects with {@link AbortError}. */
+  /**
+   * Cancels the operation; it rejects with {@link AbortError}. Anything that is not an
+   * `AbortSignal` (`undefined` aside) is an `InvalidArgumentError`, as a bad `timeout` is.
+   */
   signal?: AbortSignal;
   /**
    * Milliseconds before the operation rejects with {@link TimeoutError}. `0`, `Infinity` or
@@ -29,6 +32,18 @@ export function badTimeout(timeout: unknown): InvalidArgumentError | undefined {
   if (timeout === undefined || (typeof timeout === 'number' && timeout >= 0)) return undefined;
   const shown = typeof timeout === 'string' ? JSON.stringify(timeout) : typeof timeout === 'number' ? String(timeout) : typeof timeout;
   return new InvalidArgumentError(`timeout must be a non-negative number of milliseconds (0 = none), got ${shown}`);
+}
+
+/**
+ * The `InvalidArgumentError` for a `signal` option that is not an `AbortSignal` (anything
+ * without a boolean `aborted` and an `addEventListener` method), or `undefined` when it is fine
+ * (`undefined` included).
+ */
+export function badSignal(signal: unknown): InvalidArgumentError | undefined {
+  if (signal === undefined) return undefined;
+  const s = signal as { aborted?: unknown; addEventListener?: unknown } | null;
+  if (s !== null && typeof s === 'object' && typeof s.aborted === 'boolean' && typeof s.addEventListener === 'function') return undefined;
+  return new InvalidArgumentError(`signal must be an AbortSignal, got ${s === null ? 'null' : typeof s}`);
 }
 
 interface AbortWatch {
@@ -50,6 +65,8 @@ const watches = new WeakMap<AbortSignal, AbortWatch>();
 export function whenAborted(signal: AbortSignal, cb: () => void): () => void {
   let w = watches.get(signal);
   if (w === undefined) {
+    const bad = badSignal(signal);
+    if (bad) throw bad;
     const callbacks = new Set<() => void>();
     const listener = (): void => {
       watches.delete(signal);
@@ -79,6 +96,17 @@ export function whenAborted(signal: AbortSignal, cb: () => void): () => void {
   };
 }
 
+/**
+ * Throws what an operation given `opts` would reject with before it starts: an
+ * `InvalidArgumentError` for a bad `timeout` or `signal`, an {@link AbortError} for a signal
+ * already aborted. For operations with an effect (a send) that must not happen then.
+ */
+export function checkAbortOptions(opts: AbortOptions): void {
+  const bad = badTimeout(opts.timeout) ?? badSignal(opts.signal);
+  if (bad) throw bad;
+  if (opts.signal?.aborted) throw toAbortError(opts.signal);
+}
+
 /** Throws an {@link AbortError} if `signal` is already aborted. */
 export function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw toAbortError(signal);
@@ -104,7 +132,7 @@ export function cancellable<T>(
   start: (resolve: (v: T) => void, reject: (e: unknown) => void) => void | (() => void),
 ): Promise<T> {
   const signal = opts?.signal;
-  const bad = badTimeout(opts?.timeout);
+  const bad = badTimeout(opts?.timeout) ?? badSignal(signal);
   if (bad) return Promise.reject(bad);
   if (signal?.aborted) return Promise.reject(toAbortError(signal));
   return new Promise<T>((resolve, reject) => {
@@ -192,8 +220,8 @@ export function sleep(ms: number, opts?: { signal?: AbortSignal }): Promise<void
  * timeout, just `graceful()`.
  */
 export function closeWithin(graceful: () => Promise<void>, opts: AbortOptions | undefined, force: () => void, what = 'close'): Promise<void> {
-  const bad = badTimeout(opts?.timeout);
-  // A bad timeout is still a close (it is not left half done): closed, then the error.
+  const bad = badTimeout(opts?.timeout) ?? badSignal(opts?.signal);
+  // A bad timeout or signal is still a close (it is not left half done): closed, then the error.
   if (bad) return graceful().then(() => Promise.reject(bad));
   if (opts === undefined || (opts.signal === undefined && (opts.timeout === undefined || opts.timeout === 0))) return graceful();
   if (opts.signal?.aborted) {

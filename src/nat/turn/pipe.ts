@@ -9,7 +9,7 @@ import { formatEndpoint, parseHost, sameEndpoint, toEndpoint, type Endpoint, typ
 import { boundSend, destEndpoint, handled, Pipe, type SendData } from '../../pipes/pipe.js';
 import { toBuffer } from '../../pipes/tcp.js';
 import type { MessageCallback, QueueLimits } from '../../pipes/types.js';
-import { bounded, closeWithin, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
+import { bounded, checkAbortOptions, closeWithin, throwIfAborted, type AbortOptions } from '../../util/abort.js';
 import { CHANNEL_DATA_HEADER_SIZE } from '../stun/channel-data.js';
 import { ATTR, CLASS, METHOD } from '../stun/constants.js';
 import { encodeStun, getAttr, newTransactionId } from '../stun/message.js';
@@ -190,7 +190,7 @@ export class TurnPipe extends Pipe {
   send(data: SendData, dest?: EndpointLike, opts?: AbortOptions): Promise<void> {
     try {
       if (this.closed) throw new PipeClosedError('TURN relay pipe is closed');
-      if (opts?.signal?.aborted) throw toAbortError(opts.signal);
+      if (opts !== undefined) checkAbortOptions(opts); // a bad timeout or signal: nothing is sent
       if (dest === undefined) throw new InvalidArgumentError('a TURN relay pipe needs dest: the peer to relay to (e.g. msg.from)');
       const to = destEndpoint(dest);
       if (to.family !== this.relayed.family) {
