@@ -83,3 +83,28 @@ describe('families and endpoints', () => {
     expect(formatEndpoint({ host: '::1', port: 5 })).toBe('[::1]:5');
   });
 });
+
+describe('IPv6 link-local destinations need a zone', () => {
+  it('TCP and UDP clients to fe80::… without %iface fail with an EndpointError that says so', async () => {
+    for (const proto of ['tcp', 'udp'] as const) {
+      const e = await pipeOpen(proto, '[fe80::1234]:7000', { timeout: 1000 }).catch((x: unknown) => x);
+      expect(e, proto).toBeInstanceOf(EndpointError);
+      expect((e as Error).message).toMatch(/fe80::1234 is an IPv6 link-local address: say which interface.*\[fe80::1234%eth0\]:7000/);
+    }
+    // Every fe80::/10 first group counts; fec0:: (old site-local) and fe8:: (group 0x0fe8) do not.
+    const e = await pipeOpen('tcp', { host: 'febf::1', port: 7 }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(EndpointError);
+  });
+
+  it('a UDP send to fe80::… without a zone is refused before anything is sent; with a zone it is attempted', async () => {
+    const srv = await track(pipeOpen('udp', undefined, { family: 6 }));
+    const before = srv.stats.messagesOut;
+    const e = await srv.send('x', '[fe80::1234]:7000').catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(EndpointError);
+    expect((e as Error).message).toMatch(/link-local address: say which interface/);
+    expect(srv.stats.messagesOut).toBe(before);
+    // Not link-local: the zone check stays out of the way (the send reaches the kernel).
+    for (const host of ['fec0::1', '::1']) await srv.send('x', { host, port: 9 }).catch(() => undefined);
+    expect(srv.stats.messagesOut).toBe(before + 2);
+  });
+});

@@ -124,6 +124,22 @@ export function nodeHost(e: { host: string; scopeId?: string }): string {
   return e.scopeId ? `${e.host}%${e.scopeId}` : e.host;
 }
 
+/** An IPv6 literal in `fe80::/10` (its first group is fe80–febf). */
+const LINK_LOCAL_V6_RE = /^fe[89ab][0-9a-f]:/i;
+
+/**
+ * The {@link EndpointError} for sending to or connecting to `e` when `e` is an IPv6
+ * link-local address (`fe80::/10`) without a zone and the local socket names no interface
+ * either (`localZone`): the kernel would reject it (TCP) or pick an interface on its own
+ * (UDP). `undefined` when the endpoint is fine.
+ */
+export function missingZone(e: { host: string; family: Family; scopeId?: string; port: number }, localZone?: string): EndpointError | undefined {
+  if (e.family !== 6 || e.scopeId || localZone || !LINK_LOCAL_V6_RE.test(e.host)) return undefined;
+  return new EndpointError(
+    `${e.host} is an IPv6 link-local address: say which interface reaches it, e.g. [${e.host}%eth0]:${e.port} (or bind to a link-local address of that interface)`,
+  );
+}
+
 /**
  * Formats an endpoint: `1.2.3.4:5`, `[::1]:5`, `[fe80::1%eth0]:5`. It does not validate
  * (error messages format what they were given): only a non-object or a missing string `host`

@@ -6,7 +6,7 @@ import { createSocket } from 'node:dgram';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { InterfaceNotFoundError, InvalidArgumentError } from '../errors.js';
-import { checkPort, formatEndpoint, nodeHost, parseHost, toEndpoint, type Endpoint, type EndpointLike, type Family } from '../interfaces/endpoint.js';
+import { checkPort, formatEndpoint, missingZone, nodeHost, parseHost, toEndpoint, type Endpoint, type EndpointLike, type Family } from '../interfaces/endpoint.js';
 import { cancellable, throwIfAborted } from '../util/abort.js';
 import { checkMaxMessageSize } from './framing.js';
 import { bindError, connectError } from './socket-errors.js';
@@ -116,6 +116,8 @@ async function openPipe(proto: Proto, dest: EndpointLike | undefined, opts: Pipe
     if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new InvalidArgumentError(`${k} must be a positive integer`);
   }
   const maxMessageSize = checkMaxMessageSize(framing, opts.maxMessageSize);
+  const noZone = remote && missingZone(remote, bind.scopeId);
+  if (noZone) throw noZone;
   if (proto === 'udp') return openUdp(remote, bind, family, opts);
   if (remote) return connectTcp(remote, bind, framing, maxMessageSize, opts, early);
   if (early !== undefined) throw new InvalidArgumentError('early data needs a destination');

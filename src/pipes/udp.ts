@@ -16,7 +16,7 @@
 import type { RemoteInfo, Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { EndpointError, InvalidArgumentError, MessageTooBigError, P2pdError, PipeClosedError, UnreachableError } from '../errors.js';
-import { endpointFromNode, formatEndpoint, nodeHost, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
+import { endpointFromNode, formatEndpoint, missingZone, nodeHost, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { checkAbortOptions, closeWithin, type AbortOptions } from '../util/abort.js';
 import { boundSend, destEndpoint, handled, Pipe, type SendData } from './pipe.js';
 import { toBuffer } from './tcp.js';
@@ -101,6 +101,10 @@ export class UdpPipe extends Pipe {
       // Endpoint-shaped objects skip toEndpoint: check what dgram would otherwise reject raw (port) or resolve via DNS (host).
       if (!(to.port > 0 && to.port <= 65535) || (to === dest && to !== this.lastFrom && isIP(to.host) === 0)) {
         throw new EndpointError(`cannot send to ${formatEndpoint(to)}`);
+      }
+      if (to.family === 6 && to.scopeId === undefined) {
+        const noZone = missingZone(to, this.local.scopeId);
+        if (noZone) throw noZone;
       }
       const buf = toBuffer(data);
       if (buf.length > MAX_UDP_PAYLOAD) throw new MessageTooBigError(`datagram of ${buf.length} bytes exceeds ${MAX_UDP_PAYLOAD}`);
