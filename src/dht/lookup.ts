@@ -5,7 +5,9 @@
  * (hop 1). At most `alpha` queries are in flight; each goes to the closest not-yet-queried
  * contact among the `k` closest that have not failed. Contacts learned from an answer at
  * hop `h` are at hop `h + 1`. The lookup ends when every one of the `k` closest non-failed
- * contacts has answered, or (value lookups) once `quorum` records have been collected.
+ * contacts has answered, or (value lookups) once `quorum` records have been collected, or
+ * after {@link MAX_LOOKUP_QUERIES} queries (peers that keep answering with made-up contacts,
+ * ever closer to the target, cannot keep a lookup running forever).
  *
  * A lookup's **hop count** is the hop of the contact that delivered the first record (value
  * lookups) or of the closest contact that answered (node lookups): the number of sequential
@@ -20,6 +22,8 @@ import type { DhtRecord } from './record.js';
 
 /** Kademlia's lookup parallelism α. */
 export const DEFAULT_ALPHA = 3;
+/** Most queries one lookup sends (an honest one needs about k + α·log₂(network size)). */
+export const MAX_LOOKUP_QUERIES = 512;
 
 /** A record found during a lookup. */
 export interface FoundRecord {
@@ -153,7 +157,7 @@ export async function iterativeLookup(
         if (++considered > deps.k) break;
         if (cand.state === NEW) {
           open = true;
-          if (inflight < deps.alpha) launch(cand);
+          if (inflight < deps.alpha && messages < MAX_LOOKUP_QUERIES) launch(cand);
         } else if (cand.state === PENDING) {
           open = true;
         }

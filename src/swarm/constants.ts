@@ -57,8 +57,17 @@ export const MAX_MEMBERS_PER_FRAME = 512;
 export const MAX_MEMBERS = 100_000;
 /** Most messages waiting in `recv()`'s queue; beyond it the oldest is dropped (counted). */
 export const DEFAULT_MAX_QUEUE = 4096;
+/**
+ * Most payload bytes waiting in `recv()`'s queue; beyond it the oldest messages are dropped
+ * (counted), so that large messages nobody reads yet cannot hold `maxQueue` × 1 MiB.
+ */
+export const MAX_QUEUE_BYTES = 64 * 1024 * 1024;
 /** Most deliveries waiting for async handlers; beyond it messages are dropped (counted). */
 export const MAX_PENDING_DELIVERIES = 4096;
+/** Most payload bytes of the deliveries waiting for async handlers; beyond it messages are dropped (counted). */
+export const MAX_PENDING_DELIVERY_BYTES = 64 * 1024 * 1024;
+/** Longest wait of `connect()` without a timeout for the neighbour's member snapshot, counted from the start (ms). */
+export const SNAPSHOT_TIMEOUT = 60_000;
 /** Longest protocol name (UTF-8 bytes). */
 export const MAX_PROTOCOL_NAME = 64;
 /** Longest protocol version string (UTF-8 bytes). */

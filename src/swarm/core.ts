@@ -10,7 +10,7 @@ import type { Endpoint } from '../interfaces/endpoint.js';
 import type { TcpServer } from '../pipes/tcp-server.js';
 import { cancellable, closeWithin, forceSignal, type AbortOptions } from '../util/abort.js';
 import {
-  ANNOUNCE_INTERVAL, HARD_MAX_LINKS, MAX_LINK_MALFORMED, MAX_PAYLOAD_SIZE, MAX_PENDING_SETUPS, SEEN_TTL,
+  ANNOUNCE_INTERVAL, HARD_MAX_LINKS, MAX_LINK_MALFORMED, MAX_PAYLOAD_SIZE, MAX_PENDING_SETUPS, SEEN_TTL, SNAPSHOT_TIMEOUT,
 } from './constants.js';
 import { buildEnvelope, decodeEnvelope, FRAME_BCAST, FRAME_DATA, type Envelope } from './envelope.js';
 import { GossipQueue } from './gossip.js';
@@ -18,7 +18,7 @@ import { decodeMembers, encodeMembers, FRAME_MEMBERS, FRAME_PING, MEMBERS_END_OF
 import { Link, resetPipe } from './link.js';
 import { LinkSet } from './links.js';
 import { Neighbours } from './neighbours.js';
-import { MemberTable, nodeIdHex, signAnnouncement } from './member.js';
+import { MemberTable, nodeIdHex, signAnnouncement, type MakeRoom } from './member.js';
 import { Router } from './routing.js';
 import { acceptLink, dialLink, type SetupContext, type SetupResult } from './setup.js';
 import { emptyStats, type SwarmStats } from './types.js';
@@ -52,6 +52,11 @@ export class SwarmCore {
   #timer: NodeJS.Timeout;
   #soon: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
+  /** A full member table drops a member for a peer whose HELLO came over a live link (never a linked one). */
+  readonly #room: MakeRoom = {
+    keep: (id) => this.links.get(id) !== undefined, unreachable: (id) => this.#nb.isUnreachable(id),
+    evicted: (m) => { this.#nb.reachable(m.idHex); this.#ev.member(m, 'expired'); },
+  };
 
   constructor(cfg: CoreConfig, events: CoreEvents, server: TcpServer, readonly endpoint: Endpoint) {
     setMaxListeners(0, this.#closeCtrl.signal); // every link setup listens for close
@@ -158,7 +163,7 @@ export class SwarmCore {
       void r.io.close();
       return undefined;
     }
-    const res = this.members.apply(r.hello, now);
+    const res = this.members.apply(r.hello, now, this.#room);
     const idHex = nodeIdHex(r.hello.publicKey);
     const member = this.members.get(idHex);
     if (res === 'invalid' || res === 'full' || !member || member.leaving) {
@@ -208,8 +213,8 @@ export class SwarmCore {
   }
 
   /**
-   * Dials `dest` and registers the link; resolves once the neighbour's member snapshot has
-   * arrived. Rejects with the setup error (e.g. {@link ProtocolMismatchError}).
+   * Dials `dest` and registers the link; resolves once the neighbour's member snapshot has arrived, within
+   * `opts.timeout` (by default {@link SNAPSHOT_TIMEOUT}; the link stays). Rejects with the setup error (e.g. {@link ProtocolMismatchError}).
    */
   async connect(dest: Endpoint, opts: AbortOptions): Promise<Link> {
     const t0 = performance.now();
@@ -222,8 +227,9 @@ export class SwarmCore {
     }
     const link = this.#register(r);
     if (!link) throw new PipeClosedError('the link was refused (node closing, or a bad announcement)');
-    const left = opts.timeout ? Math.max(1, opts.timeout - (performance.now() - t0)) : undefined;
-    await cancellable<void>({ signal: opts.signal, ...(left ? { timeout: left } : {}) }, 'member snapshot', (resolve, reject) => {
+    const total = opts.timeout ?? SNAPSHOT_TIMEOUT; // an explicit 0: none, as asked
+    const left = total > 0 ? Math.max(1, total - (performance.now() - t0)) : 0;
+    await cancellable<void>({ signal: opts.signal, timeout: left }, 'member snapshot', (resolve, reject) => {
       const check = (): void => {
         const active = this.links.get(link.remoteIdHex);
         if (link.snapshotDone || (active && active.snapshotDone)) resolve();

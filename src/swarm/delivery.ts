@@ -4,13 +4,14 @@
  * queued), then `onMessage` callbacks or the `recv()` queue.
  *
  * Handlers may be async; while one is pending, later messages wait behind it (order is
- * kept), at most `MAX_PENDING_DELIVERIES` of them (beyond that they are dropped and counted).
+ * kept), at most `MAX_PENDING_DELIVERIES` of them and `MAX_PENDING_DELIVERY_BYTES` of payload
+ * (beyond that they are dropped and counted).
  * Relaying never waits for any of this.
  * @module
  */
 import { InvalidArgumentError } from '../errors.js';
 import type { AbortOptions } from '../util/abort.js';
-import { MAX_PENDING_DELIVERIES } from './constants.js';
+import { MAX_PENDING_DELIVERIES, MAX_PENDING_DELIVERY_BYTES, MAX_QUEUE_BYTES } from './constants.js';
 import { FRAME_BCAST, KIND_USER, type Envelope } from './envelope.js';
 import { Inbox } from './inbox.js';
 import type { Link } from './link.js';
@@ -45,13 +46,19 @@ export class Delivery {
   readonly #inbox: Inbox<SwarmMessage>;
   #chain: Promise<void> | undefined;
   #pending = 0;
+  #pendingBytes = 0;
 
   constructor(d: DeliveryDeps) {
     this.#d = d;
-    this.#inbox = new Inbox(d.maxQueue, () => {
-      const s = d.stats();
-      if (s) s.queueDropped++;
-    });
+    this.#inbox = new Inbox(
+      d.maxQueue,
+      () => {
+        const s = d.stats();
+        if (s) s.queueDropped++;
+      },
+      MAX_QUEUE_BYTES,
+      (m) => m.data.length,
+    );
   }
 
   /** Messages in the `recv()` queue. */
@@ -120,13 +127,20 @@ export class Delivery {
     }
     const conn = from ? this.#conn(from) : undefined;
     if (this.#chain) {
-      if (this.#pending >= MAX_PENDING_DELIVERIES) {
+      const n = msg.data.length;
+      if (this.#pending >= MAX_PENDING_DELIVERIES || this.#pendingBytes + n > MAX_PENDING_DELIVERY_BYTES) {
         const s = this.#d.stats();
         if (s) s.queueDropped++;
         return;
       }
       this.#pending++;
-      this.#track(this.#chain.then(() => this.#runAsync(msg, conn, 0, undefined)).finally(() => this.#pending--));
+      this.#pendingBytes += n;
+      this.#track(
+        this.#chain.then(() => this.#runAsync(msg, conn, 0, undefined)).finally(() => {
+          this.#pending--;
+          this.#pendingBytes -= n;
+        }),
+      );
       return;
     }
     const hs = this.#handlers;

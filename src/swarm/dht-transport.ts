@@ -15,8 +15,8 @@ import type { SwarmPeerInfo } from './types.js';
 
 /** Message kind of DHT frames on the swarm. */
 export const KIND_DHT = 2;
-/** Most peers with a DHT connection state kept at once (least recently created dropped first). */
-const MAX_CONNECTIONS = 4096;
+/** Most peers with a DHT connection state kept at once (the least recently created idle one dropped first). */
+export const MAX_CONNECTIONS = 4096;
 
 /** DHT RPC over a bound swarm peer. */
 export class SwarmDhtTransport implements DhtTransport {
@@ -49,14 +49,22 @@ export class SwarmDhtTransport implements DhtTransport {
       context: { remoteId: new Uint8Array(to) },
     });
     if (this.#conns.size >= MAX_CONNECTIONS) {
-      const [k, old] = this.#conns.entries().next().value as [string, DhtConnection];
-      if (old.pending === 0) {
+      // The oldest idle one: a busy oldest (a request of ours in flight) must not stop the
+      // eviction, or each request from a new origin meanwhile would grow the map for good.
+      for (const [k, old] of this.#conns) {
+        if (old.pending > 0) continue;
         old.close();
         this.#conns.delete(k);
+        break;
       }
     }
     this.#conns.set(info.idHex, c);
     return c;
+  }
+
+  /** Peers with a DHT connection state (diagnostics). */
+  get connections(): number {
+    return this.#conns.size;
   }
 
   /** Sends `req` to `to` over the swarm (a directed message) and resolves with the response. */

@@ -1,6 +1,6 @@
 /**
- * The queue behind `SwarmPeer.recv()`: FIFO, bounded (the oldest message is dropped when
- * full, and counted), with waiting receivers and a synchronous fast path.
+ * The queue behind `SwarmPeer.recv()`: FIFO, bounded in items and in bytes (the oldest items
+ * are dropped when full, and counted), with waiting receivers and a synchronous fast path.
  * @module
  */
 import { PipeClosedError } from '../errors.js';
@@ -17,11 +17,25 @@ export class Inbox<T> {
   #head = 0;
   #waiters: Waiter<T>[] = [];
   #closed: Error | undefined;
+  #bytes = 0;
 
+  /**
+   * @param max items held at most
+   * @param onDrop called for each item dropped
+   * @param maxBytes bytes held at most (by `sizeOf`); the newest item is always kept
+   * @param sizeOf the size of an item
+   */
   constructor(
     private readonly max: number,
     private readonly onDrop: () => void,
+    private readonly maxBytes = Number.POSITIVE_INFINITY,
+    private readonly sizeOf: (v: T) => number = () => 0,
   ) {}
+
+  /** Bytes of the items waiting. */
+  get bytes(): number {
+    return this.#bytes;
+  }
 
   /** Items waiting. */
   get length(): number {
@@ -42,7 +56,8 @@ export class Inbox<T> {
       return;
     }
     this.#items.push(v);
-    if (this.length > this.max) {
+    this.#bytes += this.sizeOf(v);
+    while (this.length > this.max || (this.#bytes > this.maxBytes && this.length > 1)) {
       this.take();
       this.onDrop();
     }
@@ -54,6 +69,7 @@ export class Inbox<T> {
     const v = this.#items[this.#head] as T;
     (this.#items as (T | undefined)[])[this.#head] = undefined;
     this.#head++;
+    this.#bytes -= this.sizeOf(v);
     if (this.#head === this.#items.length) {
       this.#items = [];
       this.#head = 0;

@@ -118,6 +118,20 @@ export function verifyAnnouncement(a: RawAnnouncement, protocolHash: Buffer, now
 /** Outcome of {@link MemberTable.apply}. */
 export type ApplyResult = 'new' | 'updated' | 'left' | 'stale' | 'invalid' | 'full';
 
+/**
+ * How a full table makes room for a member that proved its key on a live link (its HELLO):
+ * such a peer outranks gossip, so announcements of made-up members filling the table cannot
+ * make a node refuse every new neighbour.
+ */
+export interface MakeRoom {
+  /** Members never dropped to make room (those we hold a link to). */
+  keep(idHex: string): boolean;
+  /** Members we failed to reach: dropped before the others. */
+  unreachable(idHex: string): boolean;
+  /** A member was dropped to make room. */
+  evicted(m: Member): void;
+}
+
 /** The members a node knows, keyed by id. Our own entry is kept apart (never in the table). */
 export class MemberTable {
   readonly #byId = new Map<string, Member>();
@@ -172,9 +186,10 @@ export class MemberTable {
 
   /**
    * Verifies (unless it is byte-identical to what we hold) and applies an announcement.
-   * Our own id is ignored ('stale').
+   * Our own id is ignored ('stale'). A new member when the table is full: 'full', unless
+   * `room` is given (a HELLO); then the member `room` can best spare is dropped for it.
    */
-  apply(a: RawAnnouncement, now: number): ApplyResult {
+  apply(a: RawAnnouncement, now: number, room?: MakeRoom): ApplyResult {
     const id = nodeIdOf(a.publicKey);
     if (id.equals(this.selfId)) return 'stale';
     const idHex = id.toString('hex');
@@ -184,9 +199,10 @@ export class MemberTable {
       return 'stale';
     }
     if (old && old.seq === a.seq) return 'stale'; // same seq, other bytes: first one wins
-    if (!old && this.#byId.size >= MAX_MEMBERS) return 'full';
+    if (!old && this.#byId.size >= MAX_MEMBERS && !room) return 'full';
     if (!verifyAnnouncement(a, this.protocolHash, now)) return 'invalid';
     if (!old && a.leaving) return 'stale'; // nothing to remove; do not store a stranger's tombstone
+    if (!old && this.#byId.size >= MAX_MEMBERS && !this.#evictFor(room as MakeRoom)) return 'full';
     const m: Member = {
       id,
       idHex,
@@ -204,6 +220,26 @@ export class MemberTable {
     this.#version++;
     if (a.leaving) return 'left';
     return old && !old.leaving ? 'updated' : 'new';
+  }
+
+  /** Drops a member for a newcomer: tombstones first, then unreachable members, then the longest unheard. */
+  #evictFor(room: MakeRoom): boolean {
+    let best: Member | undefined;
+    let bestRank = 3;
+    for (const m of this.#byId.values()) {
+      if (room.keep(m.idHex)) continue;
+      const rank = m.leaving ? 0 : room.unreachable(m.idHex) ? 1 : 2;
+      if (rank < bestRank || (rank === bestRank && m.heardAt < (best as Member).heardAt)) {
+        best = m;
+        bestRank = rank;
+      }
+    }
+    if (!best) return false;
+    this.#unindex(best);
+    this.#byId.delete(best.idHex);
+    this.#version++;
+    room.evicted(best);
+    return true;
   }
 
   #index(m: Member): void {

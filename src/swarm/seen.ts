@@ -7,6 +7,14 @@
  * ({@link SeenCache.forgotten}): a message of that origin no newer than that may have been
  * seen and is refused (at most once under overload, never twice). Per origin, so that a node
  * whose clock runs behind loses nothing to other origins' evictions.
+ *
+ * When more origins need a floor than the cache holds, the least recently raised floor is
+ * folded into one floor shared by every origin. What is folded is capped at the time the
+ * evicted message arrived: a flood of throw-away origins stamping their messages up to
+ * MAX_CLOCK_SKEW ahead of our clock would otherwise make every origin's messages count as
+ * seen until then (one member silencing the swarm). So the guarantee stays whole for messages
+ * not stamped in our future; a replay of one stamped ahead of our clock can get through once
+ * its entry and its origin's floor are both gone.
  * @module
  */
 
@@ -25,9 +33,13 @@ export class SeenCache<S> {
   readonly #map = new Map<string, Entry<S>>();
   /** Entries dropped because the cache was full (before their TTL). */
   evicted = 0;
-  /** Per origin (the key's first {@link ORIGIN_CHARS} characters): newest evicted message timestamp. Bounded by `maxSize`. */
-  readonly #floors = new Map<string, number>();
-  /** Floor for origins whose own floor was dropped from {@link #floors} (the highest such). */
+  /**
+   * Per origin (the key's first {@link ORIGIN_CHARS} characters): newest evicted message
+   * timestamp (`ts`), and the same capped at each message's arrival (`capped`, what is folded
+   * into {@link #globalFloor}). Bounded by `maxSize`.
+   */
+  readonly #floors = new Map<string, { ts: number; capped: number }>();
+  /** Floor for origins whose own floor was dropped from {@link #floors} (the highest `capped` such). */
   #globalFloor = Number.NEGATIVE_INFINITY;
 
   constructor(
@@ -67,7 +79,7 @@ export class SeenCache<S> {
   forgotten(k: string, ts: number): boolean {
     if (ts <= this.#globalFloor) return true;
     const f = this.#floors.get(k.slice(0, ORIGIN_CHARS));
-    return f !== undefined && ts <= f;
+    return f !== undefined && ts <= f.ts;
   }
 
   /**
@@ -86,19 +98,19 @@ export class SeenCache<S> {
       const [oldKey, old] = this.#map.entries().next().value as [string, Entry<S>];
       this.#map.delete(oldKey);
       this.evicted++;
-      this.#raiseFloor(oldKey.slice(0, ORIGIN_CHARS), old.ts);
+      this.#raiseFloor(oldKey.slice(0, ORIGIN_CHARS), old.ts, Math.min(old.ts, old.expires - this.ttl));
     }
   }
 
-  #raiseFloor(origin: string, ts: number): void {
+  #raiseFloor(origin: string, ts: number, capped: number): void {
     const f = this.#floors.get(origin);
-    if (f !== undefined && f >= ts) return;
+    if (f !== undefined && f.ts >= ts && f.capped >= capped) return;
     this.#floors.delete(origin); // re-insert: most recently raised last
-    this.#floors.set(origin, ts);
+    this.#floors.set(origin, { ts: Math.max(ts, f?.ts ?? ts), capped: Math.max(capped, f?.capped ?? capped) });
     if (this.#floors.size > this.maxSize) {
-      const [o, v] = this.#floors.entries().next().value as [string, number];
+      const [o, v] = this.#floors.entries().next().value as [string, { ts: number; capped: number }];
       this.#floors.delete(o);
-      if (v > this.#globalFloor) this.#globalFloor = v;
+      if (v.capped > this.#globalFloor) this.#globalFloor = v.capped;
     }
   }
 
