@@ -16,6 +16,12 @@ export type { FrameDecoder } from './pipes/index.js';
 export * from './dht/index.js';
 export * from './node/index.js';
 // Swarm, synced dict and testnet: their main API here; wire-level helpers stay in their modules.
+/**
+ * The swarm's limits and defaults (`swarmConstants.DEFAULT_MAX_LINKS`, `.MAX_QUEUE_BYTES`,
+ * `.SNAPSHOT_TIMEOUT`, …), as a namespace: some share a name with a pipe or crypto constant
+ * of another value (`DEFAULT_MAX_QUEUE`, `MAX_FRAME_SIZE`, `MAX_PAYLOAD_SIZE`).
+ */
+export * as swarmConstants from './swarm/constants.js';
 export { SwarmPeer, resolveProtocol, sameProtocol, type SwarmPeerEvents, type ResolvedProtocol, type SwarmProtocol } from './swarm/index.js';
 export type { BroadcastOptions, SendOptions, SwarmBindOptions, SwarmConnection, SwarmHandler, SwarmHooks, SwarmMessage, SwarmPeerInfo, SwarmPeerOptions, SwarmStats, SwarmTarget } from './swarm/index.js';
 export { SyncDict, type SyncDictEvents, type SyncDictOptions, type SyncMeta } from './sync/index.js';

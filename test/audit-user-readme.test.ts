@@ -159,3 +159,41 @@ describe('ipv6Only defaults (PipeOptions.ipv6Only TSDoc)', () => {
     await expect(pipeOpen('tcp', `127.0.0.1:${t.local.port}`, { timeout: 2000 })).rejects.toMatchObject({ code: 'ERR_CONNECTION_REFUSED' });
   });
 });
+
+describe('defaults and option checks of the upper layers', () => {
+  it('node timeouts are validated at start and their defaults exported', async () => {
+    expect(p2pd.DEFAULT_TIMEOUTS.connect).toBe(15_000);
+    expect(Object.isFrozen(p2pd.DEFAULT_TIMEOUTS)).toBe(true);
+    for (const timeouts of [{ connect: -1 }, { direct: 'x' }, { punch: 0 }, { nope: 5 }, 7] as unknown[]) {
+      const e = await p2pd.startP2pNode({ listen: 'loopback', portMapping: false, signalling: false, timeouts: timeouts as never }).catch((x: unknown) => x);
+      expect(e, JSON.stringify(timeouts)).toBeInstanceOf(InvalidArgumentError);
+      expect((e as Error).message).toMatch(/timeout/);
+    }
+    // A field given as undefined keeps its default (it used to erase it).
+    const n = await p2pd.startP2pNode({ listen: 'loopback', portMapping: false, signalling: false, timeouts: { connect: undefined, direct: 1234 } });
+    try {
+      const t = (n as unknown as { timeouts: Record<string, number> }).timeouts;
+      expect(t.connect).toBe(15_000);
+      expect(t.direct).toBe(1234);
+    } finally {
+      await n.close();
+    }
+  });
+
+  it('swarm limits are exported as swarmConstants, MAX_LOOKUP_QUERIES from the DHT', () => {
+    expect(p2pd.swarmConstants.MAX_QUEUE_BYTES).toBeGreaterThan(0);
+    expect(p2pd.swarmConstants.SNAPSHOT_TIMEOUT).toBeGreaterThan(0);
+    expect(p2pd.swarmConstants.DEFAULT_MAX_LINKS).toBeGreaterThan(0);
+    expect(p2pd.MAX_LOOKUP_QUERIES).toBe(512);
+  });
+
+  it('a testnet checks its close and waitConverged options, and a timed close resets what is left', async () => {
+    const net = await p2pd.createTestnet(2);
+    expect(await net.waitConverged({ timeout: 'x' as unknown as number }).catch((x: unknown) => x)).toBeInstanceOf(InvalidArgumentError);
+    await net.waitConverged({ timeout: 0 }); // 0 = no limit, converged already
+    const e = await net.close({ timeout: -1 }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(InvalidArgumentError); // closed all the same
+    expect(net.alive()).toEqual([]);
+    await net.close({ timeout: 1000 }); // idempotent
+  });
+});

@@ -35,7 +35,7 @@ export {
   type RpcErrorCode, type StoreRequest, type StoreStatus, type StoredResponse, type ValueResponse,
 } from './messages.js';
 export { linkSignals, type DhtRequestContext, type DhtRequestHandler, type DhtRequestOptions, type DhtTransport, type LinkedSignal } from './transport.js';
-export { DEFAULT_ALPHA, iterativeLookup, type FoundRecord, type LookupDeps, type LookupResult, type QueryAnswer } from './lookup.js';
+export { DEFAULT_ALPHA, MAX_LOOKUP_QUERIES, iterativeLookup, type FoundRecord, type LookupDeps, type LookupResult, type QueryAnswer } from './lookup.js';
 export { resolveRecords, type HeldRecord, type Resolution } from './resolve.js';
 export { DEFAULT_MAX_RECORDS, RecordStore, type RecordStoreOptions, type StoredRecord } from './store.js';
 export { LOOKUP_HISTORY, TIMER_JITTER, median, type DhtMetrics } from './node-support.js';

@@ -4,6 +4,7 @@
  * @module
  */
 export { P2pNode, startP2pNode } from './node.js';
+export { DEFAULT_TIMEOUTS } from './options.js';
 export { DEFAULT_MAX_PEERS, KEEPALIVE_MS } from './context.js';
 export * from './types.js';
 export { AddressError, SignalError, P2pConnectError, PeerRefusedError, type RefusalReason, type SignalRejection, type StrategyFailure } from './errors.js';

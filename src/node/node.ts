@@ -42,14 +42,13 @@ import { listenEverywhere } from './listen.js';
 import { NodeHandlers } from './handlers.js';
 import { RequestServer } from './requests.js';
 import { learnExternal, mapListenPorts } from './external.js';
-import { validateNodeOptions } from './options.js';
+import { DEFAULT_TIMEOUTS, validateNodeOptions } from './options.js';
 import { NodeLifecycle } from './node-lifecycle.js';
 import type { ConnectOptions, NodeEvent, NodeMessageCallback, NodePipe, NodeTimeouts, P2pNodeOptions, PipePath } from './types.js';
 
 /** Most distinct left-out endpoints remembered (so each is warned about once). */
 const MAX_DROPPED_REMEMBERED = 64;
 
-const DEFAULT_TIMEOUTS: Required<NodeTimeouts> = { connect: 15_000, direct: 2_000, reverse: 4_000, punch: 6_000, relay: 10_000, handshake: 5_000, nat: 2_500 };
 export { punchHopeless } from './connect.js';
 
 /**
@@ -107,7 +106,8 @@ export class P2pNode implements AsyncDisposable {
     validateNodeOptions(opts);
     this.opts = opts;
     this.handlers = new NodeHandlers(opts);
-    this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    this.timeouts = { ...DEFAULT_TIMEOUTS };
+    for (const [k, v] of Object.entries(opts.timeouts ?? {})) if (v !== undefined) this.timeouts[k as keyof NodeTimeouts] = v;
     this.identity = opts.identity ?? Identity.generate();
     this.idHex = this.identity.idHex;
     this.signalKey = deriveSignalKey(this.identity);

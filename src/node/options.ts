@@ -9,7 +9,31 @@ import { parseStunServer } from '../nat/stun/client.js';
 import { turnServerEndpoint } from '../nat/turn/allocate.js';
 import { checkBrokerUrl } from './address.js';
 import { errorOf } from './hello.js';
-import { STRATEGIES, type P2pNodeOptions } from './types.js';
+import { STRATEGIES, type NodeTimeouts, type P2pNodeOptions } from './types.js';
+
+/**
+ * The node's default timeouts (ms), used for every field of `P2pNodeOptions.timeouts` left
+ * out: connect 15 000, direct 2000, reverse 4000, punch 6000, relay 10 000, handshake 5000,
+ * nat 2500.
+ */
+export const DEFAULT_TIMEOUTS: Readonly<Required<NodeTimeouts>> = Object.freeze({
+  connect: 15_000, direct: 2_000, reverse: 4_000, punch: 6_000, relay: 10_000, handshake: 5_000, nat: 2_500,
+});
+
+/** Longest node timeout accepted (ms): Node's timer limit, 2^31 − 1 (about 24.8 days). */
+const MAX_NODE_TIMEOUT = 2_147_483_647;
+
+function checkTimeouts(t: unknown): void {
+  if (t === undefined) return;
+  if (t === null || typeof t !== 'object') throw new InvalidArgumentError('timeouts must be an object of milliseconds, e.g. { connect: 15000 }');
+  for (const [k, v] of Object.entries(t)) {
+    if (!(k in DEFAULT_TIMEOUTS)) throw new InvalidArgumentError(`unknown timeout ${JSON.stringify(k)}; known: ${Object.keys(DEFAULT_TIMEOUTS).join(', ')}`);
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !(v > 0 && v <= MAX_NODE_TIMEOUT)) {
+      throw new InvalidArgumentError(`timeouts.${k} must be a positive number of milliseconds (at most ${MAX_NODE_TIMEOUT}), got ${typeof v === 'number' ? String(v) : typeof v}`);
+    }
+  }
+}
 
 /**
  * Checks node options.
@@ -22,6 +46,7 @@ export function validateNodeOptions(opts: P2pNodeOptions): void {
   if (opts.listen !== undefined && opts.listen !== 'all' && opts.listen !== 'loopback') throw new InvalidArgumentError("listen must be 'all' or 'loopback'");
   if (opts.maxPeers !== undefined && !(Number.isInteger(opts.maxPeers) && opts.maxPeers >= 1)) throw new InvalidArgumentError('maxPeers must be a positive integer');
   if (opts.keepAlive !== undefined && !(Number.isFinite(opts.keepAlive) && opts.keepAlive >= 100)) throw new InvalidArgumentError('keepAlive must be >= 100 ms');
+  checkTimeouts(opts.timeouts);
   for (const s of opts.strategies ?? []) if (!STRATEGIES.includes(s)) throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(s)}`);
   for (const s of opts.stun ?? []) {
     try {

@@ -127,7 +127,7 @@ export interface P2pNodeOptions {
   strategies?: Strategy[];
   /**
    * Timeouts (ms); fields left out keep their defaults (see {@link NodeTimeouts}).
-   * @default DEFAULT_TIMEOUTS (applied in `node.ts`): connect 15 000, direct 2000, reverse 4000, punch 6000, relay 10 000, handshake 5000, nat 2500
+   * @default DEFAULT_TIMEOUTS: connect 15 000, direct 2000, reverse 4000, punch 6000, relay 10 000, handshake 5000, nat 2500
    */
   timeouts?: NodeTimeouts;
   /**

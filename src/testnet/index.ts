@@ -14,8 +14,8 @@ import { createHash } from 'node:crypto';
 import { Identity } from '../crypto/identity.js';
 import { DhtNode } from '../dht/node.js';
 import type { DhtNodeOptions } from '../dht/options.js';
-import { InvalidArgumentError, TimeoutError } from '../errors.js';
-import { sleep, throwIfAborted, type AbortOptions } from '../util/abort.js';
+import { AbortError, InvalidArgumentError, TimeoutError } from '../errors.js';
+import { badTimeout, closeWithin, forceSignal, sleep, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { SwarmDhtTransport } from '../swarm/dht-transport.js';
 import { SwarmPeer } from '../swarm/peer.js';
 import type { SwarmProtocol } from '../swarm/protocol.js';
@@ -53,8 +53,13 @@ export interface Testnet {
    * `timeout` (default 30 s).
    */
   waitConverged(opts?: AbortOptions): Promise<void>;
-  /** Closes every node (and DHT node). Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Closes every node (and DHT node). Idempotent. With `opts`, a signal that aborts or a
+   * `timeout` that passes resets whatever is still open and rejects with `AbortError` /
+   * `TimeoutError` (a bad `timeout` or `signal`: closed all the same, then
+   * `InvalidArgumentError`).
+   */
+  close(opts?: AbortOptions): Promise<void>;
   /** `await using net = await createTestnet(…)` closes it at the end of the scope (same as {@link close}). */
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -139,22 +144,32 @@ export async function createTestnet(n: number, opts: TestnetOptions = {}): Promi
   };
 
   const waitConverged = async (w: AbortOptions = {}): Promise<void> => {
-    const deadline = performance.now() + (w.timeout ?? 30_000);
+    const bad = badTimeout(w.timeout);
+    if (bad) throw bad;
+    const limit = w.timeout ?? 30_000; // 0 or Infinity: no limit (as everywhere)
+    const deadline = limit > 0 ? performance.now() + limit : Number.POSITIVE_INFINITY;
     for (;;) {
       throwIfAborted(w.signal);
       const live = nodes.filter(isLive);
       const ids = new Set(live.map((x) => x.idHex));
       if (live.every((x) => isConverged(x, ids))) return;
-      if (performance.now() > deadline) throw new TimeoutError(`testnet did not converge within ${w.timeout ?? 30_000} ms`);
+      if (performance.now() > deadline) throw new TimeoutError(`testnet did not converge within ${limit} ms`);
       await sleep(20, w.signal ? { signal: w.signal } : undefined);
     }
   };
 
-  const close = async (): Promise<void> => {
+  const closeAll = async (): Promise<void> => {
     await Promise.all(dhts.map((d) => d.close()));
     for (const t of transports) t.close();
     await Promise.all(nodes.map((x) => x.close()));
   };
+  let closing: Promise<void> | undefined;
+  const force = (): void => {
+    const now = { signal: forceSignal(new AbortError('testnet closed by force')) };
+    for (const d of dhts) void d.close(now).catch(() => undefined);
+    for (const x of nodes) void x.close(now).catch(() => undefined);
+  };
+  const close = (o?: AbortOptions): Promise<void> => closeWithin(() => (closing ??= closeAll()), o, force, 'testnet close');
 
   try {
     for (let i = 0; i < n; i++) await addNode();
@@ -171,7 +186,7 @@ export async function createTestnet(n: number, opts: TestnetOptions = {}): Promi
     }
     ready = true;
   } catch (e) {
-    await close();
+    await (closing ??= closeAll());
     throw e;
   }
 
@@ -182,7 +197,7 @@ export async function createTestnet(n: number, opts: TestnetOptions = {}): Promi
     addNode,
     waitConverged,
     close,
-    [Symbol.asyncDispose]: close,
+    [Symbol.asyncDispose]: () => close(),
   };
 }
 
