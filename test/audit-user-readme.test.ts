@@ -197,3 +197,17 @@ describe('defaults and option checks of the upper layers', () => {
     await net.close({ timeout: 1000 }); // idempotent
   });
 });
+
+describe('connectSecure timeout', () => {
+  it('a handshake that never completes fails with the caller\'s timeout in the message', async () => {
+    const { silentTcpServer } = await import('./helpers/nodes.js');
+    const srv = await silentTcpServer();
+    try {
+      const e = await p2pd.connectSecure(`127.0.0.1:${srv.port}`, { identity: p2pd.Identity.generate(), timeout: 300 }).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(p2pd.TimeoutError);
+      expect((e as Error).message).toMatch(/secure connect to 127\.0\.0\.1:\d+ timed out after 300 ms/);
+    } finally {
+      srv.close();
+    }
+  });
+});

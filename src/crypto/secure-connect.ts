@@ -14,8 +14,8 @@
  * @module
  */
 import type { Socket } from 'node:net';
-import { FrameError, HandshakeError, InvalidArgumentError, PipeClosedError } from '../errors.js';
-import type { EndpointLike } from '../interfaces/endpoint.js';
+import { FrameError, HandshakeError, InvalidArgumentError, PipeClosedError, TimeoutError } from '../errors.js';
+import { formatEndpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { cancellable, throwIfAborted, toAbortError, type AbortOptions } from '../util/abort.js';
 import { connectTcpWith } from '../pipes/open.js';
 import { handled } from '../pipes/pipe.js';
@@ -321,9 +321,14 @@ export async function connectSecure(dest: EndpointLike, opts: ConnectSecureOptio
     ...(maxQueue !== undefined ? { maxQueue } : {}),
     ...(maxQueueBytes !== undefined ? { maxQueueBytes } : {}),
   };
-  const p = runSecure(pipe, secOpts, undefined, started);
+  const run = runSecure(pipe, secOpts, undefined, started);
   release(); // normally done already, once message 1 was out
   // Argument errors reject without touching the pipe: it is ours here, so close it.
-  p.catch(() => (pipe.closed ? undefined : pipe.close())).catch(() => undefined);
-  return p;
+  run.catch(() => (pipe.closed ? undefined : pipe.close())).catch(() => undefined);
+  // The handshake ran on what the connect left of `timeout`: say the caller's figure.
+  return run.catch((e: unknown) => {
+    throw e instanceof TimeoutError && timeout > 0
+      ? new TimeoutError(`secure connect to ${pipe.remote ? formatEndpoint(pipe.remote) : 'the peer'} timed out after ${timeout} ms (in the handshake)`, { cause: e })
+      : e;
+  });
 }
