@@ -9,22 +9,15 @@ import { readFileSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as p2pd from '../src/index.js';
-import { InvalidArgumentError, SUB_ALL, initP2pd, pipeOpen, sleep, type Pipe } from '../src/index.js';
+import { InvalidArgumentError, SUB_ALL, initP2pd, pipeOpen, sleep } from '../src/index.js';
 import { whenAborted } from '../src/util/abort.js';
+import { useCleanup } from './helpers/pipes.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-const open: Pipe[] = [];
-async function track<T extends Pipe>(p: Promise<T>): Promise<T> {
-  const x = await p;
-  open.push(x);
-  return x;
-}
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((p) => p.close().catch(() => undefined)));
-});
+const cleanup = useCleanup();
 
 describe('README names', () => {
   it('every constant the README names in backticks is exported by the package', () => {
@@ -43,8 +36,8 @@ describe('a signal that is not an AbortSignal is an InvalidArgumentError', () =>
   const bads: unknown[] = [{}, 'nope', 42, null, { aborted: false }];
 
   it('recv, send, pipeOpen, sleep and initP2pd reject with it (no TypeError)', async () => {
-    const srv = await track(pipeOpen('udp', undefined, { bind: '127.0.0.1:0' }));
-    const c = await track(pipeOpen('udp', srv.local));
+    const srv = cleanup.track(await pipeOpen('udp', undefined, { bind: '127.0.0.1:0' }));
+    const c = cleanup.track(await pipeOpen('udp', srv.local));
     for (const signal of bads) {
       const s = signal as AbortSignal;
       for (const op of [
@@ -62,10 +55,10 @@ describe('a signal that is not an AbortSignal is an InvalidArgumentError', () =>
   });
 
   it('a send with a bad timeout or signal sends nothing (UDP and TCP)', async () => {
-    const srv = await track(pipeOpen('udp', undefined, { bind: '127.0.0.1:0' }));
-    const c = await track(pipeOpen('udp', srv.local));
-    const ts = await track(pipeOpen('tcp', undefined, { bind: '127.0.0.1:0', framing: 'line' }));
-    const tc = await track(pipeOpen('tcp', ts.local, { framing: 'line' }));
+    const srv = cleanup.track(await pipeOpen('udp', undefined, { bind: '127.0.0.1:0' }));
+    const c = cleanup.track(await pipeOpen('udp', srv.local));
+    const ts = cleanup.track(await pipeOpen('tcp', undefined, { bind: '127.0.0.1:0', framing: 'line' }));
+    const tc = cleanup.track(await pipeOpen('tcp', ts.local, { framing: 'line' }));
     const a = await ts.accept({ timeout: 2000 });
     for (const opts of [{ timeout: -1 }, { signal: {} as AbortSignal }]) {
       await expect(c.send('bad', undefined, opts)).rejects.toBeInstanceOf(InvalidArgumentError);
@@ -111,22 +104,22 @@ describe('initP2pd options', () => {
 
 describe('the default SUB_ALL subscription, as the README describes it', () => {
   it('UDP servers and clients have it; a TCP server has not', async () => {
-    const u = await track(pipeOpen('udp', undefined, { bind: '127.0.0.1:0' }));
+    const u = cleanup.track(await pipeOpen('udp', undefined, { bind: '127.0.0.1:0' }));
     expect(u.isSubscribed(SUB_ALL)).toBe(true);
-    const uc = await track(pipeOpen('udp', u.local));
+    const uc = cleanup.track(await pipeOpen('udp', u.local));
     expect(uc.isSubscribed(SUB_ALL)).toBe(true);
-    const t = await track(pipeOpen('tcp', undefined, { bind: '127.0.0.1:0' }));
+    const t = cleanup.track(await pipeOpen('tcp', undefined, { bind: '127.0.0.1:0' }));
     expect(t.isSubscribed(SUB_ALL)).toBe(false);
   });
 
   it("an accepted connection has it unless the server's own callbacks take its messages, and recv says why", async () => {
-    const plain = await track(pipeOpen('tcp', undefined, { bind: '127.0.0.1:0' }));
-    await track(pipeOpen('tcp', plain.local));
+    const plain = cleanup.track(await pipeOpen('tcp', undefined, { bind: '127.0.0.1:0' }));
+    cleanup.track(await pipeOpen('tcp', plain.local));
     const a = await plain.accept({ timeout: 2000 });
     expect(a.isSubscribed(SUB_ALL)).toBe(true);
 
-    const withCb = await track(pipeOpen('tcp', undefined, { bind: '127.0.0.1:0', onMessage: () => undefined }));
-    await track(pipeOpen('tcp', withCb.local));
+    const withCb = cleanup.track(await pipeOpen('tcp', undefined, { bind: '127.0.0.1:0', onMessage: () => undefined }));
+    cleanup.track(await pipeOpen('tcp', withCb.local));
     const b = await withCb.accept({ timeout: 2000 });
     expect(b.isSubscribed(SUB_ALL)).toBe(false);
     const e = await b.recv({ timeout: 100 }).catch((x: unknown) => x);
@@ -144,18 +137,18 @@ describe('ipv6Only defaults (PipeOptions.ipv6Only TSDoc)', () => {
   }
 
   it("a UDP socket bound to an explicit '[::]:0' is dual-stack; one opened with family 6 alone is not", async () => {
-    const dual = await track(pipeOpen('udp', undefined, { bind: '[::]:0' }));
+    const dual = cleanup.track(await pipeOpen('udp', undefined, { bind: '[::]:0' }));
     await sendV4(dual.local.port);
     const m = await dual.recv({ timeout: 2000 });
     expect(m.from.host).toBe('::ffff:127.0.0.1');
 
-    const v6 = await track(pipeOpen('udp', undefined, { family: 6 }));
+    const v6 = cleanup.track(await pipeOpen('udp', undefined, { family: 6 }));
     await sendV4(v6.local.port);
     await expect(v6.recv({ timeout: 200 })).rejects.toMatchObject({ code: 'ERR_TIMEOUT' });
   });
 
   it("a TCP server bound to '[::]:0' is IPv6-only: an IPv4 client is refused", async () => {
-    const t = await track(pipeOpen('tcp', undefined, { bind: '[::]:0' }));
+    const t = cleanup.track(await pipeOpen('tcp', undefined, { bind: '[::]:0' }));
     await expect(pipeOpen('tcp', `127.0.0.1:${t.local.port}`, { timeout: 2000 })).rejects.toMatchObject({ code: 'ERR_CONNECTION_REFUSED' });
   });
 });
