@@ -24,5 +24,7 @@ export * from './node/index.js';
 export * as swarmConstants from './swarm/constants.js';
 export { SwarmPeer, resolveProtocol, sameProtocol, type SwarmPeerEvents, type ResolvedProtocol, type SwarmProtocol } from './swarm/index.js';
 export type { BroadcastOptions, SendOptions, SwarmBindOptions, SwarmConnection, SwarmHandler, SwarmHooks, SwarmMessage, SwarmPeerInfo, SwarmPeerOptions, SwarmStats, SwarmTarget } from './swarm/index.js';
-export { SyncDict, type SyncDictEvents, type SyncDictOptions, type SyncMeta } from './sync/index.js';
+export {
+  SyncDict, DEFAULT_LEASE_TIME, DEFAULT_SYNC_INTERVAL, MAX_OWNERS_PER_KEY, MIN_STATE_REPLY_INTERVAL, type SyncDictEvents, type SyncDictOptions, type SyncDictStats, type SyncMeta,
+} from './sync/index.js';
 export { createTestnet, isConverged, SwarmDhtTransport, type Testnet, type TestnetOptions } from './testnet/index.js';

@@ -7,40 +7,36 @@
  * - Leases (default on, one hour): the member whose claim holds a key is its owner until its
  *   lease lapses (renewed by each write) or it deletes the key; `set`/`delete` by anyone else
  *   meanwhile throws {@link LeaseError}. Remote writes breaking a live lease lose on every member.
- * - State transfer: on every new link both ends exchange a digest of their records and, when
- *   they differ, their records; records new to a node are re-broadcast to its side of the
- *   swarm. So a key set before others join reaches them.
+ * - State transfer (`exchange.ts`): on every new link both ends exchange a digest of their
+ *   records and, when they differ, their records; records new to a node are re-broadcast to
+ *   its side of the swarm. So a key set before others join reaches them. Only neighbours are
+ *   answered, at most once per {@link MIN_STATE_REPLY_INTERVAL} each.
  * - Events `update (key, value, meta)` and `delete (key, meta)` fire on every member
  *   (the writer included) whenever a key's resolved value changes.
  * @module
  */
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { checkOptions, entryPairs } from '../util/args.js';
 import { InvalidArgumentError, LeaseError, NotFoundError, StateError } from '../errors.js';
 import { handled } from '../pipes/pipe.js';
 import { Reader } from '../swarm/codec.js';
 import { throwIfAborted, type AbortOptions } from '../util/abort.js';
-import { MAX_PAYLOAD_SIZE } from '../swarm/constants.js';
 import type { Envelope } from '../swarm/envelope.js';
 import type { SwarmPeer } from '../swarm/peer.js';
 import type { SwarmPeerInfo } from '../swarm/types.js';
 import {
-  DEFAULT_LEASE_TIME, DEFAULT_MAX_CLOCK_SKEW, MAX_KEY_SIZE, MAX_VALUE_SIZE, decodeRecordList, encodeRecordList, leaseEnd,
-  namespaceId, newerOf, recordProblem, resolveKey, signRecord, type SyncRecord,
+  DEFAULT_SYNC_INTERVAL, KIND_SYNC, MAX_KEYS, MAX_RECORDS_PER_MESSAGE, MIN_STATE_REPLY_INTERVAL, MSG_DIGEST, MSG_RECORDS, MSG_STATE,
+} from './constants.js';
+import { AntiEntropy, type SyncDictStats } from './exchange.js';
+import {
+  DEFAULT_LEASE_TIME, DEFAULT_MAX_CLOCK_SKEW, MAX_KEY_SIZE, MAX_VALUE_SIZE, decodeRecordList, leaseEnd, namespaceId, recordProblem,
+  signRecord, type SyncRecord,
 } from './record.js';
+import { RecordStore } from './store.js';
+import { recordMessages } from './wire.js';
 
-/** Swarm message kind of the synced dict. */
-export const KIND_SYNC = 1;
-/** Most keys one dict holds; writes of new keys beyond fail. */
-export const MAX_KEYS = 100_000;
-/** Most owners' records kept per key (oldest writes dropped first). */
-export const MAX_OWNERS_PER_KEY = 64;
-const MSG_RECORDS = 1;
-const MSG_DIGEST = 2;
-const MSG_STATE = 3;
-/** Most records in one RECORDS/STATE sync message: larger batches are split on send; decoding rejects more. */
-const MAX_RECORDS_PER_MESSAGE = 4096;
+export { DEFAULT_SYNC_INTERVAL, KIND_SYNC, MAX_KEYS, MAX_OWNERS_PER_KEY, MIN_STATE_REPLY_INTERVAL } from './constants.js';
+export type { SyncDictStats } from './exchange.js';
 
 /** Bytes-like input: strings are UTF-8 encoded. */
 export type Bytes = string | Uint8Array;
@@ -63,21 +59,18 @@ export interface SyncDictOptions {
   leasing?: boolean;
   /** Lease duration (ms). @default DEFAULT_LEASE_TIME (1 h) */
   leaseTime?: number;
-  /** Future clock skew tolerated on remote records (ms). @default 30 000 */
+  /** Future clock skew tolerated on remote records (ms). @default DEFAULT_MAX_CLOCK_SKEW (30 s) */
   maxClockSkew?: number;
   /** Clock (ms). @default Date.now */
   now?: () => number;
   /**
    * Anti-entropy period (ms): each period the dict sends its digest to one random neighbour,
-   * which answers with its records if they differ, so a write whose broadcast was lost (a
-   * full link buffer, a link being replaced) still reaches every member. `0` = only when links
-   * come up. @default DEFAULT_SYNC_INTERVAL (30 s)
+   * which answers with its records if they differ (at most once per MIN_STATE_REPLY_INTERVAL),
+   * so a write whose broadcast was lost (a full link buffer, a link being replaced) still
+   * reaches every member. `0` = only when links come up. @default DEFAULT_SYNC_INTERVAL (30 s)
    */
   syncInterval?: number;
 }
-
-/** Default {@link SyncDictOptions.syncInterval} (ms). */
-export const DEFAULT_SYNC_INTERVAL = 30_000;
 
 /** Events of a {@link SyncDict}. */
 export interface SyncDictEvents {
@@ -121,10 +114,9 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
   readonly #peer: SwarmPeer;
   readonly #skew: number;
   readonly #now: () => number;
-  readonly #records = new Map<string, Map<string, SyncRecord>>();
-  readonly #winners = new Map<string, SyncRecord>();
+  readonly #store: RecordStore;
+  readonly #sync: AntiEntropy;
   readonly #nsHex: string;
-  #digest: Buffer | undefined;
   #closed = false;
   readonly #offPeer: () => void;
   #timer: NodeJS.Timeout | undefined;
@@ -152,6 +144,8 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
     this.#now = opts.now ?? Date.now;
     this.namespace = namespaceId(this.name, this.leasing, this.leaseTime);
     this.#nsHex = this.namespace.toString('hex');
+    this.#store = new RecordStore(this.leasing, this.leaseTime);
+    this.#sync = new AntiEntropy(peer, this.namespace, this.#store);
     let dicts = registry.get(peer);
     if (!dicts) {
       const map = new Map<string, SyncDict>();
@@ -165,11 +159,11 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
     }
     if (dicts.has(this.#nsHex)) throw new StateError(`this peer already has a dict named ${JSON.stringify(this.name)} with these settings`);
     dicts.set(this.#nsHex, this);
-    const onPeer = (info: SwarmPeerInfo): void => this.#sendDigest(info.id);
+    const onPeer = (info: SwarmPeerInfo): void => this.#sync.sendDigest(info.id);
     peer.on('peer', onPeer);
     this.#offPeer = () => peer.off('peer', onPeer);
     // Neighbours we already have learn about us (and send what we miss) now.
-    if (peer.bound && !peer.closed) for (const p of peer.peers) this.#sendDigest(p.id);
+    if (peer.bound && !peer.closed) for (const p of peer.peers) this.#sync.sendDigest(p.id);
     if (every > 0) {
       this.#timer = setInterval(() => this.#gossip(), every);
       this.#timer.unref();
@@ -179,21 +173,18 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
   /** One anti-entropy round: our digest to a random neighbour (it answers with its records if they differ). */
   #gossip(): void {
     if (this.#peer.closed) return this.close(); // the peer is gone: so is this dict's part in the swarm
-    if (this.#closed || !this.#peer.bound) return;
-    const nbs = this.#peer.peers;
-    if (nbs.length === 0) return;
-    const nb = nbs[Math.floor(Math.random() * nbs.length)];
-    try {
-      if (nb) this.#sendDigest(nb.id);
-    } catch {
-      // The neighbour went away in the meantime: the next round picks another.
-    }
+    if (!this.#closed) this.#sync.round();
+  }
+
+  /** Counters of the digest exchange (a live view). */
+  get stats(): Readonly<SyncDictStats> {
+    return this.#sync.stats;
   }
 
   /** Number of keys with a value. */
   get size(): number {
     let n = 0;
-    for (const w of this.#winners.values()) if (!w.tombstone) n++;
+    for (const w of this.#store.winners()) if (!w.tombstone) n++;
     return n;
   }
 
@@ -201,7 +192,7 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
   get(key: Bytes): Buffer | undefined;
   get<D>(key: Bytes, dflt: D): Buffer | D;
   get<D>(key: Bytes, dflt?: D): Buffer | D | undefined {
-    const w = this.#winners.get(bytes(key, 'key', MAX_KEY_SIZE, false).toString('latin1'));
+    const w = this.#store.winner(bytes(key, 'key', MAX_KEY_SIZE, false).toString('latin1'));
     return w && !w.tombstone ? w.value : dflt;
   }
 
@@ -212,7 +203,7 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
 
   /** Owner, write time and lease end of `key`, or `undefined` when absent. */
   meta(key: Bytes): SyncMeta | undefined {
-    const w = this.#winners.get(bytes(key, 'key', MAX_KEY_SIZE, false).toString('latin1'));
+    const w = this.#store.winner(bytes(key, 'key', MAX_KEY_SIZE, false).toString('latin1'));
     return w && !w.tombstone ? this.#meta(w) : undefined;
   }
 
@@ -222,23 +213,23 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
 
   /** Keys with a value. */
   *keys(): IterableIterator<Buffer> {
-    for (const w of this.#winners.values()) if (!w.tombstone) yield w.key;
+    for (const w of this.#store.winners()) if (!w.tombstone) yield w.key;
   }
 
   /** `[key, value]` pairs. */
   *entries(): IterableIterator<[Buffer, Buffer]> {
-    for (const w of this.#winners.values()) if (!w.tombstone) yield [w.key, w.value];
+    for (const w of this.#store.winners()) if (!w.tombstone) yield [w.key, w.value];
   }
 
   /** Values. */
   *values(): IterableIterator<Buffer> {
-    for (const w of this.#winners.values()) if (!w.tombstone) yield w.value;
+    for (const w of this.#store.winners()) if (!w.tombstone) yield w.value;
   }
 
   /** Throws {@link LeaseError} unless we may write `key` now. */
   #checkLease(k: string, now: number): void {
     if (!this.leasing) return;
-    const w = this.#winners.get(k);
+    const w = this.#store.winner(k);
     if (w && !w.ownerId.equals(this.#peer.id) && now < leaseEnd(w, this.leaseTime)) {
       throw new LeaseError(`key is leased by ${w.ownerHex.slice(0, 16)}… until ${new Date(leaseEnd(w, this.leaseTime)).toISOString()}`, w.ownerHex, leaseEnd(w, this.leaseTime));
     }
@@ -247,8 +238,8 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
   #write(key: Buffer, value: Buffer, tombstone: boolean): SyncRecord {
     const k = key.toString('latin1');
     const now = this.#now();
-    const w = this.#winners.get(k);
-    const mine = this.#records.get(k)?.get(this.#peer.idHex);
+    const w = this.#store.winner(k);
+    const mine = this.#store.recordOf(k, this.#peer.idHex);
     let since: number;
     let ts = Math.max(now, mine ? mine.ts + 1 : 0);
     if (!this.leasing) {
@@ -260,7 +251,7 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
       since = Math.max(ts, w ? leaseEnd(w, this.leaseTime) : 0);
       ts = since;
     }
-    if (!this.#winners.has(k) && !this.#records.has(k) && this.#records.size >= MAX_KEYS) throw new StateError(`the dict holds ${MAX_KEYS} keys already`);
+    if (!this.#store.hasKey(k) && this.#store.full) throw new StateError(`the dict holds ${MAX_KEYS} keys already`);
     return signRecord(this.#peer.identity, this.#protocolHash(), { namespace: this.namespace, since, ts, tombstone, key, value });
   }
 
@@ -307,7 +298,7 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
     this.#live();
     throwIfAborted(opts?.signal);
     const k = bytes(key, 'key', MAX_KEY_SIZE, false);
-    const w = this.#winners.get(k.toString('latin1'));
+    const w = this.#store.winner(k.toString('latin1'));
     if (!w || w.tombstone) throw new NotFoundError('no such key in the synced dict');
     this.#checkLease(k.toString('latin1'), this.#now());
     this.#publish([this.#write(k, Buffer.alloc(0), true)]);
@@ -324,57 +315,14 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
   }
 
   #broadcast(raws: Buffer[]): void {
-    for (const chunk of this.#chunks(raws)) this.#peer.broadcastInternal(KIND_SYNC, this.#message(MSG_RECORDS, encodeRecordList(chunk)));
-  }
-
-  *#chunks(raws: Buffer[]): IterableIterator<Buffer[]> {
-    let cur: Buffer[] = [];
-    let size = 64;
-    for (const r of raws) {
-      if (cur.length > 0 && (size + r.length + 4 > MAX_PAYLOAD_SIZE || cur.length >= MAX_RECORDS_PER_MESSAGE)) {
-        yield cur;
-        cur = [];
-        size = 64;
-      }
-      cur.push(r);
-      size += r.length + 4;
-    }
-    if (cur.length > 0) yield cur;
-  }
-
-  #message(type: number, body: Buffer): Buffer {
-    return Buffer.concat([Buffer.from([type]), this.namespace, body]);
+    for (const m of recordMessages(MSG_RECORDS, this.namespace, raws)) this.#peer.broadcastInternal(KIND_SYNC, m);
   }
 
   /** Stores a verified record; returns true if our store changed. Emits events when the value changed. */
   #merge(r: SyncRecord): boolean {
-    const k = r.key.toString('latin1');
-    let owners = this.#records.get(k);
-    if (!owners) {
-      if (this.#records.size >= MAX_KEYS) return false;
-      owners = new Map();
-      this.#records.set(k, owners);
-    }
-    const old = owners.get(r.ownerHex);
-    if (old && !newerOf(r, old)) return false;
-    owners.set(r.ownerHex, r);
-    let after = resolveKey(owners.values(), this.leasing, this.leaseTime);
-    if (owners.size > MAX_OWNERS_PER_KEY) {
-      // Forget the oldest write that is not the key's current value: a flood of claims from
-      // throw-away keys cannot push out the holder's record and with it the holder's lease.
-      let oldest: SyncRecord | undefined;
-      for (const x of owners.values()) {
-        if (x === after) continue;
-        if (!oldest || x.ts < oldest.ts || (x.ts === oldest.ts && Buffer.compare(x.ownerId, oldest.ownerId) > 0)) oldest = x;
-      }
-      if (oldest) owners.delete(oldest.ownerHex);
-      after = resolveKey(owners.values(), this.leasing, this.leaseTime);
-      if (oldest === r) return false;
-    }
-    this.#digest = undefined;
-    const before = this.#winners.get(k);
-    if (after) this.#winners.set(k, after);
-    else this.#winners.delete(k);
+    const change = this.#store.merge(r);
+    if (!change) return false;
+    const { before, after } = change;
     if (before !== after && !(before && after && before.raw.equals(after.raw))) {
       if (after && !after.tombstone) this.#emit('update', after);
       else if (before && !before.tombstone) this.#emit('delete', after ?? before);
@@ -393,27 +341,9 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
 
   // -------------------------------------------------------------------- anti-entropy --
 
-  /** Digest of every record we hold (order-independent). */
+  /** Digest of every record we hold (order-independent; recomputed only after a change). */
   digest(): Buffer {
-    if (this.#digest) return this.#digest;
-    const hashes: Buffer[] = [];
-    for (const owners of this.#records.values()) for (const r of owners.values()) hashes.push(createHash('sha256').update(r.raw).digest());
-    hashes.sort(Buffer.compare);
-    const h = createHash('sha256');
-    for (const x of hashes) h.update(x);
-    this.#digest = h.digest();
-    return this.#digest;
-  }
-
-  #sendDigest(to: Buffer): void {
-    if (this.#closed || !this.#peer.bound || this.#peer.closed) return;
-    this.#peer.sendInternal(KIND_SYNC, to, this.#message(MSG_DIGEST, this.digest()));
-  }
-
-  #sendState(to: Buffer): void {
-    const raws: Buffer[] = [];
-    for (const owners of this.#records.values()) for (const r of owners.values()) raws.push(r.raw);
-    for (const chunk of this.#chunks(raws)) this.#peer.sendInternal(KIND_SYNC, to, this.#message(MSG_STATE, encodeRecordList(chunk)));
+    return this.#store.digest();
   }
 
   #onMessage(env: Envelope, src: SwarmPeerInfo): void {
@@ -425,7 +355,7 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
       if (type === MSG_DIGEST) {
         const d = r.bytes(32, 'digest');
         r.end();
-        if (!d.equals(this.digest())) this.#sendState(src.id);
+        this.#sync.onDigest(d, src);
         return;
       }
       if (type !== MSG_RECORDS && type !== MSG_STATE) throw new Error(`unknown sync message type ${type}`);
@@ -456,6 +386,7 @@ export class SyncDict extends EventEmitter<SyncDictEvents> {
     this.#closed = true;
     this.#offPeer();
     if (this.#timer) clearInterval(this.#timer);
+    this.#sync.close();
     const dicts = registry.get(this.#peer);
     if (dicts?.get(this.#nsHex) === this) dicts.delete(this.#nsHex);
   }
