@@ -10,6 +10,7 @@ import type { Endpoint } from '../interfaces/endpoint.js';
 import { closeWithin, forceSignal, type AbortOptions } from '../util/abort.js';
 import { AcceptQueue } from '../pipes/accept-queue.js';
 import { pipeOpen } from '../pipes/open.js';
+import { SourceShare, sourceOf } from '../pipes/source-share.js';
 import type { TcpPipe } from '../pipes/tcp.js';
 import { TcpServer } from '../pipes/tcp-server.js';
 import { DEFAULT_MAX_ACCEPT_QUEUE, type PipeOptions } from '../pipes/types.js';
@@ -34,7 +35,12 @@ export interface SecureServerOptions extends Omit<SecureOptions, 'initiator' | '
   onPipe?: (pipe: SecurePipe) => void;
   /** Called when an incoming handshake fails (with the error and the TCP pipe, already closing). */
   onHandshakeError?: (err: Error, pipe: TcpPipe) => void;
-  /** Handshakes in progress at once; connections beyond it are reset. @default DEFAULT_MAX_PENDING_HANDSHAKES (256) */
+  /**
+   * Handshakes in progress at once. Beyond it a connection is reset, unless its source (IPv4
+   * address, IPv6 /64) holds at least two slots fewer than the source holding the most: then
+   * that source's oldest handshake is reset instead, so one source cannot lock others out.
+   * @default DEFAULT_MAX_PENDING_HANDSHAKES (256)
+   */
   maxPendingHandshakes?: number;
   /** Secured pipes waiting for `accept()`; beyond it the oldest is closed. @default 1024 */
   maxAcceptQueue?: number;
@@ -48,6 +54,8 @@ export interface SecureServerStats {
   failures: number;
   /** Connections reset because `maxPendingHandshakes` were running. */
   rejected: number;
+  /** Handshakes reset to make room for a connection from a source holding fewer slots (also counted in `failures`). */
+  evicted: number;
   /** Secured pipes closed because nobody accepted them (`maxAcceptQueue`). */
   acceptOverflow: number;
 }
@@ -65,12 +73,13 @@ export class SecureServer implements AsyncDisposable {
   /** The pipes the close is closing (queued ones included), for a forced close. */
   private closingPipes: SecurePipe[] = [];
   /** Counters. */
-  readonly stats: SecureServerStats = { handshakes: 0, failures: 0, rejected: 0, acceptOverflow: 0 };
+  readonly stats: SecureServerStats = { handshakes: 0, failures: 0, rejected: 0, evicted: 0, acceptOverflow: 0 };
   /** True once closed. */
   closed = false;
   private readonly secureOpts: SecureOptions;
   private readonly maxPending: number;
-  private pending = 0;
+  /** Handshakes in progress, by source (see `source-share.ts`). */
+  private readonly inflight = new SourceShare<TcpPipe>();
   private pipeCbs: ((p: SecurePipe) => void)[] = [];
   private errorCbs: ((e: Error, p: TcpPipe) => void)[] = [];
   private readonly queue: AcceptQueue<SecurePipe>;
@@ -109,7 +118,7 @@ export class SecureServer implements AsyncDisposable {
 
   /** Handshakes in progress. */
   get pendingHandshakes(): number {
-    return this.pending;
+    return this.inflight.size;
   }
 
   private async acceptLoop(): Promise<void> {
@@ -129,22 +138,29 @@ export class SecureServer implements AsyncDisposable {
       p.reset();
       return;
     }
-    if (this.pending >= this.maxPending) {
-      this.stats.rejected++;
-      p.reset();
-      return;
+    const source = sourceOf(p.remote?.host);
+    if (this.inflight.size >= this.maxPending) {
+      const victim = this.inflight.victimFor(source);
+      if (victim === undefined) {
+        this.stats.rejected++;
+        p.reset();
+        return;
+      }
+      this.stats.evicted++;
+      victim.reset(); // its handshake fails (connection closed) and is counted in `failures`
     }
-    this.pending++;
+    this.inflight.add(source, p);
+    const release = (): boolean => this.inflight.delete(source, p); // false once evicted
     // The pipe is delivered before the bytes that came with the last handshake message are
     // decrypted, so callbacks registered in `onPipe` see every message.
     runSecure(p, this.secureOpts, (sp) => {
-      this.pending--;
+      release();
       this.stats.handshakes++;
       this.deliver(sp);
     }).then(
       undefined,
       (e: unknown) => {
-        this.pending--;
+        release();
         this.stats.failures++;
         const err = e instanceof Error ? e : new HandshakeError(String(e));
         for (const cb of this.errorCbs) {

@@ -48,7 +48,11 @@ export class TcpServer extends Pipe {
   /** The underlying `net.Server`. */
   readonly server: Server;
   private readonly init: TcpServerInit;
-  /** Accepted pipes awaiting `accept()`; one dropped beyond the limit keeps working (callbacks still see it). */
+  /**
+   * Accepted pipes awaiting `accept()`. One dropped beyond the limit keeps working if callbacks
+   * took it on arrival (they still see it); one that nothing took is reset, since no one could
+   * ever reach it (nor time it out), and a flood would otherwise keep it open indefinitely.
+   */
   private readonly acceptQueue: AcceptQueue<TcpPipe>;
   /**
    * Accepted pipes that callbacks took when they arrived (`onConnection` callbacks, or server
@@ -61,7 +65,7 @@ export class TcpServer extends Pipe {
   /** Server queues over their limits; while > 0 every connection is paused. */
   private paused = 0;
   private closing: Promise<void> | undefined;
-  /** Connections dropped from the accept queue because nobody called `accept()` (they keep working). */
+  /** Connections dropped from the accept queue because nobody called `accept()` (reset unless callbacks took them). */
   acceptOverflow = 0;
   /** Connections closed on arrival because `maxConnections` were already open. */
   refusedConnections = 0;
@@ -76,8 +80,9 @@ export class TcpServer extends Pipe {
     this.init = init;
     this.acceptQueue = new AcceptQueue<TcpPipe>({
       ...(init.maxAcceptQueue !== undefined ? { limit: init.maxAcceptQueue } : {}),
-      onDrop: () => {
+      onDrop: (p) => {
         this.acceptOverflow++;
+        if (!this.claimed.has(p)) p.reset();
       },
     });
     if (init.onMessage) this.onMessage(init.onMessage);

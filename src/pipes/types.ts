@@ -165,7 +165,11 @@ export interface PipeOptions extends AbortOptions, QueueLimits {
   ipv6Only?: boolean;
   /** TCP: how long `close()` waits for already-sent data to reach the kernel before resetting (ms). @default CLOSE_FLUSH_TIMEOUT (10 000) */
   flushTimeout?: number;
-  /** Max accepted pipes waiting for `accept()`; the oldest is left to callbacks beyond it. @default 1024 */
+  /**
+   * Max accepted pipes waiting for `accept()`; beyond it the oldest is left to the callbacks
+   * that took it on arrival (`onConnection`, server message callbacks or subscriptions), or
+   * reset when none did. @default 1024
+   */
   maxAcceptQueue?: number;
   /**
    * TCP servers: max live accepted connections; a connection beyond it is closed at once

@@ -8,6 +8,7 @@ import { nodeHost, parseHost, type Endpoint } from '../../interfaces/endpoint.js
 import { ipToBytes } from '../../interfaces/ip.js';
 import { isUnspecified } from '../../interfaces/scope.js';
 import type { Pipe } from '../../pipes/pipe.js';
+import { SourceShare, sourceOf } from '../../pipes/source-share.js';
 import type { TcpPipe } from '../../pipes/tcp.js';
 import type { TcpServer } from '../../pipes/tcp-server.js';
 import type { Message, Proto } from '../../pipes/types.js';
@@ -22,7 +23,7 @@ import { StunStreamSplitter } from './stream.js';
 import { STUN_SOFTWARE } from './client-options.js';
 import { unmapped as clientEndpoint } from './client-wire.js';
 import {
-  DEFAULT_MAX_REQUEST_SIZE, DEFAULT_MAX_STUN_CONNECTIONS, DEFAULT_STUN_RATE_LIMIT, DEFAULT_STUN_TCP_IDLE, MAX_RATE_ENTRIES,
+  DEFAULT_MAX_REQUEST_SIZE, DEFAULT_MAX_STUN_CONNECTIONS, DEFAULT_STUN_RATE_LIMIT, DEFAULT_STUN_TCP_IDLE, MAX_RATE_ENTRIES, MAX_STUN_TCP_UNSENT,
   type StunServerOptions, type StunServerStats,
 } from './server-options.js';
 import { addressTlv, EMPTY, isPlainBinding, softwareTlv, writeAddress } from './server-wire.js';
@@ -74,7 +75,10 @@ export class StunServer implements AsyncDisposable {
   private readonly maxConnections: number;
   private readonly idle: number;
   private readonly buckets = new Map<string, Bucket>();
-  private readonly splitters = new WeakMap<TcpPipe, StunStreamSplitter>();
+  /** Per TCP connection: its frame splitter and its idle timer (re-armed by each whole frame only). */
+  private readonly conns = new WeakMap<TcpPipe, { splitter: StunStreamSplitter; idle: NodeJS.Timeout }>();
+  /** Live TCP connections of each listening socket, by source (see `source-share.ts`). */
+  private readonly shares = new WeakMap<TcpServer, SourceShare<TcpPipe>>();
   private readonly ipCache = new Map<string, Uint8Array>();
   private readonly softwareTlv: Buffer;
   private closing: Promise<void> | undefined;
@@ -125,16 +129,28 @@ export class StunServer implements AsyncDisposable {
   }
 
   private onConnection(srv: TcpServer, c: TcpPipe): void {
-    if (srv.connections.size > this.maxConnections) {
+    let share = this.shares.get(srv);
+    if (share === undefined) this.shares.set(srv, (share = new SourceShare()));
+    const source = sourceOf(c.remote.host);
+    if (share.size >= this.maxConnections) {
+      // Full: the newcomer is refused, unless one source holds clearly more connections than
+      // its own; then that source's oldest goes, so one address cannot lock everyone out.
+      const victim = share.victimFor(source);
       this.stats.tcpDropped++;
-      c.reset();
-      return;
+      (victim ?? c).reset();
+      if (victim === undefined) return;
     }
-    this.splitters.set(c, new StunStreamSplitter({ maxFrameSize: Math.max(STUN_HEADER_SIZE + 4, Math.min(this.maxSize, 65552)) }));
-    c.socket.setTimeout(this.idle, () => {
+    share.add(source, c);
+    c.onClose(() => share.delete(source, c));
+    // Not the socket's own timeout: any byte re-arms that one, so a client trickling a request
+    // that never completes would hold its slot forever. Only whole frames re-arm this timer.
+    const idle = setTimeout(() => {
       this.stats.tcpDropped++;
       c.reset();
-    });
+    }, this.idle);
+    idle.unref();
+    this.conns.set(c, { splitter: new StunStreamSplitter({ maxFrameSize: Math.max(STUN_HEADER_SIZE + 4, Math.min(this.maxSize, 65552)) }), idle });
+    c.onClose(() => clearTimeout(idle));
     c.onError(() => undefined);
   }
 
@@ -199,18 +215,25 @@ export class StunServer implements AsyncDisposable {
 
   private onTcp(s: Sock, m: Message): void {
     const c = m.pipe as TcpPipe;
-    const splitter = this.splitters.get(c);
-    if (!splitter) return;
+    const conn = this.conns.get(c);
+    if (!conn || c.closed) return;
     let frames;
     try {
-      frames = splitter.push(m.data);
+      frames = conn.splitter.push(m.data);
     } catch {
       this.stats.tcpDropped++;
       c.reset();
       return;
     }
+    if (frames.length > 0) conn.idle.refresh();
     const from = clientEndpoint(m.from);
     for (const f of frames) {
+      if (c.socket.writableLength > MAX_STUN_TCP_UNSENT) {
+        // The client does not read its answers: drop it rather than queue them without bound.
+        this.stats.tcpDropped++;
+        c.reset();
+        return;
+      }
       if (f.kind !== 'stun') {
         this.stats.ignored++;
         continue;

@@ -14,8 +14,17 @@ export const DEFAULT_MAX_REQUEST_SIZE = 2048;
 export const DEFAULT_STUN_RATE_LIMIT = { rate: 500, burst: 1000 } as const;
 /** Default most concurrent TCP connections per listening socket. */
 export const DEFAULT_MAX_STUN_CONNECTIONS = 256;
-/** Default idle time (ms) after which a TCP connection is closed. */
+/**
+ * Default idle time (ms) after which a TCP connection is closed: the time allowed between
+ * whole requests (bytes that never complete one, trickled to look busy, do not count).
+ */
 export const DEFAULT_STUN_TCP_IDLE = 30_000;
+/**
+ * Most answer bytes a TCP connection may leave unsent (queued in the process because the client
+ * does not read them) before it is reset: a client that pipelines requests and never reads
+ * cannot make the server buffer answers without bound.
+ */
+export const MAX_STUN_TCP_UNSENT = 64 * 1024;
 /** Most source addresses the rate limiter tracks at once (the table is reset beyond it). */
 export const MAX_RATE_ENTRIES = 65_536;
 
@@ -45,9 +54,13 @@ export interface StunServerOptions extends AbortOptions {
   rateLimit?: { rate: number; burst: number } | false;
   /** Largest request in bytes. @default DEFAULT_MAX_REQUEST_SIZE (2048) */
   maxRequestSize?: number;
-  /** Most concurrent TCP connections per listening socket. @default 256 */
+  /**
+   * Most concurrent TCP connections per listening socket. Beyond it a new connection is reset,
+   * unless its source (IPv4 address, IPv6 /64) holds at least two fewer than the source holding
+   * the most: then that source's oldest connection is reset instead. @default 256
+   */
   maxConnections?: number;
-  /** Idle timeout of TCP connections (ms). @default 30 000 */
+  /** Idle timeout of TCP connections (ms): a connection that completes no request within it is closed. @default 30 000 */
   tcpIdleTimeout?: number;
 }
 
@@ -61,6 +74,6 @@ export interface StunServerStats {
   ignored: number;
   /** Requests dropped by the rate limiter. */
   rateLimited: number;
-  /** TCP connections refused over `maxConnections` or closed for a framing error / idleness. */
+  /** TCP connections refused over `maxConnections` or closed for a framing error, idleness or unread answers ({@link MAX_STUN_TCP_UNSENT}). */
   tcpDropped: number;
 }

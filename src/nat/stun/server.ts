@@ -26,7 +26,7 @@ import { StunServer, type Sock } from './server-core.js';
 import { STUN_ALT_PORT, type StunServerOptions } from './server-options.js';
 
 export {
-  DEFAULT_MAX_REQUEST_SIZE, DEFAULT_MAX_STUN_CONNECTIONS, DEFAULT_STUN_RATE_LIMIT, DEFAULT_STUN_TCP_IDLE, MAX_RATE_ENTRIES, STUN_ALT_PORT,
+  DEFAULT_MAX_REQUEST_SIZE, DEFAULT_MAX_STUN_CONNECTIONS, DEFAULT_STUN_RATE_LIMIT, DEFAULT_STUN_TCP_IDLE, MAX_RATE_ENTRIES, MAX_STUN_TCP_UNSENT, STUN_ALT_PORT,
   type StunServerOptions, type StunServerStats,
 } from './server-options.js';
 export { StunServer } from './server-core.js';
