@@ -2,7 +2,10 @@
  * An MQTT broker in the process (aedes), so that a demo, a LAN or a test needs no outside
  * server. It only carries p2pd signalling: clients may subscribe to and publish on
  * `p2pd/1/<64 hex>` topics only (no wildcards, so nobody can watch everyone's inbox), and
- * messages are bounded in size. The payloads are end-to-end signed and encrypted anyway.
+ * messages are bounded in size. What one client can make it hold is bounded too: packets of
+ * at most `MAX_MQTT_PACKET` bytes (a larger one drops the client before its body is read),
+ * at most {@link MAX_BROKER_SUBSCRIPTIONS} subscriptions, clean sessions only (nothing is kept
+ * or queued for a client that is gone). The payloads are end-to-end signed and encrypted anyway.
  * @module
  */
 import { createServer, type Server, type Socket } from 'node:net';
@@ -12,12 +15,19 @@ import { throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { checkPort, formatEndpoint, parseHost } from '../interfaces/endpoint.js';
 import { bindError } from '../pipes/socket-errors.js';
 import { MAX_ENVELOPE } from './envelope.js';
+import { guardMqttStream } from './mqtt-guard.js';
 
 /** Topic of a node's signalling inbox. */
 export function inboxTopic(idHex: string): string {
   return `p2pd/1/${idHex}`;
 }
 const TOPIC_RE = /^p2pd\/1\/[0-9a-f]{64}$/;
+
+/**
+ * Subscriptions one client connection may hold on an embedded broker (each costs broker
+ * memory; a p2pd node subscribes to its own inbox only). Further ones are refused.
+ */
+export const MAX_BROKER_SUBSCRIPTIONS = 8;
 
 /** Default cap on an embedded broker's concurrent client connections. */
 export const DEFAULT_BROKER_MAX_CONNECTIONS = 1024;
@@ -61,10 +71,22 @@ export async function startBroker(opts: BrokerOptions & AbortOptions = {}): Prom
   if (opts.host !== undefined) parseHost(opts.host);
   const maxConnections = opts.maxConnections ?? DEFAULT_BROKER_MAX_CONNECTIONS;
   if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new InvalidArgumentError('maxConnections must be a positive integer');
+  // Topics each client connection is subscribed to (see MAX_BROKER_SUBSCRIPTIONS).
+  const subs = new WeakMap<object, Set<string>>();
   const aedes = await Aedes.createBroker({
-    authorizeSubscribe: (_client, sub, cb) => {
-      if (TOPIC_RE.test(sub.topic)) cb(null, sub);
-      else cb(null, null); // refused (SUBACK 0x80), the connection stays
+    // Only clean sessions: a persistent one would keep subscriptions and queue messages for a
+    // client that is gone, without bound (p2pd clients always connect clean).
+    authenticate: (client, _user, _password, done) => {
+      if (client.clean) done(null, true);
+      else done(Object.assign(new Error('persistent sessions are not supported'), { returnCode: 5 as const }), false);
+    },
+    authorizeSubscribe: (client, sub, cb) => {
+      const mine = subs.get(client) ?? new Set<string>();
+      subs.set(client, mine);
+      if (TOPIC_RE.test(sub.topic) && (mine.has(sub.topic) || mine.size < MAX_BROKER_SUBSCRIPTIONS)) {
+        mine.add(sub.topic);
+        cb(null, sub);
+      } else cb(null, null); // refused (SUBACK 0x80), the connection stays
     },
     authorizePublish: (_client, packet, cb) => {
       const size = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
@@ -84,6 +106,10 @@ export async function startBroker(opts: BrokerOptions & AbortOptions = {}): Prom
     process.emitWarning(`p2pd broker: ${e.message}`, { code: 'P2PD_BROKER' });
   };
   (aedes as unknown as NodeJS.EventEmitter).on('error', report); // emitted by aedes though missing from its types
+  aedes.on('unsubscribe', (topics, client) => {
+    const mine = subs.get(client);
+    for (const t of topics) mine?.delete(t);
+  });
   const sockets = new Set<Socket>();
   const server: Server = createServer({ noDelay: true }, (sock) => {
     sock.on('error', () => undefined);
@@ -94,6 +120,9 @@ export async function startBroker(opts: BrokerOptions & AbortOptions = {}): Prom
     sockets.add(sock);
     sock.once('close', () => sockets.delete(sock));
     aedes.handle(sock);
+    // A client announcing a packet larger than any p2pd message is dropped before its body is
+    // buffered (aedes reads with `read()` on 'readable': each chunk it takes is seen first).
+    guardMqttStream(sock);
   });
   const listen = (host: string, ipv6Only: boolean): Promise<void> =>
     new Promise<void>((resolve, reject) => {
@@ -149,3 +178,4 @@ export async function startBroker(opts: BrokerOptions & AbortOptions = {}): Prom
   }
   return broker;
 }
+

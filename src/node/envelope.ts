@@ -127,6 +127,8 @@ export class ReplayCache {
   private readonly perSender = new Map<string, number>();
   private general = 0;
   private reservedUsed = 0;
+  /** The earliest expiry held (a lower bound): before it, a prune would free nothing. */
+  private nextExpiry = Infinity;
   /**
    * @param max ids held at most in the general budget (live ones are never forgotten: a replay
    *   must stay detectable)
@@ -150,11 +152,14 @@ export class ReplayCache {
     if (this.seen.has(id)) return false;
     const full = (): boolean => (expected ? this.reservedUsed >= this.reserved : this.general >= this.max) || (this.perSender.get(sender) ?? 0) >= this.maxPerSender;
     if (full()) {
-      this.prune(now);
+      // Scanning is only worth it once an id may have expired: a sender refused again and
+      // again must not cost a scan of the whole cache each time.
+      if (now > this.nextExpiry) this.prune(now);
       // Still full of live ids: refuse rather than forget one (which would allow its replay).
       if (full()) return false;
     }
     this.seen.set(id, { exp: expires, sender, reserved: expected });
+    if (expires < this.nextExpiry) this.nextExpiry = expires;
     if (expected) this.reservedUsed++;
     else this.general++;
     this.perSender.set(sender, (this.perSender.get(sender) ?? 0) + 1);
@@ -163,8 +168,12 @@ export class ReplayCache {
 
   /** Drops expired entries. */
   prune(now = Date.now()): void {
+    let next = Infinity;
     for (const [k, e] of this.seen) {
-      if (e.exp >= now) continue;
+      if (e.exp >= now) {
+        if (e.exp < next) next = e.exp;
+        continue;
+      }
       this.seen.delete(k);
       if (e.reserved) this.reservedUsed--;
       else this.general--;
@@ -172,6 +181,7 @@ export class ReplayCache {
       if (n <= 0) this.perSender.delete(e.sender);
       else this.perSender.set(e.sender, n);
     }
+    this.nextExpiry = next;
   }
 
   /** Number of ids held (both budgets). */

@@ -6,11 +6,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
 import mqtt, { type MqttClient } from 'mqtt';
+import { StateError } from '../errors.js';
 import { formatEndpoint } from '../interfaces/endpoint.js';
 import { ipScope } from '../interfaces/scope.js';
 import type { PeerAddress } from './address.js';
 import { SignalError } from './errors.js';
+import { guardMqttStream } from './mqtt-guard.js';
 
 /** One broker connection. */
 export interface Conn {
@@ -30,6 +33,13 @@ export interface Conn {
    * would pile up on the client: a `MaxListenersExceededWarning` past ten).
    */
   readonly inFlight: Set<() => void>;
+  /**
+   * When we last published or received on it (`performance.now()`): when the connections
+   * opened for peers run out, the least recently used idle one is closed to make room.
+   */
+  lastUsed: number;
+  /** Requests waiting for their answer through it: it is not closed to make room while > 0. */
+  pins: number;
 }
 
 /** How {@link openBroker} connects. */
@@ -58,8 +68,19 @@ export function openBroker(url: string, configured: boolean, o: OpenBrokerOption
     keepalive: 30,
     resubscribe: true,
     queueQoSZero: false,
+    manualConnect: true,
   });
-  const conn: Conn = { url, client, configured, ready: Promise.resolve(), up: false, inFlight: new Set() };
+  // Every connection (reconnects too) drops a broker that announces a packet larger than any
+  // p2pd message, before mqtt.js buffers it: anyone who can publish on our inbox could send one.
+  const c = client as unknown as { streamBuilder: (cl: MqttClient) => Duplex };
+  const build = c.streamBuilder;
+  if (typeof build !== 'function') throw new StateError('mqtt.js changed: no stream builder to guard');
+  c.streamBuilder = (cl) => {
+    const stream = build(cl);
+    guardMqttStream(stream);
+    return stream;
+  };
+  const conn: Conn = { url, client, configured, ready: Promise.resolve(), up: false, inFlight: new Set(), lastUsed: performance.now(), pins: 0 };
   // A broker that vanishes mid-publish: every publish in flight fails now rather than waits
   // for its caller's timeout.
   client.on('close', () => {
@@ -107,8 +128,11 @@ export function openBroker(url: string, configured: boolean, o: OpenBrokerOption
     client.on('offline', () => (conn.up = false));
   });
   conn.ready.catch(() => undefined);
+  client.connect();
   client.on('message', (topic, payload) => {
-    if (topic === o.topic) o.onMessage(payload);
+    if (topic !== o.topic) return;
+    conn.lastUsed = performance.now();
+    o.onMessage(payload);
   });
   return conn;
 }

@@ -12,7 +12,10 @@ import type { SignalRejection } from './errors.js';
 export const BROKER_CONNECT_TIMEOUT = 2_000;
 /** Default TTL of a signalling message (ms). */
 export const DEFAULT_SIGNAL_TTL = 10_000;
-/** Most broker connections opened on demand for peers (beyond the configured ones). */
+/**
+ * Most broker connections opened on demand for peers at once (beyond the configured ones).
+ * Past it, the least recently used one that nothing waits on is closed to make room.
+ */
 export const MAX_PEER_BROKERS = 16;
 
 /** A verified signalling message. */

@@ -203,6 +203,7 @@ export class Signalling {
     if (urls.length === 0) throw new SignalError('no-broker', `peer ${peer.idHex.slice(0, 16)}… has no signalling channel in its address`);
     // Configured but still connecting: wait for those first.
     const connecting = urls.map((u) => this.conns.get(u)).filter((c): c is Conn => c !== undefined);
+    if (urls.some((u) => !this.conns.has(u)) && this.peerBrokerCount() >= MAX_PEER_BROKERS) this.evictIdlePeerBroker();
     const fresh = urls.filter((u) => !this.conns.has(u)).slice(0, Math.max(0, MAX_PEER_BROKERS - this.peerBrokerCount()));
     const candidates = [...connecting, ...fresh.map((u) => this.open(u, false))];
     if (candidates.length === 0) throw new SignalError('no-broker', 'too many broker connections open');
@@ -219,6 +220,20 @@ export class Signalling {
         );
       }
     });
+  }
+
+  /**
+   * Closes the least recently used connection opened for a peer that nothing waits on (no
+   * publish in flight, no request waiting for its answer), so that new peers can still be
+   * reached once {@link MAX_PEER_BROKERS} were opened over time.
+   */
+  private evictIdlePeerBroker(): void {
+    let lru: Conn | undefined;
+    for (const c of this.conns.values()) {
+      if (c.configured || !c.up || c.pins > 0 || c.inFlight.size > 0) continue;
+      if (!lru || c.lastUsed < lru.lastUsed) lru = c;
+    }
+    if (lru) this.drop(lru);
   }
 
   private peerBrokerCount(): number {
@@ -245,18 +260,19 @@ export class Signalling {
     type: string,
     body: Record<string, unknown>,
     opts: AbortOptions & { ttl?: number; re?: string; via?: string },
-    onId: ((msgId: string) => void) | undefined,
+    onId: ((msgId: string, conn: Conn) => void) | undefined,
   ): Promise<string> {
     if (this.closed) throw new SignalError('closed', 'signalling is closed');
     throwIfAborted(opts.signal);
     const conn = await this.brokerFor(peer, opts.via, opts);
+    conn.lastUsed = performance.now();
     const ttl = Math.min(opts.ttl ?? DEFAULT_SIGNAL_TTL, 120_000);
     const payload: Record<string, unknown> = { t: type, b: body };
     if (opts.re !== undefined) payload.re = opts.re;
     const { bytes, msgId } = sealEnvelope(this.opts.identity, peer, payload, ttl);
     if (opts.re === undefined) this.expect(peer.idHex, Date.now() + ttl + (this.opts.clockSkew ?? 5_000));
     // The answer may come back before the broker's PUBACK: be ready for it first.
-    onId?.(msgId);
+    onId?.(msgId, conn);
     await cancellable<void>(opts, `publish to ${conn.url}`, (resolve, reject) => {
       if (!conn.up) {
         reject(new SignalError('not-connected', `broker ${conn.url} is not connected`));
@@ -287,13 +303,17 @@ export class Signalling {
     opts: AbortOptions & { ttl?: number; via?: string } = {},
   ): Promise<SignalMessage> {
     let id: string | undefined;
+    let pinned: Conn | undefined;
     let got: SignalMessage | undefined;
     let wake: ((m: SignalMessage) => void) | undefined;
     const reply = new Promise<SignalMessage>((resolve) => (wake = resolve));
     const t0 = performance.now();
     try {
-      await this.publish(peer, type, body, { ...opts, ttl: opts.ttl ?? opts.timeout ?? DEFAULT_SIGNAL_TTL }, (msgId) => {
+      await this.publish(peer, type, body, { ...opts, ttl: opts.ttl ?? opts.timeout ?? DEFAULT_SIGNAL_TTL }, (msgId, conn) => {
         id = msgId;
+        // The answer comes back through this broker: keep it open until then.
+        pinned = conn;
+        conn.pins++;
         this.pending.set(msgId, { from: peer.idHex, resolve: (m) => ((got = m), wake?.(m)) });
       });
       const left = opts.timeout ? Math.max(1, opts.timeout - (performance.now() - t0)) : undefined;
@@ -303,6 +323,10 @@ export class Signalling {
       });
     } finally {
       if (id !== undefined) this.pending.delete(id);
+      if (pinned) {
+        pinned.pins--;
+        pinned.lastUsed = performance.now();
+      }
     }
   }
 

@@ -33,7 +33,7 @@ export interface ConnectionHooks {
   data(d: Buffer): void;
   /** The peer's FIN was reached: no more data. */
   end(): void;
-  /** Bytes delivered but not consumed yet by the application (they shrink the window). */
+  /** Segments delivered but not consumed yet by the application (they shrink the window). */
   queued(): number;
   /** The send buffer has room again after {@link ReliableConnection.write} returned false. */
   writable(): void;
@@ -204,7 +204,7 @@ export class ReliableConnection implements MuxTarget {
     if (p.payload.length > 0 || fin) {
       if (p.payload.length > this.o.mtu) return void this.st.invalid++;
       this.tsEcho = p.ts;
-      const r = rcv.accept(p.seq, p.payload, fin, this.deliver);
+      const r = rcv.accept(p.seq, p.payload, fin, this.deliver, this.unread());
       if (r === 'duplicate') this.st.duplicates++;
       else if (r === 'outside') this.st.outOfWindow++;
       this.ackPending = true;
@@ -297,11 +297,15 @@ export class ReliableConnection implements MuxTarget {
     }
   }
 
+  /** Segments' worth of data delivered but not consumed yet by the application. */
+  private unread(): number {
+    return this.hooks.queued();
+  }
+
   private window(): number {
     const rcv = this.rcv;
     if (!rcv) return Math.min(0xffff, this.o.receiveBuffer);
-    const queued = Math.ceil(this.hooks.queued() / this.o.mtu);
-    return Math.max(0, Math.min(0xffff, this.o.receiveBuffer - rcv.held - queued));
+    return Math.max(0, Math.min(0xffff, this.o.receiveBuffer - rcv.held - this.unread()));
   }
 
   private send(flags: number, seq: number, payload: Buffer): void {

@@ -43,13 +43,15 @@ export class Receiver {
 
   /**
    * Takes one segment; hands what became deliverable in order to `deliver` (data) and sets
-   * {@link finReceived} when the FIN is reached.
+   * {@link finReceived} when the FIN is reached. `unread`: segments delivered but not yet
+   * consumed by the application; they shrink the window, so a peer that ignores the window
+   * we advertise cannot make us buffer more than `capacity` segments.
    */
-  accept(seq: number, data: Buffer, fin: boolean, deliver: (data: Buffer) => void): AcceptResult {
+  accept(seq: number, data: Buffer, fin: boolean, deliver: (data: Buffer) => void, unread = 0): AcceptResult {
     if (this.finReceived) return 'duplicate';
     const off = seqDiff(seq, this.rcvNxt);
     if (off < 0) return 'duplicate';
-    if (off >= this.capacity) return 'outside';
+    if (off >= this.capacity - unread) return 'outside';
     if (off > 0) {
       if (this.ooo.has(seq >>> 0)) return 'duplicate';
       this.ooo.set(seq >>> 0, { data, fin });

@@ -5,7 +5,10 @@
  * can wrap it (see `reliable.ts`). The protocol runs in {@link ReliableConnection}.
  *
  * Writes complete once their data is in the send buffer (at most `sendBuffer` segments
- * unacknowledged or unsent); `_final` completes when our FIN is acknowledged. With
+ * unacknowledged or unsent); `_final` completes when our FIN is acknowledged. Reads: segments
+ * are handed to the `Readable` only while it asks for more (its buffer holds about one
+ * segment); the rest wait here, counted in segments, and shrink the receive window, so what
+ * the application has not read is bounded in segments whatever their size. With
  * `allowHalfOpen: false` the peer's FIN ends our side too, and the stream closes once both
  * FINs are acknowledged.
  * @module
@@ -34,9 +37,19 @@ export class ReliableSocket extends Duplex {
   private finalCb: Cb | undefined;
   private held: { chunks: Buffer[]; cb: Cb } | undefined;
   private ready: { ok: () => void; fail: (e: Error) => void } | undefined;
+  /** Segments delivered in order that the `Readable` did not ask for yet (from `inboxHead` on). */
+  private inbox: Buffer[] = [];
+  private inboxHead = 0;
+  /** The `Readable` asked for data (`_read`) and has not been refused since. */
+  private wants = false;
+  /** The peer's FIN was reached: `push(null)` once the inbox is empty. */
+  private peerEnded = false;
+  private readonly mtu: number;
 
   constructor(o: ReliableSocketOptions) {
-    super({ allowHalfOpen: false, decodeStrings: true, emitClose: true, autoDestroy: true });
+    // A readable buffer of about one segment: the rest waits in the inbox, counted in segments.
+    super({ allowHalfOpen: false, decodeStrings: true, emitClose: true, autoDestroy: true, readableHighWaterMark: 1 });
+    this.mtu = o.mtu;
     this.datagram = o.pipe;
     this.remote = o.remote;
     this.initiator = o.initiator;
@@ -50,12 +63,15 @@ export class ReliableSocket extends Duplex {
         r?.ok();
       },
       data: (d) => {
-        if (!this.destroyed) this.push(d);
+        if (this.destroyed) return;
+        if (this.wants && this.unread === 0) this.wants = this.push(d);
+        else this.inbox.push(d);
       },
       end: () => {
-        if (!this.destroyed) this.push(null);
+        this.peerEnded = true;
+        if (!this.destroyed && this.unread === 0) this.push(null);
       },
-      queued: () => this.readableLength,
+      queued: () => this.unread + Math.ceil(this.readableLength / this.mtu),
       writable: () => this.release('writeCb'),
       finished: () => this.release('finalCb'),
       fail: (err) => {
@@ -141,7 +157,22 @@ export class ReliableSocket extends Duplex {
     this.conn.end();
   }
 
+  /** Segments waiting in the inbox. */
+  private get unread(): number {
+    return this.inbox.length - this.inboxHead;
+  }
+
   override _read(): void {
+    this.wants = true;
+    while (this.wants && this.unread > 0) this.wants = this.push(this.inbox[this.inboxHead++] as Buffer);
+    if (this.unread === 0) {
+      this.inbox = [];
+      this.inboxHead = 0;
+      if (this.peerEnded) this.push(null);
+    } else if (this.inboxHead > 64 && this.inboxHead * 2 > this.inbox.length) {
+      this.inbox = this.inbox.slice(this.inboxHead);
+      this.inboxHead = 0;
+    }
     this.conn.windowOpened();
   }
 
@@ -153,6 +184,8 @@ export class ReliableSocket extends Duplex {
     r?.fail(e);
     for (const c of [this.writeCb, this.finalCb, this.held?.cb]) c?.(e);
     this.writeCb = this.finalCb = this.held = undefined;
+    this.inbox = [];
+    this.inboxHead = 0;
     cb(err);
   }
 }
