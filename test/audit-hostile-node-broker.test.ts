@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MAX_BROKER_SUBSCRIPTIONS, startBroker, type Broker } from '../src/node/broker.js';
 import { MAX_MQTT_PACKET, PacketSizeGuard } from '../src/node/mqtt-guard.js';
+import { mqttConnect, mqttVarint } from './helpers/mqtt.js';
 
 let cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -19,18 +20,6 @@ afterEach(async () => {
 });
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** MQTT variable-length integer. */
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
 
 async function rawClient(b: Broker): Promise<Socket> {
   const s = connect(b.port, '127.0.0.1');
@@ -57,14 +46,12 @@ describe('embedded broker: oversized packets', () => {
     const b = await startBroker({ host: '127.0.0.1' });
     cleanup.push(() => b.close());
     const s = await rawClient(b);
-    const id = Buffer.from('x');
-    const vh = Buffer.concat([Buffer.from([0, 4]), Buffer.from('MQTT'), Buffer.from([4, 2, 0, 30, 0, id.length]), id]);
-    s.write(Buffer.concat([Buffer.from([0x10]), varint(vh.length), vh]));
+    s.write(mqttConnect('x'));
     const [connack] = (await once(s, 'data')) as [Buffer];
     expect(connack[0]).toBe(0x20);
     const closed = new Promise<void>((r) => s.once('close', r));
     const before = process.memoryUsage().arrayBuffers;
-    s.write(Buffer.concat([Buffer.from([0x30]), varint(64 << 20)]));
+    s.write(Buffer.concat([Buffer.from([0x30]), mqttVarint(64 << 20)]));
     await stream(s, 64 << 20);
     await sleep(200);
     const grown = process.memoryUsage().arrayBuffers - before;
@@ -74,7 +61,7 @@ describe('embedded broker: oversized packets', () => {
 });
 
 describe('PacketSizeGuard', () => {
-  const packet = (len: number): Buffer => Buffer.concat([Buffer.from([0x30]), varint(len), Buffer.alloc(len, 0x80)]);
+  const packet = (len: number): Buffer => Buffer.concat([Buffer.from([0x30]), mqttVarint(len), Buffer.alloc(len, 0x80)]);
   it('follows any chunking of packets within the limit, and stops at the first one beyond it', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 0, max: 300 }), { maxLength: 20 }), fc.integer({ min: 0, max: 20 }), fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1 }), (lens, badAt, cuts) => {

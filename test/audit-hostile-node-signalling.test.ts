@@ -13,6 +13,7 @@ import { deriveSignalKey, ReplayCache } from '../src/node/envelope.js';
 import { inboxTopic } from '../src/node/broker.js';
 import { MAX_PEER_BROKERS, Signalling } from '../src/node/signalling.js';
 import { freePort, onPath, startMosquitto } from './node-helpers.js';
+import { mqttConnect, mqttVarint } from './helpers/mqtt.js';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
@@ -50,30 +51,16 @@ describe('broker connections opened on demand for peers', () => {
   });
 });
 
-/** MQTT variable-length integer. */
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
-
 /** A raw MQTT client that publishes `size` bytes on `topic` (QoS 0), streamed 1 MiB at a time. */
 async function publishHuge(port: number, topic: string, size: number): Promise<void> {
   const s = connect(port, '127.0.0.1');
   s.on('error', () => undefined);
   closers.push(async () => void s.destroy());
   await new Promise<void>((r) => s.once('connect', r));
-  const id = Buffer.from('evil');
-  const vh = Buffer.concat([Buffer.from([0, 4]), Buffer.from('MQTT'), Buffer.from([4, 2, 0, 30, 0, id.length]), id]);
-  s.write(Buffer.concat([Buffer.from([0x10]), varint(vh.length), vh]));
+  s.write(mqttConnect('evil'));
   await new Promise<void>((r) => s.once('data', () => r())); // CONNACK
   const t = Buffer.from(topic);
-  s.write(Buffer.concat([Buffer.from([0x30]), varint(2 + t.length + size), Buffer.from([0, t.length]), t]));
+  s.write(Buffer.concat([Buffer.from([0x30]), mqttVarint(2 + t.length + size), Buffer.from([0, t.length]), t]));
   const chunk = Buffer.alloc(1 << 20);
   for (let sent = 0; sent < size && !s.destroyed; sent += chunk.length) {
     if (!s.write(chunk)) await new Promise<void>((r) => (s.once('drain', r), s.once('close', r)));
