@@ -2,22 +2,12 @@
  * Hostile peers on a reliable stream (src/node/punch/reliable-*.ts): a peer that ignores the
  * receive window we advertise must not make us buffer more than that window.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decodeReliable, encodeReliable, FLAG_ACK, FLAG_SYN, openReliable, type ReliablePacket } from '../src/node/punch/index.js';
-import { pipeOpen, SUB_ALL, type Message, type UdpPipe } from '../src/pipes/index.js';
+import type { Message, UdpPipe } from '../src/pipes/index.js';
+import { useStreamSockets } from './punch-relay.js';
 
-let cleanup: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const f of cleanup.reverse()) await f();
-  cleanup = [];
-});
-
-async function udp(): Promise<UdpPipe> {
-  const p = (await pipeOpen('udp', undefined, { bind: '127.0.0.1:0', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 })) as UdpPipe;
-  p.unsubscribe(SUB_ALL);
-  cleanup.push(() => p.close());
-  return p;
-}
+const { cleanup, udp } = useStreamSockets();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -5,7 +5,9 @@
  * failure can be replayed.
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { afterEach } from 'vitest';
 import type { Endpoint } from '../src/interfaces/endpoint.js';
+import { pipeOpen, SUB_ALL, type UdpPipe } from '../src/pipes/index.js';
 
 export interface LossyRelayOptions {
   /** Probability of dropping a datagram. */
@@ -114,4 +116,23 @@ export class LossyRelay {
     this.timers.clear();
     await Promise.all([new Promise<void>((r) => this.sa.close(() => r())), new Promise<void>((r) => this.sb.close(() => r()))]);
   }
+}
+
+/**
+ * The set-up of the reliable-stream suites: a cleanup list run (in reverse) after each test,
+ * and `udp()`, a UDP pipe on 127.0.0.1 with 4 MiB socket buffers and no default subscription
+ * (the stream takes its datagrams), closed after the test. Call at the top level of a file.
+ */
+export function useStreamSockets(): { cleanup: (() => unknown)[]; udp(): Promise<UdpPipe> } {
+  const cleanup: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const f of cleanup.splice(0).reverse()) await f();
+  });
+  const udp = async (): Promise<UdpPipe> => {
+    const p = (await pipeOpen('udp', undefined, { bind: '127.0.0.1:0', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 })) as UdpPipe;
+    p.unsubscribe(SUB_ALL);
+    cleanup.push(() => p.close());
+    return p;
+  };
+  return { cleanup, udp };
 }

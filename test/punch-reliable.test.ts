@@ -6,28 +6,17 @@
  * malformed packets, and a stream over a TURN relay pipe.
  */
 import { createHash } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Identity, secure } from '../src/crypto/index.js';
 import { AbortError, ConnectionResetError, InvalidArgumentError, PipeClosedError, TimeoutError } from '../src/errors.js';
 import type { Endpoint } from '../src/interfaces/endpoint.js';
 import { encodeReliable, FLAG_ACK, openReliable, ReliableMux, ReliablePipe, type OpenReliableOptions } from '../src/node/punch/index.js';
 import { turnAllocate } from '../src/nat/turn/index.js';
-import { pipeOpen, SUB_ALL, TcpPipe, type Message, type UdpPipe } from '../src/pipes/index.js';
-import { LossyRelay, prng } from './punch-relay.js';
+import { SUB_ALL, TcpPipe, type Message, type UdpPipe } from '../src/pipes/index.js';
+import { LossyRelay, prng, useStreamSockets } from './punch-relay.js';
 import { FakeTurnServer } from './turn-fake-server.js';
 
-let cleanup: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const f of cleanup.reverse()) await f();
-  cleanup = [];
-});
-
-async function udp(): Promise<UdpPipe> {
-  const p = (await pipeOpen('udp', undefined, { bind: '127.0.0.1:0', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 })) as UdpPipe;
-  p.unsubscribe(SUB_ALL);
-  cleanup.push(() => p.close());
-  return p;
-}
+const { cleanup, udp } = useStreamSockets();
 
 /** Opens both ends of a stream (a initiates), registering them for cleanup. */
 async function pair(a: UdpPipe, b: UdpPipe, ra: Endpoint = b.local, rb: Endpoint = a.local, oa: Partial<OpenReliableOptions> = {}, ob: Partial<OpenReliableOptions> = {}): Promise<[ReliablePipe, ReliablePipe]> {
