@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, LimitError } from '../src/errors.js';
-import { startP2pNode, type NodeEvent, type P2pNode } from '../src/node/index.js';
+import { DEFAULT_INBOUND_SHARE, DEFAULT_MAX_PEERS, defaultMaxInbound, startP2pNode, type NodeEvent, type P2pNode } from '../src/node/index.js';
 import { DEFAULT_MAX_SERVER_CONNECTIONS, pipeOpen, type TcpPipe } from '../src/pipes/index.js';
 import { guardUnhandled, rejection, useCleanup, waitFor, within } from './helpers/pipes.js';
 
@@ -48,7 +48,7 @@ describe('TCP server maxConnections', () => {
 
 describe('P2P node maxPeers', () => {
   const opts = { listen: 'loopback', portMapping: false, signalling: false } as const;
-  async function node(extra: { maxPeers?: number } = {}): Promise<{ n: P2pNode; events: NodeEvent[] }> {
+  async function node(extra: { maxPeers?: number; maxInboundPeers?: number } = {}): Promise<{ n: P2pNode; events: NodeEvent[] }> {
     const events: NodeEvent[] = [];
     const n = await startP2pNode({ ...opts, ...extra, onEvent: (e) => events.push(e) });
     cleanup.add(() => n.close());
@@ -80,6 +80,50 @@ describe('P2P node maxPeers', () => {
   it('maxPeers is validated', async () => {
     await expect(startP2pNode({ ...opts, maxPeers: 0 })).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(startP2pNode({ ...opts, maxPeers: 1.5 })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(startP2pNode({ ...opts, maxInboundPeers: 0 })).rejects.toThrow(/maxInboundPeers/);
+    await expect(startP2pNode({ ...opts, maxInboundPeers: 2.5 })).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+
+  it('inbound pipes take at most maxInboundPeers (by default 3/4 of maxPeers): peers connecting in cannot stop connect()', async () => {
+    expect(defaultMaxInbound(4)).toBe(3);
+    expect(defaultMaxInbound(1)).toBe(1);
+    expect(defaultMaxInbound(DEFAULT_MAX_PEERS)).toBe(Math.floor(DEFAULT_MAX_PEERS * DEFAULT_INBOUND_SHARE));
+    const b = await node({ maxPeers: 4 });
+    const peers = [await node(), await node(), await node(), await node(), await node()] as const;
+    for (const p of peers.slice(0, 3)) await p.n.connect(b.n.addr, { timeout: 5000 });
+    await waitFor(() => b.n.pipes.size === 3, 'b holds three inbound pipes');
+    // A fourth inbound pipe is refused although maxPeers (4) is not reached.
+    const late = await peers[3].n.connect(b.n.addr, { timeout: 5000 }).catch((e: unknown) => e);
+    if (!(late instanceof Error)) await within(new Promise<void>((r) => (late as TcpPipe).onClose(() => r())), 3000, 'b closes the fourth');
+    await waitFor(() => b.events.some((e) => e.type === 'warning' && /maxInboundPeers \(3\)/.test(e.detail ?? '')), 'the warning');
+    expect(b.n.pipes.size).toBe(3);
+    // b still connects out: the slot kept for it.
+    const out = await b.n.connect(peers[4].n.addr, { timeout: 5000 });
+    expect(out.closed).toBe(false);
+    expect(b.n.pipes.size).toBe(4);
+    // Now maxPeers is reached.
+    const err = await rejection(b.n.connect(peers[3].n.addr, { timeout: 5000 }));
+    expect((err as LimitError).limit).toBe('maxPeers');
+    // An inbound pipe that closes frees its inbound slot.
+    await out.close();
+    const first = [...b.n.pipes][0];
+    await first?.close();
+    await waitFor(() => b.n.pipes.size === 2, 'b drops two');
+    await peers[3].n.connect(b.n.addr, { timeout: 5000 });
+    await waitFor(() => b.n.pipes.size === 3, 'b takes the fourth peer now');
+  });
+
+  it('an explicit maxInboundPeers is honoured', async () => {
+    const b = await node({ maxPeers: 10, maxInboundPeers: 1 });
+    const a = await node();
+    const c = await node();
+    await a.n.connect(b.n.addr, { timeout: 5000 });
+    await waitFor(() => b.n.pipes.size === 1, 'b holds a');
+    const pc = await c.n.connect(b.n.addr, { timeout: 5000 }).catch((e: unknown) => e);
+    if (!(pc instanceof Error)) await within(new Promise<void>((r) => (pc as TcpPipe).onClose(() => r())), 3000, 'b closes c');
+    expect(b.n.pipes.size).toBe(1);
+    const out = await b.n.connect(c.n.addr, { timeout: 5000 });
+    expect(out.closed).toBe(false);
   });
 
   it('signalling.replayCacheSize is validated', async () => {

@@ -4,11 +4,15 @@
  * @module
  */
 import type { Identity } from '../crypto/identity.js';
-import type { Endpoint, Family } from '../interfaces/endpoint.js';
+import { formatEndpoint, type Endpoint, type Family } from '../interfaces/endpoint.js';
 import type { Interface } from '../interfaces/interfaces.js';
 import type { NatDetection } from '../nat/detect/nat-type.js';
 import type { PortMapping } from '../nat/portmap/mapping.js';
-import { encodeAddress, endpointProblem, MAX_ADDR_ENDPOINTS, MAX_ADDR_INTERFACES, MAX_ADDR_SIGNAL, type AddrEndpoint, type AddrInterface, type SignalChannel } from './address.js';
+import { StateError } from '../errors.js';
+import {
+  encodeAddress, endpointProblem, MAX_ADDR_ENDPOINTS, MAX_ADDR_INTERFACES, MAX_ADDR_SIGNAL, parseAddress,
+  type AddrEndpoint, type AddrInterface, type PeerAddress, type SignalChannel,
+} from './address.js';
 import { AddressError } from './errors.js';
 
 /** What goes into a node's address. */
@@ -122,5 +126,51 @@ export function buildAddress(a: AddressInput): string {
       const last = list[list.length - 1] as AddrInterface;
       list = last.endpoints.length > 1 ? [...list.slice(0, -1), { ...last, endpoints: last.endpoints.slice(0, -1) }] : list.slice(0, -1);
     }
+  }
+}
+
+/** Most distinct left-out endpoints remembered (so each is warned about once). */
+const MAX_DROPPED_REMEMBERED = 64;
+
+/**
+ * A node's current address, rebuilt whenever the node learns more (NAT detection, a port
+ * mapping). An endpoint learned from outside that no address may carry (e.g. a STUN server on
+ * loopback reports `127.0.0.1`) is left out with a warning, once per endpoint.
+ */
+export class NodeAddress {
+  private text = '';
+  private parsed: PeerAddress | undefined;
+  private readonly dropped = new Set<string>();
+
+  /** @param warn reports a left-out endpoint */
+  constructor(private readonly warn: (detail: string) => void) {}
+
+  /** The address text. @throws StateError before the first {@link rebuild}. */
+  get addr(): string {
+    if (!this.text) throw new StateError('the node is not started');
+    return this.text;
+  }
+
+  /** The address, parsed. @throws StateError before the first {@link rebuild}. */
+  get address(): PeerAddress {
+    if (!this.parsed) throw new StateError('the node is not started');
+    return this.parsed;
+  }
+
+  /** Rebuilds the address from `a`; returns the new text when it changed, else undefined. */
+  rebuild(a: Omit<AddressInput, 'onDropped'>): string | undefined {
+    const text = buildAddress({ ...a, onDropped: (e, why) => this.droppedEndpoint(e, why) });
+    this.parsed = parseAddress(text);
+    if (text === this.text) return undefined;
+    this.text = text;
+    return text;
+  }
+
+  private droppedEndpoint(e: AddrEndpoint, why: string): void {
+    const key = `${e.kind} ${e.proto} ${e.host}:${e.port}`;
+    if (this.dropped.has(key)) return;
+    if (this.dropped.size >= MAX_DROPPED_REMEMBERED) this.dropped.clear();
+    this.dropped.add(key);
+    this.warn(`${e.kind} ${e.proto} endpoint ${formatEndpoint(e)} left out of the address: ${why}`);
   }
 }

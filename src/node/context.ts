@@ -60,3 +60,42 @@ export interface NodeContext {
   /** True when `peer` is this node. */
   isSelf(peer: PeerAddress): boolean;
 }
+
+/** The parts of a node its context reads when asked (they change while the node starts). */
+export interface NodeLive {
+  nics(): readonly Interface[];
+  signalling(): Signalling | undefined;
+  addr(): string;
+  natType(): string | undefined;
+}
+
+/** Builds a node's context: the fixed parts as given, the {@link NodeLive} ones read on each access. */
+export function nodeContext(
+  n: Pick<NodeContext, 'identity' | 'opts' | 'timeouts' | 'lifeSignal' | 'relays' | 'dispatch' | 'adopt' | 'punchModule' | 'event'> & { live: NodeLive },
+): NodeContext {
+  const { live } = n;
+  return {
+    identity: n.identity,
+    opts: n.opts,
+    timeouts: n.timeouts,
+    lifeSignal: n.lifeSignal,
+    relays: n.relays,
+    dispatch: n.dispatch,
+    adopt: n.adopt,
+    punchModule: n.punchModule,
+    event: n.event,
+    get nics() {
+      return live.nics();
+    },
+    get signalling() {
+      return live.signalling();
+    },
+    get addr() {
+      return live.addr();
+    },
+    get natType() {
+      return live.natType();
+    },
+    isSelf: (peer) => peer.id.equals(n.identity.id),
+  };
+}

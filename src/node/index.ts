@@ -6,6 +6,7 @@
 export { P2pNode, startP2pNode } from './node.js';
 export { DEFAULT_TIMEOUTS } from './options.js';
 export { DEFAULT_MAX_PEERS, KEEPALIVE_MS } from './context.js';
+export { DEFAULT_INBOUND_SHARE, defaultMaxInbound } from './peer-slots.js';
 export * from './types.js';
 export { AddressError, SignalError, P2pConnectError, PeerRefusedError, type RefusalReason, type SignalRejection, type StrategyFailure } from './errors.js';
 export { MAX_SERVING, MAX_SERVING_PER_PEER, MAX_REFUSING, REFUSAL_TIMEOUT } from './requests.js';

@@ -13,7 +13,7 @@
  * ```
  * @module
  */
-import { AbortError, LimitError, StateError } from '../errors.js';
+import { AbortError, StateError } from '../errors.js';
 import { Identity } from '../crypto/identity.js';
 import type { X25519KeyPair } from '../crypto/x25519.js';
 import { secureServer, type SecurePipe, type SecureServer } from '../crypto/secure-pipe.js';
@@ -27,15 +27,16 @@ import type { TcpServer } from '../pipes/tcp-server.js';
 import { SUB_ALL, type Message } from '../pipes/types.js';
 import type { UdpPipe } from '../pipes/udp.js';
 import { closeWithin, throwIfAborted, unlimitedController, type AbortOptions } from '../util/abort.js';
-import { parseAddress, toPeerAddress, type AddrEndpoint, type PeerAddress, type SignalChannel } from './address.js';
-import { startBroker, type Broker } from './broker.js';
-import { buildAddress } from './build-address.js';
+import { toPeerAddress, type PeerAddress, type SignalChannel } from './address.js';
+import type { Broker } from './broker.js';
+import { NodeAddress } from './build-address.js';
 import { peerOnThisHost } from './candidates.js';
-import { DEFAULT_MAX_PEERS, KEEPALIVE_MS, type NodeContext } from './context.js';
+import { DEFAULT_MAX_PEERS, KEEPALIVE_MS, nodeContext, type NodeContext } from './context.js';
 import { deriveSignalKey } from './envelope.js';
-import { asNodePipe, decodeHello } from './hello.js';
+import { asNodePipe } from './hello.js';
 import { loadPunch, type PunchModule } from './punch-api.js';
-import { Signalling, type SignalMessage } from './signalling.js';
+import type { Signalling, SignalMessage } from './signalling.js';
+import { startNodeSignalling } from './node-signalling.js';
 import { ReverseWaiters } from './strategy-direct.js';
 import { connectPeer } from './connect.js';
 import { listenEverywhere } from './listen.js';
@@ -44,10 +45,8 @@ import { RequestServer } from './requests.js';
 import { learnExternal, mapListenPorts } from './external.js';
 import { DEFAULT_TIMEOUTS, validateNodeOptions } from './options.js';
 import { NodeLifecycle } from './node-lifecycle.js';
+import { defaultMaxInbound, PeerSlots } from './peer-slots.js';
 import type { ConnectOptions, NodeEvent, NodeMessageCallback, NodePipe, NodeTimeouts, P2pNodeOptions, PipePath } from './types.js';
-
-/** Most distinct left-out endpoints remembered (so each is warned about once). */
-const MAX_DROPPED_REMEMBERED = 64;
 
 export { punchHopeless } from './connect.js';
 
@@ -84,20 +83,14 @@ export class P2pNode implements AsyncDisposable {
   private port = 0;
   private families = new Set<Family>();
   private externalUdp: Endpoint | undefined;
-  private addrText = '';
-  private addrParsed: PeerAddress | undefined;
+  private readonly address_ = new NodeAddress((detail) => this.event({ type: 'warning', detail }));
   private readonly reverseWaiters = new ReverseWaiters();
   private readonly requests: RequestServer;
   private readonly lc = new NodeLifecycle();
   private readonly relays = new Set<TurnPipe>();
   /** Aborted when a bounded `close(opts)` gives up waiting: every part then closes at once. */
   private readonly force = unlimitedController();
-  /** See `P2pNodeOptions.maxPeers`. */
-  private get maxPeers(): number {
-    return this.opts.maxPeers ?? DEFAULT_MAX_PEERS;
-  }
-  /** Endpoints already reported as left out of the address (see {@link droppedEndpoint}). */
-  private readonly dropped = new Set<string>();
+  private readonly slots: PeerSlots;
   private punchMod: PunchModule | null | undefined;
   private readonly ctx: NodeContext;
   private readonly handlers: NodeHandlers;
@@ -112,37 +105,21 @@ export class P2pNode implements AsyncDisposable {
     this.idHex = this.identity.idHex;
     this.signalKey = deriveSignalKey(this.identity);
     this.pipes = this.lc.pipes;
-    this.ctx = this.makeContext();
-    this.requests = new RequestServer(this.ctx, (p) => this.lc.track(p));
-  }
-
-  private makeContext(): NodeContext {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const node = this;
-    return {
+    const maxPeers = opts.maxPeers ?? DEFAULT_MAX_PEERS;
+    this.slots = new PeerSlots(this.lc.pipes, maxPeers, opts.maxInboundPeers ?? defaultMaxInbound(maxPeers));
+    this.ctx = nodeContext({
       identity: this.identity,
-      opts: this.opts,
+      opts,
       timeouts: this.timeouts,
-      get nics() {
-        return node.nics;
-      },
-      get signalling() {
-        return node.signalling;
-      },
-      get addr() {
-        return node.addr;
-      },
       lifeSignal: this.lc.signal,
-      get natType() {
-        return node.nat?.type;
-      },
       relays: this.relays,
       dispatch: this.dispatch,
+      live: { nics: () => this.nics, signalling: () => this.signalling, addr: () => this.addr, natType: () => this.nat?.type },
       adopt: (p, path, announce) => this.adopt(p, path, announce),
       punchModule: async () => (this.punchMod ??= await loadPunch()),
       event: (e) => this.event(e),
-      isSelf: (peer) => peer.id.equals(this.identity.id),
-    };
+    });
+    this.requests = new RequestServer(this.ctx, (p) => this.lc.track(p));
   }
 
   // ------------------------------------------------------------------------------ start --
@@ -177,46 +154,24 @@ export class P2pNode implements AsyncDisposable {
 
   private async listen(): Promise<void> {
     const l = await listenEverywhere({ loopback: this.opts.listen === 'loopback', port: this.opts.port ?? 0 });
-    this.port = l.port;
-    this.families = l.families;
-    this.tcpServers = l.tcp;
-    this.udp = l.udp;
-    for (const s of this.tcpServers) {
-      this.servers.push(
-        secureServer(s, {
-          identity: this.identity,
-          timeout: this.timeouts.handshake,
-          onMessage: this.dispatch,
-          onPipe: (p) => this.onInbound(p),
-          onHandshakeError: () => undefined,
-        }),
-      );
-    }
+    ({ port: this.port, families: this.families, tcp: this.tcpServers, udp: this.udp } = l);
+    const o = { identity: this.identity, timeout: this.timeouts.handshake, onMessage: this.dispatch, onHandshakeError: () => undefined };
+    this.servers = this.tcpServers.map((s) => secureServer(s, { ...o, onPipe: (p) => this.onInbound(p) }));
   }
 
-  private async startSignalling(opts: AbortOptions): Promise<void> {
+  private startSignalling(opts: AbortOptions): Promise<void> {
     const cfg = this.opts.signalling;
-    if (cfg === false) return;
-    const brokers = [...(cfg?.brokers ?? [])];
-    const embedded = cfg?.embedded ?? brokers.length === 0;
-    if (embedded) {
-      const e = typeof embedded === 'object' ? embedded : {};
-      this.broker = await startBroker({
-        host: e.host ?? (this.opts.listen === 'loopback' ? '127.0.0.1' : undefined),
-        ...(e.port !== undefined ? { port: e.port } : {}),
-      });
-      brokers.unshift(this.broker.url);
-    }
-    this.signalling = new Signalling({
+    if (cfg === false) return Promise.resolve();
+    return startNodeSignalling({
+      cfg,
+      loopback: this.opts.listen === 'loopback',
       identity: this.identity,
       signalKey: this.signalKey,
-      brokers,
-      ...(cfg?.connectTimeout !== undefined ? { connectTimeout: cfg.connectTimeout } : {}),
-      ...(cfg?.replayCacheSize !== undefined ? { replayCacheSize: cfg.replayCacheSize } : {}),
       onMessage: (m) => this.onSignal(m),
       sameHost: (peer) => peer.id.equals(this.identity.id) || peerOnThisHost(peer, this.nics),
-    });
-    await this.signalling.start(opts);
+      onBroker: (b) => (this.broker = b),
+      onSignalling: (sig) => (this.signalling = sig),
+    }, opts);
   }
 
   private async learnExternal(opts: AbortOptions): Promise<void> {
@@ -257,14 +212,12 @@ export class P2pNode implements AsyncDisposable {
 
   /** The node's address: give it to peers. Changes when the node learns more (port mapping). */
   get addr(): string {
-    if (!this.addrText) throw new StateError('the node is not started');
-    return this.addrText;
+    return this.address_.addr;
   }
 
   /** {@link addr}, parsed. */
   get address(): PeerAddress {
-    if (!this.addrParsed) throw new StateError('the node is not started');
-    return this.addrParsed;
+    return this.address_.address;
   }
 
   /** The TCP/UDP listen port. */
@@ -282,7 +235,7 @@ export class P2pNode implements AsyncDisposable {
     const signal: SignalChannel[] = [];
     if (this.broker) signal.push({ type: 'mqtt-self', port: this.broker.port });
     for (const url of this.signalling?.configured ?? []) if (url !== this.broker?.url) signal.push({ type: 'mqtt', url });
-    const text = buildAddress({
+    const changed = this.address_.rebuild({
       identity: this.identity,
       signalKey: this.signalKey.publicKey,
       nics: this.nics,
@@ -293,24 +246,8 @@ export class P2pNode implements AsyncDisposable {
       externalUdp: this.externalUdp,
       mappings: [this.portMapping, this.udpPortMapping],
       signal,
-      onDropped: (e, why) => this.droppedEndpoint(e, why),
     });
-    this.addrParsed = parseAddress(text);
-    const changed = text !== this.addrText;
-    this.addrText = text;
-    if (changed) this.handlers.addrChanged(text);
-  }
-
-  /**
-   * An endpoint learned from outside that no address may carry (e.g. a STUN server on loopback
-   * reports `127.0.0.1`): left out of the address, with a warning (once per endpoint).
-   */
-  private droppedEndpoint(e: AddrEndpoint, why: string): void {
-    const key = `${e.kind} ${e.proto} ${e.host}:${e.port}`;
-    if (this.dropped.has(key)) return;
-    if (this.dropped.size >= MAX_DROPPED_REMEMBERED) this.dropped.clear();
-    this.dropped.add(key);
-    this.event({ type: 'warning', detail: `${e.kind} ${e.proto} endpoint ${formatEndpoint(e)} left out of the address: ${why}` });
+    if (changed !== undefined) this.handlers.addrChanged(changed);
   }
 
   // ------------------------------------------------------------------------ messages --
@@ -351,13 +288,15 @@ export class P2pNode implements AsyncDisposable {
   /** Registers a pipe with the node (callbacks, keep-alive, bookkeeping). */
   private adopt(p: SecurePipe | Pipe, path: PipePath, announce: boolean): NodePipe {
     const np = asNodePipe(p, path);
-    if (announce && this.lc.pipes.size >= this.maxPeers) {
-      // Inbound beyond the cap: refused (outbound ones were checked when connect() began).
-      this.event({ type: 'warning', peer: np.remoteIdHex, detail: `inbound pipe refused: maxPeers (${this.maxPeers}) pipes are open` });
+    // Inbound beyond the caps: refused (outbound ones were checked when connect() began).
+    const full = announce ? this.slots.refuseInbound() : undefined;
+    if (full !== undefined) {
+      this.event({ type: 'warning', peer: np.remoteIdHex, detail: `inbound pipe refused: ${full}` });
       void np.close().catch(() => undefined);
       return np;
     }
     if (!this.lc.keep(np)) return np;
+    if (announce) this.slots.addInbound(np);
     const inner = (p as { inner?: { socket?: { setKeepAlive?: (on: boolean, ms: number) => void } } }).inner;
     inner?.socket?.setKeepAlive?.(true, this.opts.keepAlive ?? KEEPALIVE_MS);
     if (announce) {
@@ -370,16 +309,7 @@ export class P2pNode implements AsyncDisposable {
   // -------------------------------------------------------------------- inbound side --
 
   private onInbound(p: SecurePipe): void {
-    const hello = decodeHello(p.remoteExtensions);
-    if (this.reverseWaiters.offer(hello?.c, hello?.s, p)) return;
-    if (hello?.s === 'reverse') {
-      // The answer to a reverse request nobody waits for (any more): the connect() gave up
-      // (timeout, abort, another strategy won) or never asked. Not a pipe for the user: closed
-      // (so is the peer's side with it), never announced, never counted.
-      this.event({ type: 'warning', peer: p.remoteIdHex, detail: 'reverse pipe closed: no connect() waits for it (it came after the connect gave up, or was never asked for)' });
-      void p.close().catch(() => undefined);
-      return;
-    }
+    if (this.reverseWaiters.claim(p, (detail) => this.event({ type: 'warning', peer: p.remoteIdHex, detail }))) return;
     this.adopt(p, { strategy: 'inbound', transport: 'tcp', local: p.local, remote: p.remote }, true);
   }
 
@@ -404,7 +334,7 @@ export class P2pNode implements AsyncDisposable {
   async connect(addr: string | PeerAddress, opts: ConnectOptions = {}): Promise<NodePipe> {
     this.lc.expect('running');
     throwIfAborted(opts.signal);
-    if (this.lc.pipes.size >= this.maxPeers) throw new LimitError('maxPeers', this.maxPeers, `cannot connect: maxPeers (${this.maxPeers}) pipes are open`);
+    this.slots.checkOutbound();
     // The queue for recv(). By default it is the pipe's default queue: if it fills up without
     // ever being read while the node has message callbacks (which saw every message), it is
     // dropped instead of pausing the pipe, so nothing stalls for want of a recv() nobody calls.

@@ -45,6 +45,7 @@ export function validateNodeOptions(opts: P2pNodeOptions): void {
   if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port >= 0 && opts.port <= 65535)) throw new InvalidArgumentError('port must be 0-65535');
   if (opts.listen !== undefined && opts.listen !== 'all' && opts.listen !== 'loopback') throw new InvalidArgumentError("listen must be 'all' or 'loopback'");
   if (opts.maxPeers !== undefined && !(Number.isInteger(opts.maxPeers) && opts.maxPeers >= 1)) throw new InvalidArgumentError('maxPeers must be a positive integer');
+  if (opts.maxInboundPeers !== undefined && !(Number.isInteger(opts.maxInboundPeers) && opts.maxInboundPeers >= 1)) throw new InvalidArgumentError('maxInboundPeers must be a positive integer');
   if (opts.keepAlive !== undefined && !(Number.isFinite(opts.keepAlive) && opts.keepAlive >= 100)) throw new InvalidArgumentError('keepAlive must be >= 100 ms');
   checkTimeouts(opts.timeouts);
   for (const s of opts.strategies ?? []) if (!STRATEGIES.includes(s)) throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(s)}`);

@@ -16,7 +16,7 @@ import type { PeerAddress } from './address.js';
 import { directCandidates } from './candidates.js';
 import type { NodeContext } from './context.js';
 import { refusalOf } from './errors.js';
-import { asNodePipe, encodeHello, errorOf, type Hello } from './hello.js';
+import { asNodePipe, decodeHello, encodeHello, errorOf, type Hello } from './hello.js';
 import type { Signalling } from './signalling.js';
 import type { ConnectOptions, NodePipe } from './types.js';
 
@@ -108,6 +108,22 @@ export class ReverseWaiters {
     if (!w || w.peer !== p.remoteIdHex) return false;
     this.waiters.delete(conn);
     w.take(p);
+    return true;
+  }
+
+  /**
+   * Takes an inbound pipe that says it answers a reverse request: hands it to the waiting
+   * `connect()` ({@link offer}), or, when no `connect()` waits for it (any more: it gave up on
+   * a timeout or an abort, another strategy won, or it never asked), closes it with a warning
+   * (so is the peer's side with it): never announced, never counted. Returns false for any
+   * other pipe (an ordinary inbound one).
+   */
+  claim(p: SecurePipe, warn: (detail: string) => void): boolean {
+    const hello = decodeHello(p.remoteExtensions);
+    if (this.offer(hello?.c, hello?.s, p)) return true;
+    if (hello?.s !== 'reverse') return false;
+    warn('reverse pipe closed: no connect() waits for it (it came after the connect gave up, or was never asked for)');
+    void p.close().catch(() => undefined);
     return true;
   }
 

@@ -138,9 +138,18 @@ export interface P2pNodeOptions {
   /**
    * Most live pipes to peers, inbound and outbound together. An inbound pipe beyond it is
    * closed at once (a `warning` event says so); `connect()` beyond it rejects with
-   * `LimitError`. @default DEFAULT_MAX_PEERS (1024)
+   * `LimitError`. Inbound pipes alone are capped lower, by `maxInboundPeers`.
+   * @default DEFAULT_MAX_PEERS (1024)
    */
   maxPeers?: number;
+  /**
+   * Most live pipes that peers opened to us (including the pipes made to answer their
+   * reverse, punch or relay requests); an inbound pipe beyond it is closed at once with a
+   * `warning` event. The rest of `maxPeers` stays for our own `connect()`s, so peers that
+   * connect in, however many identities they make, cannot stop the node from connecting out.
+   * @default three quarters of `maxPeers`, at least 1 (`DEFAULT_INBOUND_SHARE`)
+   */
+  maxInboundPeers?: number;
   /** Diagnostics: called for strategy starts, failures and wins, and other events. */
   onEvent?: (e: NodeEvent) => void;
 }
