@@ -6,44 +6,14 @@ import type { Socket } from 'node:net';
 import { FrameError, InvalidArgumentError, PipeClosedError } from '../errors.js';
 import { endpointFromNode, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { checkAbortOptions, closeWithin, type AbortOptions } from '../util/abort.js';
+import { clearCloseDeadline, closeDeadline } from './close-deadlines.js';
 import { createDecoder, encodeFrame, type FrameDecoder } from './framing.js';
 import { boundSend, handled, Pipe, type SendData } from './pipe.js';
 import { streamError } from './socket-errors.js';
-import { CLOSE_FLUSH_TIMEOUT, CLOSE_TIMEOUT, MAX_INFLIGHT_CALLBACKS, type Framing, type Message, type MessageCallback, type QueueLimits } from './types.js';
+import type { TcpPipeInit } from './tcp-init.js';
+import { CLOSE_FLUSH_TIMEOUT, CLOSE_TIMEOUT, MAX_INFLIGHT_CALLBACKS, type Framing, type Message } from './types.js';
 
-/** Options for wrapping a connected socket. */
-export interface TcpPipeInit extends QueueLimits {
-  /** Framing. */
-  framing: Framing;
-  /** Max message size for the framing. */
-  maxMessageSize: number;
-  /** Initial callback; when set no default subscription is made. */
-  onMessage?: MessageCallback | undefined;
-  /** Subscribe `SUB_ALL` by default. */
-  defaultSub: boolean;
-  /** Flush timeout of `close()` (ms). */
-  flushTimeout?: number | undefined;
-  /**
-   * TCP_NODELAY socket: let the kernel hold the tail of a burst (Nagle) until the peer
-   * acknowledges its head, at most {@link BURST_TAIL_HOLD_MS}. Only for real sockets.
-   */
-  holdBurstTails?: boolean | undefined;
-  /** The server that accepted it, which also sees its messages. */
-  parent?: { deliverShared(m: Message): boolean; pipeClosed(p: TcpPipe): void } | undefined;
-  /**
-   * The local endpoint when the opener knows it exactly as the socket would report it (an
-   * accepted connection on a listener bound to one address); saves a `getsockname()`.
-   */
-  knownLocal?: Endpoint | undefined;
-  /** The remote endpoint, likewise (a client connected to a canonical IPv4 address); saves a `getpeername()`. */
-  knownRemote?: Endpoint | undefined;
-  /**
-   * TCP_NODELAY is wanted but not set yet: the pipe sets it at its first send (or
-   * {@link TcpPipe.ensureNoDelay}). Until data flows Nagle cannot delay anything (nothing is
-   * unacknowledged), and a connection that never sends saves the system call.
-   */
-  deferNoDelay?: boolean | undefined;
-}
+export type { TcpPipeInit } from './tcp-init.js';
 
 /** Converts send data to a Buffer without copying bytes. */
 export function toBuffer(data: SendData): Buffer {
@@ -85,35 +55,6 @@ function newBatch(): Batch {
     }),
   );
   return { bytes: 0, last: undefined, corked: false, promise, resolve, reject };
-}
-
-/** Closing sockets and when to reset them; checked by one interval while any are pending. */
-const deadlines = new Map<Socket, number>();
-let sweeper: NodeJS.Timeout | undefined;
-/** Granularity of close deadlines (ms). */
-const SWEEP_MS = 100;
-
-function closeDeadline(s: Socket, ms: number): void {
-  deadlines.set(s, Date.now() + ms);
-  if (sweeper === undefined) {
-    sweeper = setInterval(sweep, SWEEP_MS);
-    sweeper.unref(); // the closing sockets keep the loop alive themselves
-  }
-}
-
-function sweep(): void {
-  if (deadlines.size === 0) {
-    clearInterval(sweeper);
-    sweeper = undefined;
-    return;
-  }
-  const now = Date.now();
-  for (const [s, t] of deadlines) {
-    if (t <= now) {
-      deadlines.delete(s);
-      s.destroy();
-    }
-  }
 }
 
 /** A TCP connection as a Pipe. */
@@ -340,7 +281,7 @@ export class TcpPipe extends Pipe {
       closeDeadline(this.socket, this.flushTimeout);
       this.socket.once('finish', () => closeDeadline(this.socket, CLOSE_TIMEOUT));
       this.socket.once('close', () => {
-        deadlines.delete(this.socket);
+        clearCloseDeadline(this.socket);
         resolve();
       });
       this.socket.end();

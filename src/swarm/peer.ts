@@ -6,34 +6,25 @@
 import { EventEmitter } from 'node:events';
 import { AbortError, CongestedError, InvalidArgumentError, NotBoundError, PipeClosedError, RoutingError, StateError, type ProtocolDescriptor, type ProtocolMismatchError } from '../errors.js';
 import { Identity } from '../crypto/identity.js';
-import { checkPort, parseHost, toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
-import { isUnspecified } from '../interfaces/scope.js';
+import { toEndpoint, type Endpoint, type EndpointLike } from '../interfaces/endpoint.js';
 import { checkOptions } from '../util/args.js';
 import { pipeOpen } from '../pipes/open.js';
 import { handled } from '../pipes/pipe.js';
 import { toBuffer } from '../pipes/tcp.js';
 import { closeWithin, forceSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
-import {
-  DEFAULT_BROADCAST_REDUNDANCY, DEFAULT_LINK_TIMEOUT, DEFAULT_LINKS_PER_BUCKET, DEFAULT_MAX_LINKS, DEFAULT_MAX_QUEUE,
-  DEFAULT_SEEN_CACHE_SIZE, MAINTAIN_INTERVAL, MAX_EXCLUDE,
-} from './constants.js';
+import { DEFAULT_MAX_QUEUE, MAX_EXCLUDE } from './constants.js';
 import { SwarmCore } from './core.js';
 import { Delivery, type BuiltinHandler } from './delivery.js';
 import { FRAME_BCAST, FRAME_DATA, KIND_USER } from './envelope.js';
 import type { Link } from './link.js';
-import type { Member } from './member.js';
+import { PeerInfoCache } from './peer-infos.js';
+import { checkBindAddress, checkCoreCounts, coreConfig, positiveInt } from './peer-options.js';
 import { resolveProtocol, type ResolvedProtocol } from './protocol.js';
 import { resolveTarget } from './target.js';
 import {
   emptyStats, type BroadcastOptions, type SendOptions, type SwarmBindOptions, type SwarmHandler, type SwarmMessage, type SwarmPeerInfo,
   type SwarmPeerOptions, type SwarmStats, type SwarmTarget,
 } from './types.js';
-
-/**
- * Most cached {@link SwarmPeerInfo} objects (non-members and members alike) per peer: once the
- * cache holds more, it is cleared before the next one is added.
- */
-const MAX_PEER_INFOS = 4096;
 
 /** Events of a {@link SwarmPeer}. */
 export interface SwarmPeerEvents {
@@ -47,12 +38,6 @@ export interface SwarmPeerEvents {
   protocolMismatch: [err: ProtocolMismatchError, remote: Endpoint | undefined];
   /** An error with no other place to go (a throwing hook or handler). */
   error: [err: Error];
-}
-
-function positiveInt(v: number | undefined, dflt: number, name: string): number {
-  if (v === undefined) return dflt;
-  if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return v;
 }
 
 /**
@@ -82,7 +67,7 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
   /** A close with `opts` gave up waiting: whatever is still open is reset. */
   #forced = false;
   #closing: Promise<void> | undefined;
-  readonly #infos = new Map<string, SwarmPeerInfo>();
+  readonly #infos = new PeerInfoCache(() => this.#core?.members);
 
   constructor(opts: SwarmPeerOptions = {}) {
     super({ captureRejections: false });
@@ -93,14 +78,12 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
     this.idHex = this.identity.idHex;
     this.#proto = resolveProtocol(opts.protocol);
     this.protocol = Object.freeze({ name: this.#proto.name, version: this.#proto.version, encrypted: this.#proto.encrypted });
-    positiveInt(opts.linksPerBucket, 1, 'linksPerBucket');
-    positiveInt(opts.maxLinks, 1, 'maxLinks');
-    positiveInt(opts.broadcastRedundancy, 1, 'broadcastRedundancy');
+    checkCoreCounts(opts);
     this.#opts = opts;
     this.#delivery = new Delivery({
       hooks: opts.hooks ?? {},
       maxQueue: positiveInt(opts.maxQueue, DEFAULT_MAX_QUEUE, 'maxQueue'),
-      info: (idHex, key) => this.#info(idHex, key),
+      info: (idHex, key) => this.#infos.info(idHex, key),
       reply: (to, data, o) => this.send(to, data, o),
       report: (e) => this.#report(e),
       stats: () => this.#core?.stats,
@@ -130,12 +113,12 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
 
   /** Current neighbours (nodes we hold a link to). */
   get peers(): SwarmPeerInfo[] {
-    return [...this.#need().links.values()].map((l) => this.#memberInfo(l.member));
+    return [...this.#need().links.values()].map((l) => this.#infos.member(l.member));
   }
 
   /** Every member we know (ourselves excluded). */
   get members(): SwarmPeerInfo[] {
-    return [...this.#need().members.alive()].map((m) => this.#memberInfo(m));
+    return [...this.#need().members.alive()].map((m) => this.#infos.member(m));
   }
 
   /** Counters (zeros before `bind()`). */
@@ -155,27 +138,6 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
     else process.emitWarning(`p2pd swarm: ${err.message}`, { code: 'P2PD_SWARM' });
   }
 
-  #info(idHex: string, publicKey: Buffer): SwarmPeerInfo {
-    const m = this.#core?.members.get(idHex);
-    if (m) return this.#memberInfo(m);
-    let i = this.#infos.get(idHex);
-    if (!i) {
-      i = Object.freeze({ id: Buffer.from(idHex, 'hex'), idHex, publicKey, endpoint: undefined });
-      if (this.#infos.size > MAX_PEER_INFOS) this.#infos.clear();
-      this.#infos.set(idHex, i);
-    }
-    return i;
-  }
-
-  #memberInfo(m: Member): SwarmPeerInfo {
-    const i = this.#infos.get(m.idHex);
-    if (i && i.endpoint && i.endpoint.host === m.endpoint.host && i.endpoint.port === m.endpoint.port) return i;
-    const n = Object.freeze({ id: m.id, idHex: m.idHex, publicKey: m.publicKey, endpoint: m.endpoint });
-    if (this.#infos.size > MAX_PEER_INFOS) this.#infos.clear();
-    this.#infos.set(m.idHex, n);
-    return n;
-  }
-
   /**
    * Listens on `host:port` (port 0 = any free port) and starts the node. Must come first.
    * Binding a wildcard address (`0.0.0.0`, `::`) needs `externalHost` (the address others dial).
@@ -185,12 +147,7 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
     checkOptions(opts, 'bind options');
     if (this.#closing) throw new StateError('swarm peer is closed');
     if (this.#binding) throw new StateError('bind() was already called');
-    parseHost(host);
-    checkPort(port, 'port');
-    const extHost = opts.externalHost ?? host;
-    const ext = parseHost(extHost);
-    if (isUnspecified(ext.host)) throw new InvalidArgumentError('binding a wildcard address needs opts.externalHost (the address other members dial)');
-    if (opts.externalPort !== undefined) checkPort(opts.externalPort, 'externalPort');
+    const ext = checkBindAddress(host, port, opts);
     throwIfAborted(opts.signal);
     this.#binding = (async () => {
       const server = await pipeOpen('tcp', undefined, { bind: { host, port }, framing: 'raw', signal: opts.signal, timeout: opts.timeout });
@@ -200,29 +157,18 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
         throw new StateError('swarm peer closed during bind()');
       }
       const endpoint = toEndpoint({ host: ext.host, port: opts.externalPort || server.local.port });
-      const o = this.#opts;
       this.#core = new SwarmCore(
-        {
-          identity: this.identity,
-          protocol: this.#proto,
-          now: o.now ?? Date.now,
-          linksPerBucket: o.linksPerBucket ?? DEFAULT_LINKS_PER_BUCKET,
-          maxLinks: o.maxLinks ?? DEFAULT_MAX_LINKS,
-          redundancy: o.broadcastRedundancy ?? DEFAULT_BROADCAST_REDUNDANCY,
-          linkTimeout: o.linkTimeout ?? DEFAULT_LINK_TIMEOUT,
-          seenCacheSize: o.seenCacheSize ?? DEFAULT_SEEN_CACHE_SIZE,
-          maintainInterval: o.maintainInterval ?? MAINTAIN_INTERVAL,
-        },
+        coreConfig(this.identity, this.#proto, this.#opts),
         {
           deliver: (env, from) => this.#delivery.deliver(env, from),
           linkUp: (l) => this.#safe(() => {
-            const info = this.#memberInfo(l.member);
+            const info = this.#infos.member(l.member);
             this.#opts.hooks?.newPeer?.(info);
             this.emit('peer', info);
           }),
-          linkDown: (l, err) => this.#safe(() => this.emit('peerLeft', this.#memberInfo(l.member), err)),
+          linkDown: (l, err) => this.#safe(() => this.emit('peerLeft', this.#infos.member(l.member), err)),
           mismatch: (err, remote) => this.#safe(() => this.emit('protocolMismatch', err, remote)),
-          member: (m, change) => this.#safe(() => this.emit('member', this.#memberInfo(m), change)),
+          member: (m, change) => this.#safe(() => this.emit('member', this.#infos.member(m), change)),
         },
         server,
         endpoint,
@@ -255,7 +201,7 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
     const dest = typeof host === 'string' && port !== undefined ? toEndpoint({ host, port }) : toEndpoint(host as EndpointLike);
     if (dest.host === core.endpoint.host && dest.port === core.endpoint.port) throw new InvalidArgumentError('cannot connect to ourselves');
     const link: Link = await core.connect(dest, opts);
-    return this.#memberInfo(link.member);
+    return this.#infos.member(link.member);
   }
 
   /**
@@ -281,7 +227,7 @@ export class SwarmPeer extends EventEmitter<SwarmPeerEvents> {
     if (!Number.isInteger(dup) || dup < 0 || dup > 16) throw new InvalidArgumentError('duplicates must be an integer 0..16');
     const id = resolveTarget(target, core, this.id);
     const payload = toBuffer(data);
-    this.#delivery.sendHook(id.equals(this.id) ? undefined : this.#info(id.toString('hex'), Buffer.alloc(0)), payload, false);
+    this.#delivery.sendHook(id.equals(this.id) ? undefined : this.#infos.info(id.toString('hex'), Buffer.alloc(0)), payload, false);
     const { hops, accepted } = core.originate(FRAME_DATA, KIND_USER, payload, id, undefined, dup);
     if (hops === 0 && !id.equals(this.id)) throw new RoutingError('no link to any swarm member: the message could not be sent');
     if (hops > 0 && accepted === 0) {
