@@ -19,7 +19,7 @@ import type { NodeContext } from '../src/node/context.js';
 import { deriveSignalKey } from '../src/node/envelope.js';
 import { encodeHello } from '../src/node/hello.js';
 import { connectDirect, ReverseWaiters } from '../src/node/strategy-direct.js';
-import { MAX_SERVING_PER_PEER } from '../src/node/requests.js';
+import { MAX_SERVING, MAX_SERVING_PER_PEER } from '../src/node/requests.js';
 import {
   AddressError, P2pConnectError, P2pNode, PeerRefusedError, SignalError, Signalling, describeAddress, encodeAddress, parseAddress, sameNode, startBroker,
   type NodeEvent, type NodePipe, type P2pNodeOptions,
@@ -219,6 +219,38 @@ describe('a busy peer refuses at once', () => {
       expect(cause?.message).toMatch(/too many requests being served for this peer/);
       expect(ms).toBeLessThan(2000); // the reverse timeout is 4000 ms
       expect(bEvents.some((e) => e.type === 'warning' && /reverse request refused: too many requests/.test(e.detail ?? ''))).toBe(true);
+    } finally {
+      silent.close();
+    }
+  });
+
+  it(`with all MAX_SERVING slots held by throw-away identities, a newcomer takes the biggest holder's oldest slot and is served`, async () => {
+    const b = await node({ timeouts: { direct: 5000, reverse: 5000 } });
+    const silent = await silentTcpServer();
+    try {
+      const bEvents = events(b);
+      // MAX_SERVING / MAX_SERVING_PER_PEER identities fill every slot with reverse requests
+      // whose dials hang in the handshake (until the 5 s reverse timeout).
+      const holders = await Promise.all(Array.from({ length: MAX_SERVING / MAX_SERVING_PER_PEER }, () => node()));
+      for (const [k, m] of holders.entries()) {
+        const mAddr = addressAt(m, silent.port);
+        for (let i = 0; i < MAX_SERVING_PER_PEER; i++) {
+          await m.signalling?.send(b.address, 'reverse', { addr: mAddr, conn: (k * 16 + i).toString(16).padStart(32, '0') }, { timeout: 2000 });
+        }
+      }
+      await until(() => bEvents.filter((e) => e.type === 'signal').length === MAX_SERVING, 3000, 'b to take the requests');
+      // One more from a holder at its own cap is still refused...
+      const first = holders[0] as P2pNode;
+      await first.signalling?.send(b.address, 'reverse', { addr: addressAt(first, silent.port), conn: 'ff'.repeat(16) }, { timeout: 2000 });
+      await until(() => bEvents.some((e) => e.type === 'warning' && /too many requests being served for this peer/.test(e.detail ?? '')), 3000, 'the refusal');
+      // ...but a newcomer is served at once: a reverse connect needs b to dial back.
+      const h = await node();
+      const t0 = performance.now();
+      const pipe = await h.connect(b.addr, { strategies: ['reverse'], timeout: 4000 });
+      expect(performance.now() - t0).toBeLessThan(4000);
+      expect(pipe.path.strategy).toBe('reverse');
+      expect(bEvents.filter((e) => e.type === 'warning' && /reverse request given up/.test(e.detail ?? ''))).toHaveLength(1);
+      await pipe.close();
     } finally {
       silent.close();
     }

@@ -176,8 +176,8 @@ export class ReverseWaiters {
 }
 
 /** Serves a peer's reverse request: dials it directly with the exchange's connection id. */
-export async function serveReverse(ctx: NodeContext, peer: PeerAddress, conn: string): Promise<void> {
-  const signal = AbortSignal.any([ctx.lifeSignal, AbortSignal.timeout(ctx.timeouts.reverse)]);
-  const p = await dialDirect(ctx, peer, { v: 1, s: 'reverse', c: conn }, signal);
+export async function serveReverse(ctx: NodeContext, peer: PeerAddress, conn: string, signal: AbortSignal): Promise<void> {
+  const sub = AbortSignal.any([signal, AbortSignal.timeout(ctx.timeouts.reverse)]);
+  const p = await dialDirect(ctx, peer, { v: 1, s: 'reverse', c: conn }, sub);
   ctx.adopt(p, { strategy: 'reverse', transport: 'tcp', local: p.local, remote: p.remote }, true);
 }

@@ -143,7 +143,7 @@ export function nonceFrom(v: unknown): Buffer | undefined {
 }
 
 /** Serves a peer's punch request. */
-export async function servePunch(ctx: NodeContext, m: SignalMessage, peer: PeerAddress, conn: string): Promise<void> {
+export async function servePunch(ctx: NodeContext, m: SignalMessage, peer: PeerAddress, conn: string, signal: AbortSignal): Promise<void> {
   const sig = ctx.signalling as Signalling;
   const mod = await ctx.punchModule();
   const theirs = endpointsFrom(m.body.cands, MAX_PUNCH_CANDIDATES);
@@ -153,7 +153,7 @@ export async function servePunch(ctx: NodeContext, m: SignalMessage, peer: PeerA
     return;
   }
   const theirTcp = endpointsFrom(m.body.tcands, MAX_PUNCH_CANDIDATES);
-  const sub = AbortSignal.any([ctx.lifeSignal, AbortSignal.timeout(ctx.timeouts.punch)]);
+  const sub = AbortSignal.any([signal, AbortSignal.timeout(ctx.timeouts.punch)]);
   const g = await gather(ctx, mod, peer, sub);
   try {
     await sig.reply(m, peer, 'punch-ok', { cands: g.cands.map((c) => formatEndpoint(c)), tcands: g.tcands.map((c) => formatEndpoint(c)) }, { signal: sub });

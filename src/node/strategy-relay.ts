@@ -153,7 +153,7 @@ export async function connectRelay(ctx: NodeContext, mod: PunchModule, peer: Pee
 }
 
 /** Serves a peer's relay request. */
-export async function serveRelay(ctx: NodeContext, m: SignalMessage, peer: PeerAddress, conn: string): Promise<void> {
+export async function serveRelay(ctx: NodeContext, m: SignalMessage, peer: PeerAddress, conn: string, signal: AbortSignal): Promise<void> {
   const sig = ctx.signalling as Signalling;
   const refuse = (error: string): Promise<void> => sig.reply(m, peer, 'relay-err', { error: error.slice(0, 200) }).then(() => undefined, () => undefined);
   const theirRelay = m.body.relay === undefined ? undefined : endpointFrom(m.body.relay);
@@ -162,7 +162,7 @@ export async function serveRelay(ctx: NodeContext, m: SignalMessage, peer: PeerA
   const mod = await ctx.punchModule();
   if (!mod) return refuse('no reliable stream module here');
   if (!theirRelay && (m.body.relay !== undefined || theirCands.length === 0 || !nonce)) return refuse('bad relay request');
-  const sub = AbortSignal.any([ctx.lifeSignal, AbortSignal.timeout(ctx.timeouts.relay)]);
+  const sub = AbortSignal.any([signal, AbortSignal.timeout(ctx.timeouts.relay)]);
   let relay: TurnPipe | undefined;
   let why = 'no TURN server here';
   if (relayEnabled(ctx)) {
