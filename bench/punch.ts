@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { openReliable, punch, type ReliablePipe } from '../src/node/punch/index.js';
+import { openReliable, punch } from '../src/node/punch/index.js';
 import { pipeOpen, SUB_ALL, type Pipe, type TcpPipe, type TcpServer, type UdpPipe } from '../src/pipes/index.js';
 import { labUp, requireRoot, type NatKind, type NsProcess } from '../test/helpers/lab.js';
 import { LossyRelay } from '../test/punch-relay.js';

@@ -162,7 +162,7 @@ interface NatFake {
 async function natFake(mapping: Mapping, filtering: Filtering, nat = true): Promise<NatFake> {
   const ips = ['127.0.0.1', '127.0.0.2'];
   const socks: UdpSocket[][] = [];
-  for (const ip of ips) {
+  for (let i = 0; i < ips.length; i++) {
     const row: UdpSocket[] = [];
     for (let p = 0; p < 2; p++) row.push(createSocket('udp4'));
     socks.push(row);

@@ -31,27 +31,27 @@
  *
  * Every timer is `unref`'d; {@link PipeDhtTransport.close} closes the server, every link and
  * every connection attempt.
+ *
+ * Links are opened, accepted and wired in `pipe-transport-links.ts` and indexed in
+ * `pipe-transport-pool.ts`; options are checked in `pipe-transport-setup.ts`.
  * @module
  */
 import { setMaxListeners } from 'node:events';
-import { AbortError, InvalidArgumentError, P2pdError, PipeClosedError } from '../errors.js';
-import { unmapHost, type Endpoint, type Family } from '../interfaces/endpoint.js';
+import { AbortError, InvalidArgumentError, PipeClosedError } from '../errors.js';
+import type { Endpoint, Family } from '../interfaces/endpoint.js';
 import { isUnspecified } from '../interfaces/scope.js';
 import { pipeOpen } from '../pipes/open.js';
-import type { Pipe } from '../pipes/pipe.js';
-import type { TcpPipe } from '../pipes/tcp.js';
 import type { TcpServer } from '../pipes/tcp-server.js';
 import type { Message } from '../pipes/types.js';
-import { cancellable, closeWithin, forceSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
-import { DhtConnection } from './connection.js';
+import { closeWithin, forceSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { contactAddress, contactProblem, type Contact } from './contact.js';
-import { idEquals, idToHex, type DhtId } from './id.js';
 import type { DhtRequest, DhtResponse } from './messages.js';
 import {
   DEFAULT_DHT_CONNECT_TIMEOUT, DEFAULT_DHT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INBOUND, MAX_DHT_FRAME,
-  type LinkUpgrade, type PipeDhtTransportOptions, type PipeDhtTransportStats, type UpgradedLink,
+  type LinkUpgrade, type PipeDhtTransportOptions, type PipeDhtTransportStats,
 } from './pipe-transport-options.js';
-import { FrameSink, Link, LinkPool } from './pipe-transport-pool.js';
+import { LinkManager } from './pipe-transport-links.js';
+import { LinkPool } from './pipe-transport-pool.js';
 import { checkListenOptions, guessHost, option } from './pipe-transport-setup.js';
 import { linkSignals, type DhtRequestHandler, type DhtRequestOptions, type DhtTransport } from './transport.js';
 
@@ -73,20 +73,13 @@ export class PipeDhtTransport implements DhtTransport {
   readonly stats: PipeDhtTransportStats = {
     connects: 0, connectFailures: 0, reconnects: 0, accepted: 0, refused: 0, handshakeFailures: 0, misbehaving: 0, evicted: 0, idleClosed: 0,
   };
-  readonly #upgrade: LinkUpgrade | undefined;
   readonly #maxConnections: number;
-  readonly #maxInbound: number;
   readonly #idleTimeout: number;
-  readonly #connectTimeout: number;
-  readonly #handshakeTimeout: number;
-  readonly #connOpts: { maxMalformed?: number; maxPending?: number; maxServing?: number };
   readonly #closeCtrl = new AbortController();
   /** Every link, indexed. */
   readonly #pool: LinkPool;
-  /** Accepted raw pipes still in the handshake. */
-  readonly #handshaking = new Set<TcpPipe>();
-  /** Connection attempts and handshakes in progress. */
-  readonly #attempts = new Set<Promise<unknown>>();
+  /** Opens, accepts and wires links. */
+  readonly #links: LinkManager;
   #handler: DhtRequestHandler | undefined;
   #sweep: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
@@ -96,19 +89,22 @@ export class PipeDhtTransport implements DhtTransport {
     this.server = server;
     this.contact = contact;
     this.secure = upgrade !== undefined;
-    this.#upgrade = upgrade;
     this.#maxConnections = option(opts.maxConnections, DEFAULT_MAX_CONNECTIONS, 'maxConnections');
-    this.#maxInbound = option(opts.maxInbound, DEFAULT_MAX_INBOUND, 'maxInbound');
+    const maxInbound = option(opts.maxInbound, DEFAULT_MAX_INBOUND, 'maxInbound');
     this.#idleTimeout = option(opts.idleTimeout, DEFAULT_IDLE_TIMEOUT, 'idleTimeout', true);
-    this.#connectTimeout = option(opts.connectTimeout, DEFAULT_DHT_CONNECT_TIMEOUT, 'connectTimeout');
-    this.#handshakeTimeout = option(opts.handshakeTimeout, DEFAULT_DHT_HANDSHAKE_TIMEOUT, 'handshakeTimeout');
+    const connectTimeout = option(opts.connectTimeout, DEFAULT_DHT_CONNECT_TIMEOUT, 'connectTimeout');
+    const handshakeTimeout = option(opts.handshakeTimeout, DEFAULT_DHT_HANDSHAKE_TIMEOUT, 'handshakeTimeout');
     this.#pool = new LinkPool(this.stats, this.#maxConnections);
-    this.#connOpts = {
+    const connOpts = {
       ...(opts.maxMalformed !== undefined ? { maxMalformed: opts.maxMalformed } : {}),
       ...(opts.maxPending !== undefined ? { maxPending: opts.maxPending } : {}),
       ...(opts.maxServing !== undefined ? { maxServing: opts.maxServing } : {}),
     };
-    server.onConnection((p) => this.#accept(p));
+    this.#links = new LinkManager({
+      contact, upgrade, stats: this.stats, pool: this.#pool, closeSignal: this.#closeCtrl.signal, handler: () => this.#handler,
+      maxInbound, connectTimeout, handshakeTimeout, connOpts,
+    });
+    server.onConnection((p) => this.#links.accept(p));
     server.onError(() => undefined); // our callbacks do not throw; nothing to report
     if (this.#idleTimeout > 0) {
       this.#sweep = setInterval(() => this.#pool.sweepIdle(this.#idleTimeout), Math.max(50, Math.min(this.#idleTimeout / 2, 30_000)));
@@ -133,7 +129,7 @@ export class PipeDhtTransport implements DhtTransport {
       bind: opts.bind ?? { host: '0.0.0.0', port: 0 },
       framing: secure ? 'raw' : 'length',
       maxMessageSize: MAX_DHT_FRAME,
-      ...(secure ? {} : { onMessage: (m: Message) => (self ? self.#onPlainFrame(m) : undefined) }),
+      ...(secure ? {} : { onMessage: (m: Message) => (self ? self.#links.onPlainFrame(m) : undefined) }),
       ...(abort.signal ? { signal: abort.signal } : {}),
       ...(abort.timeout !== undefined ? { timeout: abort.timeout } : {}),
     });
@@ -169,7 +165,7 @@ export class PipeDhtTransport implements DhtTransport {
   get connections(): { outbound: number; inbound: number; handshaking: number } {
     let outbound = 0;
     for (const l of this.#pool.links) if (l.outbound) outbound++;
-    return { outbound, inbound: this.#pool.links.size - outbound, handshaking: this.#handshaking.size };
+    return { outbound, inbound: this.#pool.links.size - outbound, handshaking: this.#links.handshaking.size };
   }
 
   /** Installs the handler serving incoming requests. */
@@ -185,7 +181,7 @@ export class PipeDhtTransport implements DhtTransport {
     const ls = linkSignals(opts, [this.#closeCtrl.signal], `DHT ${req.type} to ${contactAddress(to)}`);
     try {
       for (let attempt = 0; ; attempt++) {
-        const { link, fresh } = await this.#linkFor(to, ls.signal);
+        const { link, fresh } = await this.#links.linkFor(to, ls.signal);
         try {
           return await link.conn.request(req, { signal: ls.signal });
         } catch (e) {
@@ -220,7 +216,7 @@ export class PipeDhtTransport implements DhtTransport {
     if (this.#sweep) clearInterval(this.#sweep);
     this.#closing = (async () => {
       // Attempts see the abort and close their own pipes.
-      await Promise.allSettled([...this.#attempts]);
+      await this.#links.settle();
       // Links first (a secure link sends its authenticated close), then the server.
       const links = [...this.#pool.links].map((l) => l.pipe.close());
       await Promise.allSettled([...links, this.server.close()]);
@@ -232,184 +228,5 @@ export class PipeDhtTransport implements DhtTransport {
   /** `await using t = await PipeDhtTransport.listen(…)` support. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
-  }
-
-  // ---- internals ----------------------------------------------------------------------
-
-  readonly #onPlainFrame = (m: Message): void => {
-    this.#pool.byPipe.get(m.pipe)?.receive(m.data);
-  };
-
-  #poolKey(to: Contact): string {
-    const addr = contactAddress(to);
-    return this.secure ? `${idToHex(to.id)}@${addr}` : addr;
-  }
-
-  async #linkFor(to: Contact, signal: AbortSignal): Promise<{ link: Link; fresh: boolean }> {
-    const key = this.#poolKey(to);
-    const have = this.#pool.out.get(key);
-    if (have instanceof Link) {
-      have.lastUsed = Date.now();
-      return { link: have, fresh: false };
-    }
-    if (have === undefined) {
-      const inbound = this.#pool.inByKey.get(key);
-      if (inbound) {
-        inbound.lastUsed = Date.now();
-        return { link: inbound, fresh: false };
-      }
-    }
-    const pending = have ?? this.#connect(key, to);
-    // Each requester waits with its own signal; the attempt itself is bounded by its timeouts.
-    const link = await cancellable<Link>({ signal }, `connect to ${contactAddress(to)}`, (resolve, reject) => {
-      pending.then(resolve, reject);
-    });
-    return { link, fresh: true };
-  }
-
-  /** Opens (and in secure mode authenticates) a link to `to`, pooled under `key`. */
-  #connect(key: string, to: Contact): Promise<Link> {
-    this.#pool.makeRoom();
-    const signal = this.#closeCtrl.signal;
-    const upgrade = this.#upgrade;
-    let attempt: Promise<Link> | undefined;
-    attempt = (async (): Promise<Link> => {
-      let raw: TcpPipe | undefined;
-      try {
-        raw = await pipeOpen('tcp', { host: to.host, port: to.port }, {
-          framing: upgrade ? 'raw' : 'length',
-          maxMessageSize: MAX_DHT_FRAME,
-          timeout: this.#connectTimeout,
-          signal,
-          ...(upgrade ? {} : { onMessage: this.#onPlainFrame }),
-        });
-        let link: Link;
-        if (upgrade) {
-          const sink = new FrameSink();
-          let up: UpgradedLink;
-          try {
-            up = await upgrade(raw, { initiator: true, remoteId: to.id, signal, timeout: this.#handshakeTimeout, onFrame: sink.push });
-          } catch (e) {
-            if (!this.closed) this.stats.handshakeFailures++;
-            throw e;
-          }
-          if (this.closed) {
-            await up.pipe.close().catch(() => undefined);
-            throw new PipeClosedError('DHT transport is closed');
-          }
-          link = this.#addLink(up.pipe, true, key, up.remoteId);
-          sink.attach(link);
-        } else {
-          if (this.closed) throw new PipeClosedError('DHT transport is closed');
-          link = this.#addLink(raw, true, key, undefined);
-        }
-        this.#pool.out.set(key, link);
-        this.stats.connects++;
-        return link;
-      } catch (e) {
-        this.stats.connectFailures++;
-        if (this.#pool.out.get(key) === attempt) this.#pool.out.delete(key);
-        if (raw && !raw.closed) await raw.close().catch(() => undefined);
-        throw e;
-      }
-    })();
-    this.#pool.out.set(key, attempt);
-    this.#track(attempt);
-    return attempt;
-  }
-
-  #track(p: Promise<unknown>): void {
-    this.#attempts.add(p);
-    const done = (): void => void this.#attempts.delete(p);
-    p.then(done, done);
-  }
-
-  /** Wires a ready pipe to a new DhtConnection. */
-  #addLink(pipe: Pipe, outbound: boolean, key: string | undefined, remoteId: DhtId | undefined): Link {
-    const remote = pipe.remote;
-    const host = remote ? unmapHost(remote.host) : undefined;
-    const link = new Link(pipe, outbound, key, remoteId, (l) =>
-      new DhtConnection({
-        ...this.#connOpts,
-        send: (frame) => {
-          l.lastUsed = Date.now();
-          return pipe.send(frame);
-        },
-        handler: () => this.#handlerFor(l),
-        localId: this.contact.id,
-        context: {
-          ...(remoteId ? { remoteId } : {}),
-          ...(remote && host ? { remoteAddress: { host, port: remote.port, family: host.includes(':') ? 6 : 4 } } : {}),
-        },
-        onMisbehaving: () => {
-          this.stats.misbehaving++;
-          this.#pool.drop(l);
-        },
-      }),
-    );
-    this.#pool.add(link, !this.secure);
-    pipe.onError(() => undefined);
-    pipe.onClose((err) => {
-      this.#pool.forget(link);
-      link.conn.close(err);
-      // A frame over the size limit (or undecryptable) closes the pipe: the peer misbehaved.
-      if (err instanceof P2pdError && (err.code === 'ERR_FRAME' || err.code === 'ERR_DECRYPT' || err.code === 'ERR_MESSAGE_TOO_BIG')) {
-        this.stats.misbehaving++;
-      }
-    });
-    return link;
-  }
-
-  /**
-   * The request handler as seen by one link. On an accepted secure link, a request whose
-   * `sender` is the authenticated peer tells us where that peer listens: the link then also
-   * serves our requests to that very contact (never to the same id at another address, which
-   * would let a third party make us vouch for an address the peer does not use).
-   */
-  #handlerFor(link: Link): DhtRequestHandler | undefined {
-    const h = this.#handler;
-    if (!h || link.outbound || !link.remoteId) return h;
-    return (req, ctx) => {
-      const s = req.sender;
-      if (s && idEquals(s.id, link.remoteId as DhtId) && contactProblem(s) === undefined) {
-        this.#pool.advertise(link, this.#poolKey(s));
-      }
-      return h(req, ctx);
-    };
-  }
-
-  /** An accepted connection: a link at once (plain) or after the handshake (secure). */
-  #accept(raw: TcpPipe): void {
-    if (this.closed || (this.#pool.in.size + this.#handshaking.size >= this.#maxInbound && !this.#pool.evict(this.#pool.in))) {
-      this.stats.refused++;
-      raw.reset();
-      return;
-    }
-    const upgrade = this.#upgrade;
-    if (!upgrade) {
-      this.#addLink(raw, false, undefined, undefined);
-      this.stats.accepted++;
-      return;
-    }
-    this.#handshaking.add(raw);
-    const sink = new FrameSink();
-    this.#track(
-      (async () => {
-        try {
-          const up = await upgrade(raw, { initiator: false, signal: this.#closeCtrl.signal, timeout: this.#handshakeTimeout, onFrame: sink.push });
-          if (this.closed) {
-            await up.pipe.close().catch(() => undefined);
-            return;
-          }
-          sink.attach(this.#addLink(up.pipe, false, undefined, up.remoteId));
-          this.stats.accepted++;
-        } catch {
-          if (!this.closed) this.stats.handshakeFailures++;
-          if (!raw.closed) await raw.close().catch(() => undefined);
-        } finally {
-          this.#handshaking.delete(raw);
-        }
-      })(),
-    );
   }
 }
