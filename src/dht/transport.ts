@@ -1,5 +1,6 @@
 /**
- * The transport a {@link DhtNode} runs over, and a helper to combine cancellation sources.
+ * The transport a {@link DhtNode} runs over (and, re-exported from `util/abort.ts` where it
+ * lives, the helper that combines cancellation sources).
  *
  * The DHT core never touches sockets: it asks its transport to deliver one request to a
  * contact and resolve with the decoded response, and it serves incoming requests through the
@@ -10,10 +11,7 @@
  * authenticates the peer (Noise): the node then refuses requests whose `sender.id` differs.
  * @module
  */
-import { setMaxListeners } from 'node:events';
-import { AbortError, TimeoutError } from '../errors.js';
 import type { Family } from '../interfaces/endpoint.js';
-import type { AbortOptions } from '../util/abort.js';
 import type { Contact } from './contact.js';
 import type { DhtId } from './id.js';
 import type { DhtRequest, DhtResponse } from './messages.js';
@@ -52,45 +50,4 @@ export interface DhtTransport {
   onRequest(handler: DhtRequestHandler | undefined): void;
 }
 
-/** A combined cancellation source; call `done()` when the operation ends. */
-export interface LinkedSignal {
-  readonly signal: AbortSignal;
-  done(): void;
-}
-
-/**
- * One signal that aborts when any of `parents` aborts (reason kept) or after `opts.timeout`
- * (reason `TimeoutError`), also aborting when `opts.signal` does. `done()` removes the
- * listeners and the timer.
- */
-export function linkSignals(opts: AbortOptions | undefined, parents: readonly AbortSignal[], what: string): LinkedSignal {
-  const ctrl = new AbortController();
-  setMaxListeners(0, ctrl.signal); // one listener per in-flight RPC
-  const sources = [...parents, ...(opts?.signal ? [opts.signal] : [])];
-  const listeners: Array<() => void> = [];
-  let timer: NodeJS.Timeout | undefined;
-  const abort = (reason: unknown): void => {
-    if (!ctrl.signal.aborted) ctrl.abort(reason);
-  };
-  for (const s of sources) {
-    if (s.aborted) {
-      abort(s.reason ?? new AbortError());
-      break;
-    }
-    const l = (): void => abort(s.reason ?? new AbortError());
-    s.addEventListener('abort', l, { once: true });
-    listeners.push(() => s.removeEventListener('abort', l));
-  }
-  const t = opts?.timeout;
-  if (!ctrl.signal.aborted && t !== undefined && t > 0 && Number.isFinite(t)) {
-    timer = setTimeout(() => abort(new TimeoutError(`${what} timed out after ${t} ms`)), t);
-  }
-  return {
-    signal: ctrl.signal,
-    done(): void {
-      if (timer) clearTimeout(timer);
-      for (const l of listeners) l();
-      listeners.length = 0;
-    },
-  };
-}
+export { linkSignals, type LinkedSignal } from '../util/abort.js';

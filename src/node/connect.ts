@@ -5,7 +5,7 @@
  */
 import { AbortError, ConnectError, InvalidArgumentError, TimeoutError } from '../errors.js';
 import { formatEndpoint } from '../interfaces/endpoint.js';
-import { cancellable } from '../util/abort.js';
+import { cancellable, linkSignals } from '../util/abort.js';
 import type { PeerAddress } from './address.js';
 import { raceStrategies, START_AFTER } from './connect-race.js';
 import type { NodeContext } from './context.js';
@@ -31,9 +31,6 @@ export async function connectPeer(ctx: NodeContext, reverse: ReverseWaiters, pee
     for (const s of wanted) if (!STRATEGIES.includes(s)) throw new InvalidArgumentError(`unknown strategy ${JSON.stringify(s)}`);
     const timeout = opts.timeout ?? ctx.timeouts.connect;
     const t0 = performance.now();
-    const ac = new AbortController();
-    const signals = [ac.signal, ctx.lifeSignal, ...(opts.signal ? [opts.signal] : [])];
-    const signal = AbortSignal.any(signals);
     const failures: StrategyFailure[] = [];
     const plan: Strategy[] = [];
     for (const s of wanted) {
@@ -45,6 +42,10 @@ export async function connectPeer(ctx: NodeContext, reverse: ReverseWaiters, pee
     const peerNat = peer.interfaces.find((i) => i.nat !== 'UNKNOWN')?.nat;
     const hopeless = punchHopeless(ctx.natType, peerNat);
     const startAfter = (s: Strategy): number => (s === 'relay' && hopeless ? START_AFTER.punch : START_AFTER[s]);
+    const ac = new AbortController();
+    // Not AbortSignal.any(): the node's life signal outlives every connect (see linkSignals).
+    const link = linkSignals({ signal: opts.signal }, [ac.signal, ctx.lifeSignal], 'connect');
+    const signal = link.signal;
     return cancellable<NodePipe>({ signal: opts.signal, timeout }, `connect to ${peer.idHex.slice(0, 16)}…`, (resolve, reject) => {
       const stop = raceStrategies<NodePipe>(
         {
@@ -71,7 +72,7 @@ export async function connectPeer(ctx: NodeContext, reverse: ReverseWaiters, pee
         stop();
         ac.abort(opts.signal?.aborted ? abortedByCaller(opts.signal) : new TimeoutError('connect ended'));
       };
-    }).catch((e: unknown) => {
+    }).finally(() => link.done()).catch((e: unknown) => {
       if (e instanceof TimeoutError && failures.length > 0) {
         throw new TimeoutError(`${e.message} (${failures.map((f) => `${f.strategy}: ${f.error.message}`).join('; ')})`, { cause: new P2pConnectError('strategies failed', failures) });
       }

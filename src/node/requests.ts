@@ -13,6 +13,7 @@
  * @module
  */
 import { LimitError } from '../errors.js';
+import { linkSignals } from '../util/abort.js';
 import { parseAddress, type PeerAddress } from './address.js';
 import type { NodeContext } from './context.js';
 import { CONN_ID, errorOf } from './hello.js';
@@ -151,10 +152,15 @@ export class RequestServer {
     const slot: Slot = { from: m.from, type: m.type, ac: new AbortController() };
     this.slots.push(slot);
     this.servingFor.set(m.from, mine + 1);
+    // Not AbortSignal.any(): the node's life signal outlives every request (see linkSignals).
+    const link = linkSignals(undefined, [this.ctx.lifeSignal, slot.ac.signal], `${m.type} request`);
     this.track(
-      fn(peer, conn, AbortSignal.any([this.ctx.lifeSignal, slot.ac.signal]))
+      fn(peer, conn, link.signal)
         .catch((e: unknown) => this.ctx.event({ type: 'warning', peer: m.from, detail: `${m.type} for peer failed: ${errorOf(e).message}` }))
-        .finally(() => this.release(slot)),
+        .finally(() => {
+          link.done();
+          this.release(slot);
+        }),
     );
   }
 }

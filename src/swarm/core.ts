@@ -8,7 +8,7 @@ import { setMaxListeners } from 'node:events';
 import { AbortError, DecodeError, MessageTooBigError, PipeClosedError, ProtocolMismatchError } from '../errors.js';
 import type { Endpoint } from '../interfaces/endpoint.js';
 import type { TcpServer } from '../pipes/tcp-server.js';
-import { cancellable, closeWithin, forceSignal, type AbortOptions } from '../util/abort.js';
+import { cancellable, closeWithin, forceSignal, linkSignals, type AbortOptions } from '../util/abort.js';
 import {
   ANNOUNCE_INTERVAL, HARD_MAX_LINKS, MAX_LINK_MALFORMED, MAX_PAYLOAD_SIZE, MAX_PENDING_SETUPS, SEEN_TTL, SNAPSHOT_TIMEOUT,
 } from './constants.js';
@@ -219,11 +219,14 @@ export class SwarmCore {
   async connect(dest: Endpoint, opts: AbortOptions): Promise<Link> {
     const t0 = performance.now();
     let r: SetupResult;
+    const link0 = linkSignals({ signal: opts.signal }, [this.#closeCtrl.signal], 'link setup');
     try {
-      r = await dialLink(this.#ctx, dest, { timeout: opts.timeout ?? this.#cfg.linkTimeout, signal: linked(opts.signal, this.#closeCtrl.signal) });
+      r = await dialLink(this.#ctx, dest, { timeout: opts.timeout ?? this.#cfg.linkTimeout, signal: link0.signal });
     } catch (e) {
       this.#setupFailed(e, dest);
       throw e;
+    } finally {
+      link0.done();
     }
     const link = this.#register(r);
     if (!link) throw new PipeClosedError('the link was refused (node closing, or a bad announcement)');
@@ -392,9 +395,4 @@ export class SwarmCore {
     })();
     return this.#closing;
   }
-}
-
-/** One signal aborting when either does. */
-function linked(a: AbortSignal | undefined, b: AbortSignal): AbortSignal {
-  return a ? AbortSignal.any([a, b]) : b;
 }

@@ -251,3 +251,53 @@ export function unlimitedController(): AbortController {
   setMaxListeners(0, c.signal);
   return c;
 }
+
+/** A combined cancellation source; call `done()` when the operation ends. */
+export interface LinkedSignal {
+  /** Aborts when any parent does (with its reason), or on the timeout. */
+  readonly signal: AbortSignal;
+  /** Stops following the parents and clears the timer (idempotent). */
+  done(): void;
+}
+
+/**
+ * One signal that aborts when any of `parents` aborts (reason kept) or after `opts.timeout`
+ * (reason `TimeoutError`), also aborting when `opts.signal` does. `done()` removes the
+ * listeners and the timer.
+ *
+ * Use it instead of `AbortSignal.any()` when a parent lives long (a node's or a server's
+ * life signal) and operations come and go: on Node 20 every `AbortSignal.any()` leaves an
+ * entry on each source signal that is never removed, about 50 bytes per call for as long as
+ * the source lives; here the parent carries one shared listener ({@link whenAborted}) that
+ * `done()` removes.
+ */
+export function linkSignals(opts: AbortOptions | undefined, parents: readonly AbortSignal[], what: string): LinkedSignal {
+  const ctrl = new AbortController();
+  setMaxListeners(0, ctrl.signal); // one listener per in-flight operation below it
+  const sources = [...parents, ...(opts?.signal ? [opts.signal] : [])];
+  const removers: Array<() => void> = [];
+  let timer: NodeJS.Timeout | undefined;
+  const abort = (reason: unknown): void => {
+    if (!ctrl.signal.aborted) ctrl.abort(reason);
+  };
+  for (const s of sources) {
+    if (s.aborted) {
+      abort(s.reason ?? new AbortError());
+      break;
+    }
+    removers.push(whenAborted(s, () => abort(s.reason ?? new AbortError())));
+  }
+  const t = opts?.timeout;
+  if (!ctrl.signal.aborted && t !== undefined && t > 0 && Number.isFinite(t)) {
+    timer = setTimeout(() => abort(new TimeoutError(`${what} timed out after ${t} ms`)), t);
+  }
+  return {
+    signal: ctrl.signal,
+    done(): void {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      for (const r of removers) r();
+      removers.length = 0;
+    },
+  };
+}
