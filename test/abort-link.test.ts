@@ -6,6 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { AbortError, TimeoutError } from '../src/errors.js';
+import { StunClient } from '../src/nat/stun/client.js';
+import { startStunServer } from '../src/nat/stun/server.js';
 import { startP2pNode, type P2pNode } from '../src/node/index.js';
 import { linkSignals } from '../src/util/abort.js';
 import { useCleanup } from './helpers/pipes.js';
@@ -73,5 +75,19 @@ describe('linkSignals', () => {
     expect(dependants(life(a))).toBe(0);
     // Where AbortSignal.any() leaves entries (Node 20), the check above can fail.
     if (leaves) expect(dependants(control.signal)).toBeGreaterThanOrEqual(20);
+  });
+
+  it("a STUN client's bindings leave nothing on the caller's long-lived signals", async () => {
+    const server = await startStunServer({ addresses: ['127.0.0.1'], ports: [0], protos: ['udp'], rateLimit: false });
+    cleanup.add(() => server.close());
+    const app = new AbortController();
+    const perCall = new AbortController();
+    for (let c = 0; c < 3; c++) {
+      const client = await StunClient.open({ server: server.primary, timeout: 2000, signal: app.signal });
+      for (let i = 0; i < 10; i++) await client.binding({ signal: perCall.signal });
+      await client.close();
+    }
+    expect(dependants(app.signal)).toBe(0);
+    expect(dependants(perCall.signal)).toBe(0);
   });
 });

@@ -195,17 +195,28 @@ export function bounded<T>(p: Promise<T>, opts: AbortOptions | undefined, what: 
   });
 }
 
+/**
+ * Calls `fire` after `ms` milliseconds, chaining timers past {@link MAX_TIMER_MS} (a plain
+ * `setTimeout` fires such a delay after 1 ms). Returns the function that cancels it. `unref`
+ * makes the timers not keep the process alive.
+ */
+export function longTimer(ms: number, fire: () => void, unref = false): () => void {
+  const end = Date.now() + ms;
+  let t: NodeJS.Timeout | undefined;
+  const arm = (left: number): void => {
+    t = setTimeout(() => (left > MAX_TIMER_MS ? arm(end - Date.now()) : fire()), Math.max(0, Math.min(left, MAX_TIMER_MS)));
+    if (unref) t.unref();
+  };
+  arm(ms);
+  return () => {
+    if (t) clearTimeout(t);
+    t = undefined;
+  };
+}
+
 /** Resolves after `ms` milliseconds, or rejects when `signal` aborts. */
 export function sleep(ms: number, opts?: { signal?: AbortSignal }): Promise<void> {
-  return cancellable<void>(opts, 'sleep', (resolve) => {
-    const end = Date.now() + ms;
-    let t: NodeJS.Timeout;
-    const arm = (left: number): void => {
-      t = setTimeout(() => (left > MAX_TIMER_MS ? arm(end - Date.now()) : resolve()), Math.max(0, Math.min(left, MAX_TIMER_MS)));
-    };
-    arm(ms);
-    return () => clearTimeout(t);
-  });
+  return cancellable<void>(opts, 'sleep', (resolve) => longTimer(ms, resolve));
 }
 
 /**
@@ -276,7 +287,7 @@ export function linkSignals(opts: AbortOptions | undefined, parents: readonly Ab
   setMaxListeners(0, ctrl.signal); // one listener per in-flight operation below it
   const sources = [...parents, ...(opts?.signal ? [opts.signal] : [])];
   const removers: Array<() => void> = [];
-  let timer: NodeJS.Timeout | undefined;
+  let stopTimer: (() => void) | undefined;
   const abort = (reason: unknown): void => {
     if (!ctrl.signal.aborted) ctrl.abort(reason);
   };
@@ -289,13 +300,13 @@ export function linkSignals(opts: AbortOptions | undefined, parents: readonly Ab
   }
   const t = opts?.timeout;
   if (!ctrl.signal.aborted && t !== undefined && t > 0 && Number.isFinite(t)) {
-    timer = setTimeout(() => abort(new TimeoutError(`${what} timed out after ${t} ms`)), t);
+    stopTimer = longTimer(t, () => abort(new TimeoutError(`${what} timed out after ${t} ms`)));
   }
   return {
     signal: ctrl.signal,
     done(): void {
-      if (timer) clearTimeout(timer);
-      timer = undefined;
+      stopTimer?.();
+      stopTimer = undefined;
       for (const r of removers) r();
       removers.length = 0;
     },

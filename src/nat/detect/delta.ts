@@ -20,7 +20,8 @@
 import { InvalidArgumentError, TimeoutError } from '../../errors.js';
 import { formatEndpoint, type Endpoint, type EndpointLike, type Family } from '../../interfaces/endpoint.js';
 import type { BindOptions } from '../../pipes/types.js';
-import { throwIfAborted, type AbortOptions } from '../../util/abort.js';
+import { throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
+import { abortAfter, checkTimeoutAndSignal, hasDeadline } from '../deadline.js';
 import { parseStunServer, StunClient, type StunMapping } from '../stun/client.js';
 
 /** P2PD's port allocation classes. */
@@ -143,11 +144,17 @@ export function classifyDelta(samples: PortSample[]): DeltaResult {
 /**
  * Runs the delta test: `count` bindings from consecutive local ports and `count` from ports
  * with irregular gaps, sent back to back (their order is the allocation order), then
- * {@link classifyDelta}. Rejects with `TimeoutError` when no binding at all was answered,
+ * {@link classifyDelta}. `timeout` bounds the whole test (sockets opened, bindings answered).
+ * Rejects with `TimeoutError` when no binding at all was answered or `timeout` passed,
  * `AbortError` on abort, `BindError` when no free port range was found.
  */
 export async function detectDelta(opts: DeltaOptions): Promise<DeltaResult> {
+  if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('detectDelta expects options');
   throwIfAborted(opts.signal);
+  checkTimeoutAndSignal(opts);
+  for (const [k, v] of [['bindingTimeout', opts.bindingTimeout], ['rto', opts.rto]] as const) {
+    if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw new InvalidArgumentError(`${k} must be a positive number`);
+  }
   if (!Array.isArray(opts.servers) || opts.servers.length === 0) throw new InvalidArgumentError('detectDelta needs at least one STUN server');
   const servers = opts.servers.map((s) => parseStunServer(s));
   const family = opts.family ?? (servers[0] as Endpoint).family;
@@ -164,10 +171,15 @@ export async function detectDelta(opts: DeltaOptions): Promise<DeltaResult> {
   const t0 = performance.now();
   const clients: StunClient[] = [];
   const samples: PortSample[] = [];
+  // `timeout` bounds the whole test (opening the sockets included), whatever `bindingTimeout` is.
+  const life = new AbortController();
+  const stopTimer = abortAfter(life, opts.timeout, 'delta test');
+  const signal = !hasDeadline(opts.timeout) ? (opts.signal ?? life.signal) : opts.signal ? AbortSignal.any([life.signal, opts.signal]) : life.signal;
+  const sopts: DeltaOptions = { ...opts, signal };
   try {
     // Consecutive ports, then irregular gaps (2..33) starting elsewhere.
-    const consecutive = await openSeries(opts, usable, family, 'consecutive', count, rnd, minPort, maxPort, clients, samples);
-    const spread = await openSeries(opts, usable, family, 'spread', count, rnd, minPort, maxPort, clients, samples);
+    const consecutive = await openSeries(sopts, usable, family, 'consecutive', count, rnd, minPort, maxPort, clients, samples);
+    const spread = await openSeries(sopts, usable, family, 'spread', count, rnd, minPort, maxPort, clients, samples);
     // Send everything back to back (one synchronous loop): allocation order = this order.
     const all = [...consecutive, ...spread];
     const results = await Promise.allSettled(
@@ -176,14 +188,14 @@ export async function detectDelta(opts: DeltaOptions): Promise<DeltaResult> {
           server: usable[i % usable.length] as Endpoint,
           rto: opts.rto ?? 200,
           timeout: opts.bindingTimeout ?? 2000,
-          signal: opts.signal,
+          signal,
         }).then((m: StunMapping) => {
           sample.mapped = m.mapped.port;
           sample.external = m.mapped;
         }),
       ),
     );
-    throwIfAborted(opts.signal);
+    throwIfAborted(signal);
     if (samples.every((s) => s.mapped === undefined)) {
       const first = results.find((r) => r.status === 'rejected');
       throw new TimeoutError(`delta test: no STUN server answered (${usable.map(formatEndpoint).join(', ')})`, {
@@ -193,7 +205,12 @@ export async function detectDelta(opts: DeltaOptions): Promise<DeltaResult> {
     const r = classifyDelta(samples);
     r.ms = performance.now() - t0;
     return r;
+  } catch (e) {
+    // A binding or an open cut short by our deadline or the caller's signal says so.
+    if (signal.aborted) throw toAbortError(signal);
+    throw e;
   } finally {
+    stopTimer();
     await Promise.all(clients.map((c) => c.close()));
   }
 }

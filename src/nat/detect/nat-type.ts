@@ -22,10 +22,11 @@
  * filter wait when the NAT filters and a few round trips otherwise.
  * @module
  */
-import { InvalidArgumentError, TimeoutError } from '../../errors.js';
+import { InvalidArgumentError } from '../../errors.js';
 import { formatEndpoint, sameEndpoint, type Endpoint } from '../../interfaces/endpoint.js';
 import type { BindOptions } from '../../pipes/types.js';
 import { throwIfAborted, toAbortError } from '../../util/abort.js';
+import { abortAfter, checkTimeoutAndSignal } from '../deadline.js';
 import { parseStunServer, StunClient, type StunMapping } from '../stun/client.js';
 import { detectDelta, type DeltaResult } from './delta.js';
 import { mappingBehaviorOf, natTypeOf, type DetectNatOptions, type NatDetection, type NatMethod } from './nat-model.js';
@@ -53,17 +54,15 @@ export async function detectNat(opts: DetectNatOptions): Promise<NatDetection> {
   const family = opts.family ?? (all[0] as Endpoint).family;
   const servers = all.filter((s) => s.family === family);
   if (servers.length === 0) throw new InvalidArgumentError(`no IPv${family} STUN server given`);
-  for (const [k, v] of [['bindingTimeout', opts.bindingTimeout], ['rto', opts.rto], ['filterTimeout', opts.filterTimeout], ['timeout', opts.timeout]] as const) {
+  for (const [k, v] of [['bindingTimeout', opts.bindingTimeout], ['rto', opts.rto], ['filterTimeout', opts.filterTimeout]] as const) {
     if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw new InvalidArgumentError(`${k} must be a positive number`);
   }
+  checkTimeoutAndSignal(opts); // 0 / Infinity = no overall timeout, as everywhere
 
   const life = new AbortController();
   const signals = [life.signal, ...(opts.signal ? [opts.signal] : [])];
-  let timer: NodeJS.Timeout | undefined;
-  if (opts.timeout) {
-    const ms = opts.timeout;
-    timer = setTimeout(() => life.abort(new TimeoutError(`NAT detection timed out after ${ms} ms`)), ms);
-  }
+  // Chained past 2^31 − 1 ms: a plain setTimeout would fire a longer timeout after 1 ms.
+  const stopTimer = abortAfter(life, opts.timeout, 'NAT detection');
   const signal = signals.length === 1 ? life.signal : AbortSignal.any(signals);
   const ctx: Ctx = {
     t0: performance.now(),
@@ -110,7 +109,7 @@ export async function detectNat(opts: DetectNatOptions): Promise<NatDetection> {
     ctx.progress('done', `${result.type} in ${result.ms.toFixed(0)} ms`);
     return result;
   } finally {
-    if (timer) clearTimeout(timer);
+    stopTimer();
     life.abort();
     await Promise.all(clients.map((c) => c.close()));
     if (deltaP) await deltaP;

@@ -10,7 +10,8 @@ import { toEndpoint, type Endpoint, type EndpointLike, type Family } from '../..
 import { initP2pd, type Interface } from '../../interfaces/interfaces.js';
 import { ipFamily, ipToBytes } from '../../interfaces/ip.js';
 import { ipScope } from '../../interfaces/scope.js';
-import { whenAborted, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
+import { MAX_TIMER_MS, whenAborted, throwIfAborted, toAbortError, type AbortOptions } from '../../util/abort.js';
+import { abortAfter, checkTimeoutAndSignal } from '../deadline.js';
 import { ExternalPortUnavailableError, startNatPmp, startPcp, startUpnp, startUpnpPinhole, type StartRequest, type Started } from './drivers.js';
 import { PortMapping, type PortMappingCallbacks } from './mapping.js';
 import { NatPmpClient } from './natpmp-client.js';
@@ -129,6 +130,16 @@ interface Target {
 function checkInt(v: unknown, what: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new InvalidArgumentError(`invalid ${what}: ${String(v)} (must be an integer ${min}-${max})`);
   return v;
+}
+
+/** Checks the `gateway` option's shape: an address string or a {@link GatewayOptions} object. */
+function checkGateway(g: unknown): void {
+  if (g === undefined || typeof g === 'string') return;
+  if (g === null || typeof g !== 'object' || Array.isArray(g)) {
+    throw new InvalidArgumentError(`gateway must be an IP address string or { host?, port?, ssdp?, location? }, got ${g === null ? 'null' : Array.isArray(g) ? 'an array' : typeof g}`);
+  }
+  const { host, location } = g as GatewayOptions;
+  if ((host !== undefined && typeof host !== 'string') || (location !== undefined && typeof location !== 'string')) throw new InvalidArgumentError('gateway.host and gateway.location must be strings');
 }
 
 function checkMethods(m: unknown): PortMappingMethod[] {
@@ -261,9 +272,12 @@ async function tryMethods<T>(
 ): Promise<T> {
   const methods = checkMethods(o.methods);
   const budget = checkInt(o.methodTimeout ?? DEFAULT_METHOD_TIMEOUT_MS, 'methodTimeout', 1, 0x7fffffff);
+  checkGateway(o.gateway);
   throwIfAborted(o.signal);
+  checkTimeoutAndSignal(o); // before any timer or listener exists
   const outer = new AbortController();
-  const timer = o.timeout ? setTimeout(() => outer.abort(new TimeoutError(`${what} timed out after ${o.timeout} ms`)), o.timeout) : undefined;
+  // Chained past 2^31 − 1 ms (a plain setTimeout fires a longer delay after 1 ms).
+  const stopTimer = abortAfter(outer, o.timeout, what);
   const onAbort = (): void => outer.abort(o.signal?.reason);
   const offUser = o.signal ? whenAborted(o.signal, onAbort) : undefined;
   const attempts: PortMappingAttempt[] = [];
@@ -273,7 +287,7 @@ async function tryMethods<T>(
       const ac = new AbortController();
       // Hard stop a little after the budget: the clients' own schedules end at the budget
       // with a more telling error (what was ignored, how many attempts).
-      const mt = setTimeout(() => ac.abort(new TimeoutError(`${method} timed out after ${budget} ms`)), budget + Math.min(500, budget / 4));
+      const mt = setTimeout(() => ac.abort(new TimeoutError(`${method} timed out after ${budget} ms`)), Math.min(budget + Math.min(500, budget / 4), MAX_TIMER_MS));
       const signal = AbortSignal.any([outer.signal, ac.signal]);
       try {
         return await fn(method, t, signal, budget);
@@ -289,7 +303,7 @@ async function tryMethods<T>(
     if (outer.signal.aborted) throw toAbortError(outer.signal);
     throw e;
   } finally {
-    if (timer) clearTimeout(timer);
+    stopTimer();
     offUser?.();
   }
   throw new PortMappingFailedError(what, attempts);
@@ -369,6 +383,7 @@ export async function mapPort(opts: MapPortOptions): Promise<PortMapping> {
  * @throws PortMappingFailedError listing every method's failure.
  */
 export async function getExternalAddress(opts: GatewayTargetOptions = {}): Promise<string> {
+  if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('getExternalAddress options must be an object');
   const o: GatewayTargetOptions = { ...opts, methods: opts.methods ?? ['upnp', 'nat-pmp'], family: 4 };
   return tryMethods(o, 'external address query', async (method, t, signal, budget) => {
     if (method === 'upnp') return (await upnpClientFor(t, budget, signal)).getExternalAddress({ signal, timeout: budget });

@@ -21,7 +21,7 @@ import {
   type NatPmpResponse,
 } from './natpmp-codec.js';
 import { checkNatPmpEpoch, natPmpRetransmitSchedule, type NatPmpScheduleOptions } from './retransmit.js';
-import { gatewayEndpoint, gatewayEpoch, udpExchange, type GatewayEpoch, type PortMapCallOptions } from './transport.js';
+import { callTimeout, gatewayEndpoint, gatewayEpoch, udpExchange, type GatewayEpoch, type PortMapCallOptions } from './transport.js';
 import { PORTMAP_SERVER_PORT } from './wire.js';
 
 /** Options of {@link NatPmpClient}. */
@@ -92,8 +92,7 @@ export class NatPmpClient {
   }
 
   private waits(opts?: PortMapCallOptions): number[] {
-    const t = opts?.timeout;
-    if (t !== undefined && !(typeof t === 'number' && t > 0 && Number.isFinite(t))) throw new InvalidArgumentError(`invalid timeout ${String(t)}`);
+    const t = callTimeout(opts);
     const cap = this.schedule.totalTimeoutMs;
     const total = t === undefined ? cap : cap ? Math.min(cap, t) : t;
     return natPmpRetransmitSchedule({ ...this.schedule, ...(total ? { totalTimeoutMs: total } : {}) });

@@ -24,7 +24,7 @@ import {
   type PcpResponse,
 } from './pcp-codec.js';
 import { checkPcpEpoch, pcpRetransmitSchedule, type PcpScheduleOptions } from './retransmit.js';
-import { gatewayEndpoint, gatewayEpoch, routeSourceAddress, udpExchange, type GatewayEpoch, type PortMapCallOptions } from './transport.js';
+import { callTimeout, gatewayEndpoint, gatewayEpoch, routeSourceAddress, udpExchange, type GatewayEpoch, type PortMapCallOptions } from './transport.js';
 import { PORTMAP_SERVER_PORT, canonicalIp, peekPortMapHeader, rdU16 } from './wire.js';
 
 /** Default time budget of one PCP operation when neither the call nor the schedule caps it, ms. */
@@ -121,8 +121,7 @@ export class PcpClient {
   }
 
   private async exchange(req: PcpRequest, what: string, opts?: PortMapCallOptions): Promise<{ res: PcpResponse; lostState?: string }> {
-    const t = opts?.timeout;
-    if (t !== undefined && !(typeof t === 'number' && t > 0 && Number.isFinite(t))) throw new InvalidArgumentError(`invalid timeout ${String(t)}`);
+    const t = callTimeout(opts);
     const capped = this.schedule.totalTimeoutMs || this.schedule.mrdMs || this.schedule.maxAttempts || this.schedule.mrc;
     const total = t ?? (capped ? undefined : PCP_DEFAULT_TIMEOUT_MS);
     const waits = pcpRetransmitSchedule({ ...this.schedule, ...(total ? { totalTimeoutMs: total } : {}) });
@@ -207,6 +206,7 @@ export class PcpClient {
 
   /** Deletes a mapping: MAP with lifetime 0 and the mapping's nonce (RFC 6887 §15). */
   async unmap(m: { nonce: Uint8Array; protocol: PcpProtocol; internalPort: number }, opts?: PortMapCallOptions): Promise<void> {
+    if (m === null || typeof m !== 'object') throw new InvalidArgumentError('unmap expects { nonce, protocol, internalPort }');
     const clientAddress = await this.clientAddress(opts);
     const req: PcpMapRequest = {
       kind: 'map',

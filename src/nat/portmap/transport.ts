@@ -11,7 +11,7 @@ import { formatEndpoint, nodeHost, toEndpoint, type Endpoint, type Family } from
 import { ipFamily } from '../../interfaces/ip.js';
 import { isUnspecified } from '../../interfaces/scope.js';
 import { pipeOpen } from '../../pipes/open.js';
-import { cancellable, throwIfAborted, toAbortError } from '../../util/abort.js';
+import { badSignal, badTimeout, cancellable, throwIfAborted, toAbortError } from '../../util/abort.js';
 import type { EpochCheck, EpochObservation } from './retransmit.js';
 import { isFromServer } from './wire.js';
 
@@ -22,9 +22,22 @@ export interface PortMapCallOptions {
   /**
    * Total time budget, ms: the retransmission schedule is cut to it, and when it runs out
    * the operation rejects with a {@link PortMappingError} whose `cause` is a `TimeoutError`.
+   * `0` or `Infinity` = none of its own, as `undefined`.
    * @default the protocol's own schedule (NAT-PMP: 127.75 s; PCP: 30 s, see the client)
    */
   timeout?: number;
+}
+
+/**
+ * The checked `timeout` of a gateway operation: `undefined` for none (`0`, `Infinity`,
+ * `undefined`); throws `InvalidArgumentError` for anything that is not a non-negative number.
+ * @internal
+ */
+export function callTimeout(opts: PortMapCallOptions | undefined): number | undefined {
+  const t = opts?.timeout;
+  const bad = badTimeout(t) ?? badSignal(opts?.signal);
+  if (bad) throw bad;
+  return t !== undefined && t > 0 && Number.isFinite(t) ? t : undefined;
 }
 
 /** Parses a gateway address (`'192.168.1.1'`, `'fe80::1%eth0'`) and port into an {@link Endpoint}. */

@@ -8,7 +8,8 @@ import { InvalidArgumentError } from '../../errors.js';
 import { toEndpoint, type Endpoint, type EndpointLike, type Family } from '../../interfaces/endpoint.js';
 import type { Pipe } from '../../pipes/pipe.js';
 import type { BindOptions, Proto } from '../../pipes/types.js';
-import type { AbortOptions } from '../../util/abort.js';
+import { badTimeout, type AbortOptions } from '../../util/abort.js';
+import { unmapIPv4 } from '../../interfaces/ip.js';
 
 /** The IANA STUN port (UDP and TCP). */
 export const STUN_PORT = 3478;
@@ -115,6 +116,25 @@ export interface BindingOptions extends AbortOptions {
 export function checkProto(proto: unknown): Proto {
   if (proto !== 'udp' && proto !== 'tcp') throw new InvalidArgumentError(`proto must be 'udp' or 'tcp', got ${JSON.stringify(proto)}`);
   return proto;
+}
+
+/**
+ * Checks a `timeout` option as every p2pd `timeout` is: `0`, `Infinity` or `undefined` = none
+ * of its own (UDP transactions still end with the retransmission schedule), anything else must
+ * be a non-negative number.
+ */
+export function checkTimeout(v: unknown): void {
+  const bad = badTimeout(v);
+  if (bad) throw bad;
+}
+
+/** Checks an `acceptFrom` endpoint (`{ host, port }` of an IP literal); returns it with IPv4-mapped IPv6 unmapped. */
+export function checkAcceptFrom(v: unknown): Endpoint {
+  if (v === null || typeof v !== 'object') throw new InvalidArgumentError(`acceptFrom must be 'server', 'any', an endpoint or a function, got ${JSON.stringify(v) ?? typeof v}`);
+  const e = toEndpoint(v as EndpointLike);
+  if (e.family !== 6) return e;
+  const h = unmapIPv4(e.host);
+  return h === e.host ? e : { host: h, port: e.port, family: 4 };
 }
 
 /** Checks an optional positive number option. */

@@ -24,14 +24,14 @@ import { pipeOpen } from '../../pipes/open.js';
 import type { Pipe } from '../../pipes/pipe.js';
 import type { TcpPipe } from '../../pipes/tcp.js';
 import { SUB_ALL, type Proto } from '../../pipes/types.js';
-import { cancellable, closeWithin, throwIfAborted, type AbortOptions } from '../../util/abort.js';
+import { cancellable, closeWithin, linkSignals, throwIfAborted, type AbortOptions, type LinkedSignal } from '../../util/abort.js';
 import type { StunAttribute } from './attributes.js';
 import { ATTR, CLASS, METHOD, STUN_HEADER_SIZE } from './constants.js';
 import { fingerprintOf } from './integrity.js';
 import { encodeStun, stunErrorOf, verifyFingerprint } from './message.js';
 import { MAX_PENDING_TRANSACTIONS, StunTransport, STUN_RTO, STUN_MAX_TRIES, type StunReceived } from './transport.js';
 import {
-  checkPositive, checkProto, parseStunServer, STUN_PORT, STUN_SOFTWARE, TCP_CLOSE_GRACE,
+  checkAcceptFrom, checkPositive, checkProto, checkTimeout, parseStunServer, STUN_PORT, STUN_SOFTWARE, TCP_CLOSE_GRACE,
   type BindingOptions, type StunClientOptions, type StunMapping,
 } from './client-options.js';
 import { fillTransactionId, parseBindingResponse, unmapped } from './client-wire.js';
@@ -114,6 +114,7 @@ export class StunClient implements AsyncDisposable {
   private readonly templates = new Map<number, RequestTemplate>();
   /** Ends the client's transactions: aborted by close() / pipe close, or by `opts.signal`. */
   private readonly signal: AbortSignal;
+  private readonly link: LinkedSignal;
 
   private constructor(pipe: Pipe, owns: boolean, server: Endpoint, local: Endpoint, opts: StunClientOptions) {
     this.pipe = pipe;
@@ -125,8 +126,14 @@ export class StunClient implements AsyncDisposable {
     this.transport = new StunTransport(pipe, false);
     // An owned pipe carries STUN for us: keep nothing in the default queue (subscribe to read).
     if (owns && pipe.isSubscribed(SUB_ALL)) pipe.unsubscribe(SUB_ALL);
-    this.removeClose = pipe.onClose(() => this.life.abort(new PipeClosedError('STUN client pipe closed')));
-    this.signal = opts.signal ? AbortSignal.any([this.life.signal, opts.signal]) : this.life.signal;
+    // Not AbortSignal.any(): a caller's signal may outlive many clients, and this client's may
+    // outlive many transactions (see linkSignals).
+    this.link = linkSignals({ signal: opts.signal }, [this.life.signal], 'STUN client');
+    this.signal = this.link.signal;
+    this.removeClose = pipe.onClose(() => {
+      this.life.abort(new PipeClosedError('STUN client pipe closed'));
+      this.link.done();
+    });
     // Each binding in flight listens on it until it ends: concurrent bindings are no leak.
     setMaxListeners(MAX_PENDING_TRANSACTIONS, this.signal);
   }
@@ -142,7 +149,7 @@ export class StunClient implements AsyncDisposable {
     const proto = checkProto(opts.proto ?? opts.pipe?.proto ?? 'udp');
     checkPositive(opts.rto, 'rto');
     checkPositive(opts.maxTries, 'maxTries');
-    checkPositive(opts.timeout, 'timeout');
+    checkTimeout(opts.timeout);
     if (opts.family !== undefined && opts.family !== server.family) {
       throw new InvalidArgumentError(`server ${formatEndpoint(server)} is IPv${server.family}, family is ${opts.family}`);
     }
@@ -187,13 +194,14 @@ export class StunClient implements AsyncDisposable {
    * comprehension-required attributes or a bad FINGERPRINT), `PipeClosedError`.
    */
   async binding(opts: BindingOptions = {}): Promise<StunMapping> {
+    if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('binding options must be an object');
     if (this.closed) throw new PipeClosedError('STUN client is closed');
     throwIfAborted(opts.signal);
     const server = opts.server === undefined ? this.server : parseStunServer(opts.server);
     if (server.family !== this.server.family) throw new InvalidArgumentError(`server ${formatEndpoint(server)} is not IPv${this.server.family}`);
     checkPositive(opts.rto, 'rto');
     checkPositive(opts.maxTries, 'maxTries');
-    checkPositive(opts.timeout, 'timeout');
+    checkTimeout(opts.timeout);
     const changeIp = opts.changeIp === true;
     const changePort = opts.changePort === true;
     const classic = opts.classic ?? this.opts.classic ?? false;
@@ -203,17 +211,18 @@ export class StunClient implements AsyncDisposable {
       accept === 'server' ? undefined
       : accept === 'any' ? (): boolean => true
       : typeof accept === 'function' ? accept
-      : (from: Endpoint): boolean => sameEndpoint(from, unmapped(accept));
+      : ((e: Endpoint) => (from: Endpoint): boolean => sameEndpoint(from, e))(checkAcceptFrom(accept));
     if (this.proto === 'tcp' && !sameEndpoint(server, this.server)) {
       throw new InvalidArgumentError('a TCP STUN client talks to the server it is connected to; open another client for another server');
     }
     const t0 = performance.now();
     let r: StunReceived;
+    const link = opts.signal ? linkSignals({ signal: opts.signal }, [this.signal], 'STUN binding') : undefined;
     try {
       r = await this.transport.request(request, tid, {
         server,
         acceptFrom,
-        signal: opts.signal ? AbortSignal.any([this.signal, opts.signal]) : this.signal,
+        signal: link ? link.signal : this.signal,
         timeout: opts.timeout ?? this.opts.timeout,
         rto: opts.rto ?? this.opts.rto ?? STUN_RTO,
         maxTries: opts.maxTries ?? this.opts.maxTries ?? STUN_MAX_TRIES,
@@ -223,6 +232,8 @@ export class StunClient implements AsyncDisposable {
         throw new PipeClosedError('STUN client closed during the transaction', { cause: e });
       }
       throw e;
+    } finally {
+      link?.done();
     }
     const rtt = performance.now() - t0;
     const msg = r.msg;
@@ -288,6 +299,7 @@ export class StunClient implements AsyncDisposable {
   private closeOnce(): Promise<void> {
     if (this.closing) return this.closing;
     this.life.abort(new PipeClosedError('STUN client closed'));
+    this.link.done();
     this.removeClose();
     this.closing = (async () => {
       await this.transport.close();

@@ -8,7 +8,7 @@ import { P2pdError, TimeoutError } from '../../errors.js';
 import { formatEndpoint, sameEndpoint, type Endpoint } from '../../interfaces/endpoint.js';
 import type { Pipe } from '../../pipes/pipe.js';
 import type { Message } from '../../pipes/types.js';
-import { cancellable, type AbortOptions } from '../../util/abort.js';
+import { cancellable, MAX_TIMER_MS, type AbortOptions } from '../../util/abort.js';
 import { CLASS } from './constants.js';
 import { decodeStun, type DecodedStunMessage } from './message.js';
 import { StunStreamSplitter } from './stream.js';
@@ -189,7 +189,8 @@ export class StunTransport {
         const last = !udp || sent >= tries;
         const ms = !udp ? STUN_TCP_TIMEOUT : last ? rto * STUN_RM : wait;
         wait *= 2;
-        timer = setTimeout(last ? () => reject(new TimeoutError(`${what}: no response after ${sent} tries`)) : send, ms);
+        // Capped at Node's limit: a longer delay would fire after 1 ms (a burst of retransmissions).
+        timer = setTimeout(last ? () => reject(new TimeoutError(`${what}: no response after ${sent} tries`)) : send, Math.min(ms, MAX_TIMER_MS));
       };
       send();
       return () => {

@@ -16,8 +16,8 @@ import { getAttr } from '../stun/message.js';
 import { StunTransport } from '../stun/transport.js';
 import { TurnAuth } from './auth.js';
 import {
-  TURN_ALLOCATE_TIMEOUT, TURN_CHANNEL_REFRESH, TURN_CHANNEL_RETRY, TURN_CLOSE_TIMEOUT, TURN_DEFAULT_LIFETIME, TURN_DEFAULT_PORT,
-  TURN_MAX_REDIRECTS, TURN_PERMISSION_REFRESH, TURN_REFRESH_RETRY, TURN_REQUEST_TIMEOUT, TURN_SOFTWARE,
+  TURN_ALLOCATE_TIMEOUT, TURN_CHANNEL_LIFETIME, TURN_CHANNEL_REFRESH, TURN_CHANNEL_RETRY, TURN_CLOSE_TIMEOUT, TURN_DEFAULT_LIFETIME, TURN_DEFAULT_PORT,
+  TURN_MAX_REDIRECTS, TURN_PERMISSION_LIFETIME, TURN_PERMISSION_REFRESH, TURN_REFRESH_RETRY, TURN_REQUEST_TIMEOUT, TURN_SOFTWARE,
 } from './constants.js';
 import { TurnPipe } from './pipe.js';
 import { TurnSession } from './session.js';
@@ -48,9 +48,9 @@ export interface TurnAllocateOptions extends AbortOptions, QueueLimits {
   requestTimeout?: number;
   /** How long `close()` waits for the deallocation's answer, ms. @default 1000 */
   closeTimeout?: number;
-  /** Permission refresh interval, ms (permissions live 300 s). @default 240 000 */
+  /** Permission refresh interval, ms, at most `TURN_PERMISSION_LIFETIME` (permissions live 300 s). @default 240 000 */
   permissionRefresh?: number;
-  /** Channel refresh interval, ms (channels live 600 s). @default 540 000 */
+  /** Channel refresh interval, ms, at most `TURN_CHANNEL_LIFETIME` (channels live 600 s). @default 540 000 */
   channelRefresh?: number;
   /** Wait before retrying a failed ChannelBind to a peer, ms. @default 30 000 */
   channelRetry?: number;
@@ -139,6 +139,10 @@ function configure(opts: TurnAllocateOptions): Config {
   for (const k of ['requestTimeout', 'closeTimeout', 'permissionRefresh', 'channelRefresh', 'channelRetry', 'refreshRetry', 'rto'] as const) {
     positive(k, opts[k], 1);
   }
+  // A refresh after the server's lifetime lets the permission/channel lapse (and one past
+  // 2^31 − 1 ms would fire after 1 ms, a refresh storm).
+  if ((opts.permissionRefresh ?? 0) > TURN_PERMISSION_LIFETIME) throw new InvalidArgumentError(`permissionRefresh must be at most ${TURN_PERMISSION_LIFETIME} ms (the permission lifetime)`);
+  if ((opts.channelRefresh ?? 0) > TURN_CHANNEL_LIFETIME) throw new InvalidArgumentError(`channelRefresh must be at most ${TURN_CHANNEL_LIFETIME} ms (the channel lifetime)`);
   const attrs: StunAttribute[] = [{ type: ATTR.REQUESTED_TRANSPORT, value: TRANSPORT.UDP }];
   if (opts.lifetime !== undefined) attrs.push({ type: ATTR.LIFETIME, value: opts.lifetime });
   if (opts.family === 6) attrs.push({ type: ATTR.REQUESTED_ADDRESS_FAMILY, value: 6 });

@@ -34,6 +34,12 @@ export const TURN_PERMISSION_REFRESH = 240_000;
 /** Channel bindings last 600 s on the server (RFC 8656 §12); p2pd refreshes them every 540 s (ms). */
 export const TURN_CHANNEL_REFRESH = 540_000;
 
+/** How long a permission lives on the server (RFC 8656 §9, ms): the most `permissionRefresh` may be. */
+export const TURN_PERMISSION_LIFETIME = 300_000;
+
+/** How long a channel binding lives on the server (RFC 8656 §12, ms): the most `channelRefresh` may be. */
+export const TURN_CHANNEL_LIFETIME = 600_000;
+
 /** After a failed (timed-out) refresh of the allocation, retry after this long (ms), while it has not expired. */
 export const TURN_REFRESH_RETRY = 5_000;
 

@@ -5,6 +5,7 @@
  * @module
  */
 import { StunError } from '../../errors.js';
+import { MAX_TIMER_MS } from '../../util/abort.js';
 import { TURN_MAX_REFRESH_DELAY, TURN_MIN_REFRESH_DELAY, TURN_REFRESH_MARGIN, TURN_REFRESH_RETRY } from './constants.js';
 
 /**
@@ -68,7 +69,7 @@ export class AllocationRefresher {
 
   #arm(ms: number): void {
     if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.#fire(), ms);
+    this.#timer = setTimeout(() => this.#fire(), Math.min(ms, MAX_TIMER_MS)); // longer: fired after 1 ms
     this.#timer.unref();
   }
 
