@@ -7,6 +7,7 @@
  * Run: npx tsx examples/dht.ts
  */
 import { Identity, startDhtNode, type StandaloneDhtNode, RecordError } from '../src/index.js';
+import { runMain } from './run-main.js';
 
 /** What the demo did, for the test that runs it. */
 export interface DhtDemoResult {
@@ -68,9 +69,4 @@ export async function main(log: (line: string) => void = console.log): Promise<D
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((e: unknown) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(import.meta.url, () => main());

@@ -5,6 +5,7 @@
  * Run: npm run demo:echo
  */
 import { Daemon, initP2pd, pipeOpen, formatEndpoint, type Proto } from '../src/index.js';
+import { runMain } from './run-main.js';
 
 /** What the demo did, for the tests that run it. */
 export interface EchoResult {
@@ -41,9 +42,4 @@ export async function main(log: (line: string) => void = console.log): Promise<E
   return result;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((e: unknown) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(import.meta.url, () => main());

@@ -7,6 +7,7 @@
  *        [--methods upnp,nat-pmp,pcp] [--hold SECONDS]
  */
 import { PortMappingError, PortMappingFailedError, mapPort, type GatewayOptions, type PortMapping, type PortMappingMethod } from '../src/index.js';
+import { isMain } from './run-main.js';
 
 /** Options of {@link main}; every one has the classic default. */
 export interface MapPortExampleOptions {
@@ -94,7 +95,7 @@ export async function main(opts: MapPortExampleOptions = {}): Promise<MapPortExa
   return result;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (isMain(import.meta.url)) {
   const arg = (name: string): string | undefined => {
     const i = process.argv.indexOf(`--${name}`);
     return i > 0 ? process.argv[i + 1] : undefined;

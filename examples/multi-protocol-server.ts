@@ -6,6 +6,7 @@
  * Run: npx tsx examples/multi-protocol-server.ts
  */
 import { Daemon, formatEndpoint, pipeOpen, startP2pNode } from '../src/index.js';
+import { runMain } from './run-main.js';
 
 /** The protocol: request text in, answer text out. */
 export function answer(request: string): string {
@@ -66,9 +67,4 @@ export async function main(log: (line: string) => void = console.log): Promise<M
   return result;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((e: unknown) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(import.meta.url, () => main());

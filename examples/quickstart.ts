@@ -7,6 +7,7 @@
  * Run: npm run demo   (or: npx tsx examples/quickstart.ts)
  */
 import { initP2pd, formatEndpoint, startP2pNode, type PipePath } from '../src/index.js';
+import { runMain } from './run-main.js';
 
 /** What the demo did, for the test that runs it. */
 export interface QuickstartResult {
@@ -58,9 +59,4 @@ export async function main(log: (line: string) => void = console.log): Promise<Q
   return { reply, path: p, startMs, selfReply };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((e: unknown) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(import.meta.url, () => main());

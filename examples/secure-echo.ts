@@ -6,6 +6,7 @@
  * Run: npx tsx examples/secure-echo.ts
  */
 import { connectSecure, Identity, listenSecure, formatEndpoint } from '../src/index.js';
+import { runMain } from './run-main.js';
 
 /** What the demo did, for the test that runs it. */
 export interface SecureEchoResult {
@@ -62,9 +63,4 @@ export async function main(log: (line: string) => void = console.log): Promise<S
   };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((e: unknown) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(import.meta.url, () => main());

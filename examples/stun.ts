@@ -10,6 +10,7 @@
  * Run: npx tsx examples/stun.ts [HOST[:PORT]]
  */
 import { formatEndpoint, type Endpoint, StunClient, detectNat, startStunServer, stunGetMapping, type NatDetection, type StunMapping } from '../src/index.js';
+import { runMain } from './run-main.js';
 
 /** What the example did, for the test that runs it. */
 export interface StunExampleResult {
@@ -48,9 +49,4 @@ export async function main(server?: string, log: (line: string) => void = consol
   return { server: mapping.server, mapping, changed, nat };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main(process.argv[2]).catch((e: unknown) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(import.meta.url, () => main(process.argv[2]));

@@ -7,6 +7,7 @@
  * Run: npx tsx examples/swarm-echo.ts
  */
 import { SwarmPeer, SyncDict, formatEndpoint } from '../src/index.js';
+import { runMain } from './run-main.js';
 
 /** What the demo did, for a test that runs it. */
 export interface SwarmEchoResult {
@@ -57,9 +58,4 @@ export async function main(log: (line: string) => void = console.log): Promise<S
   return { echoed: reply.data.toString(), echoFrom: reply.src.idHex, broadcastReceivedBy: got.length, synced };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((e: unknown) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(import.meta.url, () => main());

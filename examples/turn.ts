@@ -7,7 +7,8 @@
  * Run: TURN_SERVER=203.0.113.10:3478 TURN_USER=natlab TURN_PASS=natlab-pass npx tsx examples/turn.ts
  *      (add TURN_PROTO=tcp for TURN over TCP to the server)
  */
-import { formatEndpoint, pipeOpen, turnAllocate } from '../src/index.js';
+import { formatEndpoint, InvalidArgumentError, pipeOpen, turnAllocate } from '../src/index.js';
+import { runMain } from './run-main.js';
 
 /** Options of {@link main}; each defaults to an environment variable. */
 export interface TurnExampleOptions {
@@ -42,7 +43,7 @@ export async function main(opts: TurnExampleOptions = {}): Promise<TurnExampleRe
   const password = opts.password ?? process.env.TURN_PASS;
   const proto = opts.proto ?? ((process.env.TURN_PROTO as 'udp' | 'tcp' | undefined) ?? 'udp');
   if (!server || !username || password === undefined) {
-    throw new Error('set TURN_SERVER (host:port), TURN_USER and TURN_PASS, or pass { server, username, password }');
+    throw new InvalidArgumentError('set TURN_SERVER (host:port), TURN_USER and TURN_PASS, or pass { server, username, password }');
   }
 
   // 1. The relay: a Pipe whose messages come from peers, and whose send(data, peer) relays.
@@ -81,9 +82,4 @@ export async function main(opts: TurnExampleOptions = {}): Promise<TurnExampleRe
   return result;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((e: unknown) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(import.meta.url, () => main());

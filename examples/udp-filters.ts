@@ -8,6 +8,7 @@
  * Run: npx tsx examples/udp-filters.ts
  */
 import { pipeOpen, formatEndpoint, SUB_ALL, type Sub } from '../src/index.js';
+import { runMain } from './run-main.js';
 
 /** What the example did, for the test that runs it. */
 export interface UdpFiltersResult {
@@ -63,9 +64,4 @@ export async function main(log: (line: string) => void = console.log): Promise<U
   return { pongs: got, fromB: bMsgs, anyPortOfLoopback: n, timedOut, unmatched: rx.stats.unmatched };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((e: unknown) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(import.meta.url, () => main());

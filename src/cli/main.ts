@@ -136,7 +136,7 @@ async function cmdNat(a: Args, io: CliIo): Promise<number> {
  * Never throws: errors are printed to `io.stderr`.
  */
 export async function run(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  if ((NODE_COMMANDS as readonly string[]).includes(argv[0] ?? '') && !argv.includes('--help') && !argv.includes('-h')) return runNodeCommand(argv, io);
+  if ((NODE_COMMANDS as readonly string[]).includes(argv[0] ?? '')) return runNodeCommand(argv, io); // their own --help too
   let a: Args;
   try {
     a = parseArgs(argv);

@@ -8,12 +8,16 @@
  * p2pd serve   [--host IP] [--mqtt-port N] [--stun-port N] [--stun-alt IP]   MQTT broker + STUN server
  *
  * node options: --broker URL (repeatable; default: an embedded broker) --stun HOST[:PORT] (repeatable)
- *   --turn USER:PASS@HOST[:PORT] (repeatable) --port N --identity FILE --loopback --no-portmap --no-tcp-punch --timeout MS --json -q
+ *   --turn USER:PASS@HOST[:PORT] (repeatable) --port N --identity FILE --loopback --no-portmap --no-tcp-punch --timeout MS --json -q -v
  * ```
  * With `--json` every output line is one JSON object (`{"event":"address",…}`, `{"event":"connected",…}`,
- * `{"event":"message",…}`, `{"event":"ping",…}`, `{"event":"summary",…}`), for scripts and tests.
+ * `{"event":"message",…}`, `{"event":"peer",…}`, `{"event":"peer-closed",…}`, `{"event":"ping",…}`,
+ * `{"event":"summary",…}`, `{"event":"warning",…}`, `{"event":"error",…}`), for scripts and tests.
+ * Exit codes: 0 done (Ctrl-C ends `node`, `serve` and a chat normally), 1 failed (also: interrupted
+ * before the connection was made), 2 bad usage.
  * @module
  */
+import { isIP } from 'node:net';
 import { createInterface } from 'node:readline';
 import { Identity } from '../crypto/identity.js';
 import { P2pdError } from '../errors.js';
@@ -22,6 +26,8 @@ import { choiceArg, intArg, scanArgs, UsageError } from '../util/cli-args.js';
 import { describeStunServer, startStunServer, type StunServer } from '../nat/stun/server.js';
 import { describeAddress, parseAddress, type AddrEndpointKind } from './address.js';
 import { startBroker, type Broker } from './broker.js';
+import { inputEnded, Out, pathJson, pathText, printable, sendLine, untilAborted } from './cli-out.js';
+import { AddressError } from './errors.js';
 import { startP2pNode, type P2pNode } from './node.js';
 import { STRATEGIES, type NodePipe, type P2pNodeOptions, type Strategy, type TurnServerConfig } from './types.js';
 
@@ -60,16 +66,22 @@ node options:
                            link-local, global, mapped, external (repeatable)
   --count N                (ping) round trips (default 4)
   --interval MS            (ping) pause between round trips (default 200)
-  --chat                   (node) send stdin lines to every connected peer instead of echoing
+  --chat                   (node) send stdin lines to every connected peer instead of echoing;
+                           end of input (Ctrl-D) stops, as it ends \`connect\`
   --timeout MS             connect time limit (default 15000)
   --json                   one JSON object per output line
   -q, --quiet              no progress on stderr
+  -v, --verbose            show the connection race: each strategy's start, failure or win
+  -h, --help               this text
 
 serve options:
   --host IP                address to listen on (default 0.0.0.0)
   --mqtt-port N            MQTT port (default 1883)
   --stun-port N            STUN port (default 3478; the alternate is N+1 with --stun-alt)
   --stun-alt IP            second address: an RFC 5780 STUN server (NAT type detection)
+
+exit codes: 0 done (Ctrl-C ends node, serve and a chat normally), 1 failed or interrupted
+before connecting, 2 bad usage
 `;
 
 const VIA: readonly AddrEndpointKind[] = ['loopback', 'lan', 'link-local', 'global', 'mapped', 'external'];
@@ -92,12 +104,19 @@ interface Args {
   timeout: number;
   json: boolean;
   quiet: boolean;
+  verbose: boolean;
+  help: boolean;
   host: string;
   mqttPort: number;
   stunPort: number;
   stunAlt: string | undefined;
   identity: string | undefined;
   keepAlive: number | undefined;
+}
+
+function ipArg(v: string, name: string): string {
+  if (!isIP(v)) throw new UsageError(`${name} must be an IP address, not ${JSON.stringify(v.slice(0, 40))}`);
+  return v;
 }
 
 function parseTurn(v: string): TurnServerConfig {
@@ -107,7 +126,7 @@ function parseTurn(v: string): TurnServerConfig {
 }
 
 const ARG_SPEC = {
-  flags: ['--loopback', '--no-portmap', '--no-tcp-punch', '--chat', '--json', '-q', '--quiet'],
+  flags: ['--loopback', '--no-portmap', '--no-tcp-punch', '--chat', '--json', '-q', '--quiet', '-v', '--verbose', '-h', '--help'],
   options: [
     '--broker', '--stun', '--turn', '--port', '--strategy', '--via', '--count', '--interval', '--timeout', '--host',
     '--mqtt-port', '--stun-port', '--stun-alt', '--identity', '--keepalive',
@@ -117,7 +136,7 @@ const ARG_SPEC = {
 function parse(argv: readonly string[]): Args {
   const a: Args = {
     command: argv[0] as string, addr: undefined, brokers: [], stun: [], turn: [], port: undefined, loopback: false, portmap: true, tcpPunch: true,
-    strategies: [], via: [], count: 4, interval: 200, chat: false, timeout: 15_000, json: false, quiet: false,
+    strategies: [], via: [], count: 4, interval: 200, chat: false, timeout: 15_000, json: false, quiet: false, verbose: false, help: false,
     host: '0.0.0.0', mqttPort: 1883, stunPort: 3478, stunAlt: undefined, identity: undefined, keepAlive: undefined,
   };
   const takesAddr = a.command === 'connect' || a.command === 'ping';
@@ -143,20 +162,22 @@ function parse(argv: readonly string[]): Args {
       case '--timeout': a.timeout = intArg(t.value, t.name, 1, 3_600_000); break;
       case '--json': a.json = true; break;
       case '-q': case '--quiet': a.quiet = true; break;
-      case '--host': a.host = t.value; break;
+      case '-v': case '--verbose': a.verbose = true; break;
+      case '-h': case '--help': a.help = true; break;
+      case '--host': a.host = ipArg(t.value, t.name); break;
       case '--mqtt-port': a.mqttPort = intArg(t.value, t.name, 0, 65535); break;
       case '--stun-port': a.stunPort = intArg(t.value, t.name, 0, 65535); break;
-      case '--stun-alt': a.stunAlt = t.value; break;
+      case '--stun-alt': a.stunAlt = ipArg(t.value, t.name); break;
       case '--identity': a.identity = t.value; break;
       case '--keepalive': a.keepAlive = intArg(t.value, t.name, 100, 3_600_000); break;
     }
   }
-  if (takesAddr && a.addr === undefined) throw new UsageError(`${a.command} needs the peer's address`);
+  if (takesAddr && a.addr === undefined && !a.help) throw new UsageError(`${a.command} needs the peer's address`);
   return a;
 }
 
-async function nodeOptions(a: Args): Promise<P2pNodeOptions> {
-  const o: P2pNodeOptions = { portMapping: a.portmap && !a.loopback, ...(a.tcpPunch ? {} : { tcpPunch: false }) };
+async function nodeOptions(a: Args, out: Out): Promise<P2pNodeOptions> {
+  const o: P2pNodeOptions = { portMapping: a.portmap && !a.loopback, ...(a.tcpPunch ? {} : { tcpPunch: false }), onEvent: (e) => out.event(e) };
   if (a.identity !== undefined) o.identity = await Identity.loadOrGenerate(a.identity);
   if (a.keepAlive !== undefined) o.keepAlive = a.keepAlive;
   if (a.port !== undefined) o.port = a.port;
@@ -168,52 +189,24 @@ async function nodeOptions(a: Args): Promise<P2pNodeOptions> {
   return o;
 }
 
-/** Resolves when `signal` aborts. */
-function untilAborted(signal: AbortSignal | undefined): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (!signal) return; // runs until the process ends
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
-}
-
-function printable(b: Buffer): string {
-  const s = b.toString('utf8');
-  return /^[\x20-\x7e\t\u00a0-\uffff]*$/.test(s) ? s : `<${b.length} bytes: ${b.subarray(0, 32).toString('hex')}${b.length > 32 ? '…' : ''}>`;
-}
-
-class Out {
-  constructor(private readonly io: NodeCliIo, private readonly a: Args) {}
-  /** A result line: JSON with --json, else `text`. */
-  line(obj: Record<string, unknown>, text: string): void {
-    this.io.stdout.write(this.a.json ? JSON.stringify(obj) + '\n' : text + '\n');
-  }
-  /** Progress on stderr. */
-  info(text: string): void {
-    if (!this.a.quiet && !this.a.json) this.io.stderr.write(text + '\n');
-  }
-}
-
-function pathText(p: NodePipe): string {
-  const x = p.path;
-  return `${x.strategy} over ${x.transport}: ${formatEndpoint(x.local)} -> ${formatEndpoint(x.remote)}${x.server ? ` (TURN ${formatEndpoint(x.server)})` : ''}`;
-}
-
-function pathJson(p: NodePipe): Record<string, unknown> {
-  const x = p.path;
-  return { strategy: x.strategy, transport: x.transport, local: formatEndpoint(x.local), remote: formatEndpoint(x.remote), ...(x.server ? { server: formatEndpoint(x.server) } : {}), ms: x.ms };
-}
-
 async function cmdNode(a: Args, io: NodeCliIo, out: Out): Promise<number> {
   const t0 = performance.now();
-  const node = await startP2pNode(await nodeOptions(a), { ...(io.signal ? { signal: io.signal } : {}) });
+  const node = await startP2pNode(await nodeOptions(a, out), { ...(io.signal ? { signal: io.signal } : {}) });
+  let stopping = false;
   try {
     const startMs = performance.now() - t0;
     out.line({ event: 'address', addr: node.addr, id: node.idHex, port: node.listenPort, nat: node.nat?.type ?? null, startMs }, node.addr);
     out.info(`started in ${startMs.toFixed(0)} ms`);
     out.info(describeAddress(node.address));
     node.onAddrChange((addr) => out.line({ event: 'address', addr, id: node.idHex }, addr));
-    node.onPipe((p) => out.line({ event: 'peer', id: p.remoteIdHex, path: pathJson(p) }, `+ peer ${p.remoteIdHex.slice(0, 16)}… via ${pathText(p)}`));
+    node.onPipe((p) => {
+      out.line({ event: 'peer', id: p.remoteIdHex, path: pathJson(p) }, `+ peer ${p.remoteIdHex.slice(0, 16)}… via ${pathText(p)}`);
+      p.onClose((err) => {
+        if (stopping) return;
+        const why = err ? `: ${err.message}` : '';
+        out.line({ event: 'peer-closed', id: p.remoteIdHex, ...(err ? { error: err.message } : {}) }, `- peer ${p.remoteIdHex.slice(0, 16)}… left${why}`);
+      });
+    });
     node.addMsgCb(async (msg, pipe) => {
       if (!a.chat) {
         await pipe.send(msg);
@@ -222,23 +215,36 @@ async function cmdNode(a: Args, io: NodeCliIo, out: Out): Promise<number> {
       }
       out.line({ event: 'message', from: pipe.remoteIdHex, text: msg.toString('utf8') }, `< ${pipe.remoteIdHex.slice(0, 12)}… ${printable(msg)}`);
     });
-    if (a.chat) {
-      const rl = createInterface({ input: io.stdin ?? process.stdin, terminal: false });
-      rl.on('line', (line) => {
-        for (const p of node.pipes) void p.send(line).catch(() => undefined);
-      });
-      io.signal?.addEventListener('abort', () => rl.close(), { once: true });
+    if (!a.chat) {
+      await untilAborted(io.signal);
+      return 0;
     }
-    await untilAborted(io.signal);
+    out.info('type lines to send them to every connected peer; Ctrl-D or Ctrl-C to stop');
+    const rl = createInterface({ input: io.stdin ?? process.stdin, terminal: false });
+    rl.on('line', (line) => {
+      const peers = [...node.pipes];
+      if (peers.length === 0) out.warn({ detail: 'no peer connected: line not sent' }, 'no peer connected: line not sent');
+      for (const p of peers) sendLine(out, p, line);
+    });
+    const { byEof } = await inputEnded(rl, io.signal);
+    rl.close();
+    if (byEof) out.info('end of input: stopping');
     return 0;
   } finally {
+    stopping = true;
     await node.close();
   }
 }
 
 async function connectTo(a: Args, io: NodeCliIo, out: Out, queue: boolean): Promise<{ node: P2pNode; pipe: NodePipe }> {
-  const peer = parseAddress(a.addr as string);
-  const node = await startP2pNode(await nodeOptions(a), { ...(io.signal ? { signal: io.signal } : {}) });
+  let peer;
+  try {
+    peer = parseAddress(a.addr as string);
+  } catch (e) {
+    if (e instanceof AddressError) e.message += ' (give the whole address `p2pd node` printed, on one line)';
+    throw e;
+  }
+  const node = await startP2pNode(await nodeOptions(a, out), { ...(io.signal ? { signal: io.signal } : {}) });
   try {
     out.info(`connecting to ${peer.idHex.slice(0, 16)}…`);
     const pipe = await node.connect(peer, {
@@ -260,19 +266,13 @@ async function cmdConnect(a: Args, io: NodeCliIo, out: Out): Promise<number> {
   const { node, pipe } = await connectTo(a, io, out, false);
   try {
     pipe.onMessage((m) => out.line({ event: 'message', text: m.data.toString('utf8') }, `< ${printable(m.data)}`));
+    out.info('type lines to send them; Ctrl-D or Ctrl-C to stop');
     const rl = createInterface({ input: io.stdin ?? process.stdin, terminal: false });
-    let over = false;
-    const ended = new Promise<void>((resolve) => {
-      rl.on('close', () => ((over = true), resolve()));
-      pipe.onClose(() => {
-        if (!over) out.info('peer closed the connection');
-        resolve();
-      });
-      io.signal?.addEventListener('abort', () => resolve(), { once: true });
-    });
-    rl.on('line', (line) => void pipe.send(line).catch(() => undefined));
-    await ended;
+    const peerGone = new Promise<'peer'>((resolve) => pipe.onClose(() => resolve('peer')));
+    rl.on('line', (line) => sendLine(out, pipe, line));
+    const how = await Promise.race([inputEnded(rl, io.signal), peerGone]);
     rl.close();
+    if (how === 'peer') out.info('peer closed the connection');
     return 0;
   } finally {
     await node.close();
@@ -322,13 +322,20 @@ async function cmdPing(a: Args, io: NodeCliIo, out: Out): Promise<number> {
   }
 }
 
+/** Names the server that failed to start in its error (`serve` starts two). */
+const said = (what: string) => (e: unknown): never => {
+  if (e instanceof Error) e.message = `${what}: ${e.message}`;
+  throw e;
+};
+
 async function cmdServe(a: Args, io: NodeCliIo, out: Out): Promise<number> {
   let broker: Broker | undefined;
   let stun: StunServer | undefined;
   try {
-    broker = await startBroker({ host: a.host, port: a.mqttPort });
+    broker = await startBroker({ host: a.host, port: a.mqttPort }).catch(said('MQTT broker (--mqtt-port)'));
     const addresses = a.stunAlt ? [a.host, a.stunAlt] : [a.host];
-    stun = await startStunServer({ addresses, ports: a.stunAlt ? [a.stunPort, a.stunPort === 0 ? 0 : a.stunPort + 1] : [a.stunPort], protos: ['udp', 'tcp'] });
+    const ports = a.stunAlt ? [a.stunPort, a.stunPort === 0 ? 0 : a.stunPort + 1] : [a.stunPort];
+    stun = await startStunServer({ addresses, ports, protos: ['udp', 'tcp'] }).catch(said('STUN server (--stun-port)'));
     out.line({ event: 'serving', mqtt: `mqtt://${formatEndpoint({ host: broker.host, port: broker.port })}`, stun: describeStunServer(stun) },
       `MQTT broker: mqtt://${formatEndpoint({ host: broker.host, port: broker.port })}\nSTUN server: ${describeStunServer(stun)}`);
     await untilAborted(io.signal);
@@ -348,8 +355,12 @@ export async function runNodeCommand(argv: readonly string[], io: NodeCliIo): Pr
   try {
     a = parse(argv);
   } catch (e) {
-    io.stderr.write(`p2pd: ${(e as Error).message}\n\n${NODE_USAGE}`);
+    io.stderr.write(`p2pd: ${(e as Error).message}\n(p2pd --help for usage)\n`);
     return 2;
+  }
+  if (a.help) {
+    io.stdout.write(NODE_USAGE);
+    return 0;
   }
   const out = new Out(io, a);
   try {
@@ -367,9 +378,10 @@ export async function runNodeCommand(argv: readonly string[], io: NodeCliIo): Pr
         return 2;
     }
   } catch (e) {
-    if (io.signal?.aborted) return 0;
-    const code = e instanceof P2pdError ? ` [${e.code}]` : '';
-    const msg = `${(e as Error)?.message ?? String(e)}${code}`;
+    // Ctrl-C ends `node`, `serve` and a chat normally (they return); here it stopped the
+    // command before it got going (a node starting, a connect in progress): that is a failure.
+    const code = e instanceof P2pdError && !io.signal?.aborted ? ` [${e.code}]` : '';
+    const msg = io.signal?.aborted ? `interrupted (${a.command === 'connect' || a.command === 'ping' ? 'not connected' : 'while starting'})` : `${(e as Error)?.message ?? String(e)}${code}`;
     if (a.json) io.stdout.write(JSON.stringify({ event: 'error', error: msg, name: (e as Error)?.name }) + '\n');
     io.stderr.write(`p2pd: ${msg}\n`);
     return 1;
