@@ -852,3 +852,28 @@ describe('examples/secure-echo.ts', () => {
     expect(lines.some((l) => l.includes('closed'))).toBe(true);
   });
 });
+
+describe('a failed handshake resets the connection', () => {
+  it('a timeout or an abort mid-handshake sends RST (not FIN: nothing of it is worth flushing, and a silent peer would hold the socket for the flush timeout)', async () => {
+    for (const end of ['timeout', 'abort'] as const) {
+      const server = createServer();
+      const seen = new Promise<string>((resolve) => {
+        server.on('connection', (s: Socket) => {
+          s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+          s.on('end', () => resolve('FIN'));
+          s.resume(); // reads message 1, never answers
+        });
+      });
+      server.listen(0, HOST);
+      await once(server, 'listening');
+      cleanup.add(() => new Promise<void>((r) => server.close(() => r())));
+      const port = (server.address() as { port: number }).port;
+      const ac = new AbortController();
+      const p = connectSecure({ host: HOST, port }, { identity: A, ...(end === 'timeout' ? { timeout: 200 } : { signal: ac.signal }) });
+      if (end === 'abort') setTimeout(() => ac.abort(), 200);
+      const err = await rejection(p);
+      expect(err.name).toBe(end === 'timeout' ? 'TimeoutError' : 'AbortError');
+      expect(await within(seen, 3000, 'the server side to end')).toBe('ECONNRESET');
+    }
+  });
+});

@@ -117,7 +117,7 @@ function asHandshakeError(e: unknown): Error {
  *
  * Rejects with `HandshakeError` (malformed or unauthenticated handshake, the connection
  * closed during it), `PeerIdMismatchError` (`remoteId` pin), `TimeoutError`, `AbortError`;
- * the TCP pipe is then closed. Argument errors (`InvalidArgumentError`, a closed pipe:
+ * the TCP connection is then reset. Argument errors (`InvalidArgumentError`, a closed pipe:
  * `PipeClosedError`) reject without touching the pipe.
  */
 export function secure(pipe: TcpPipe, opts: SecureOptions): Promise<SecurePipe> {
@@ -159,7 +159,7 @@ export function runSecure(
   }
   const inner = pipe;
   if (opts.signal?.aborted) {
-    void inner.close();
+    inner.reset();
     return handled(Promise.reject(toAbortError(opts.signal)));
   }
 
@@ -259,7 +259,9 @@ export function runSecure(
     return () => {
       if (state === 'done') return;
       state = 'failed';
-      void inner.close();
+      // Reset, not a graceful close: nothing of a failed handshake is worth delivering, and a
+      // peer that stopped answering would hold the socket open for the close's flush timeout.
+      inner.reset();
     };
   });
 }
