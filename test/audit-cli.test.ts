@@ -129,7 +129,7 @@ describe('p2pd node commands: ends and failures the user sees', () => {
     const port = gone.listenPort;
     await gone.close();
     const sockets = new Set<Socket>();
-    const silent: Server = createServer((s) => sockets.add(s));
+    const silent: Server = createServer((s) => sockets.add(s.on('error', () => undefined)));
     await new Promise<void>((resolve, reject) => silent.once('error', reject).listen(port, '127.0.0.1', resolve));
     cleanups.push(() => {
       for (const s of sockets) s.destroy();

@@ -36,7 +36,8 @@ export function addressAt(n: P2pNode, port: number): string {
 
 /** A TCP server on 127.0.0.1 that accepts and never answers: a dial to it hangs in the handshake. */
 export async function silentTcpServer(): Promise<{ port: number; close(): void }> {
-  const server = createServer(() => undefined);
+  // Its sockets may be reset by a peer that gives up (a failed handshake resets): listen for that.
+  const server = createServer((s) => s.on('error', () => undefined));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { port: (server.address() as AddressInfo).port, close: () => server.close() };
 }
