@@ -14,40 +14,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { run } from '../src/cli/main.js';
 import { runNodeCommand } from '../src/node/cli.js';
 import { startP2pNode } from '../src/node/node.js';
+import { capture, jsonLines, waitFor as waitForDefault, type Captured } from './helpers/cli.js';
+
+/** {@link waitForDefault} with this file's longer default (processes start here). */
+const waitFor = (f: () => boolean, ms = 10_000): Promise<void> => waitForDefault(f, ms);
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
-
-interface Captured {
-  io: { stdout: { write(s: string): boolean }; stderr: { write(s: string): boolean }; signal: AbortSignal };
-  out: () => string;
-  err: () => string;
-  stop: () => void;
-}
-
-function capture(): Captured {
-  let o = '';
-  let e = '';
-  const ac = new AbortController();
-  return {
-    io: { stdout: { write: (s: string) => ((o += s), true) }, stderr: { write: (s: string) => ((e += s), true) }, signal: ac.signal },
-    out: () => o,
-    err: () => e,
-    stop: () => ac.abort(),
-  };
-}
-
-async function waitFor(f: () => boolean, ms = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!f()) {
-    if (Date.now() - t0 > ms) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-function jsonLines(s: string): Record<string, unknown>[] {
-  return s.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
 /** Resolves with the result of `p`, or rejects after `ms` (a hang). */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

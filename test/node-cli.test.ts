@@ -9,30 +9,8 @@ import { runNodeCommand } from '../src/node/cli.js';
 import { main as quickstart } from '../examples/quickstart.js';
 import { main as udpFilters } from '../examples/udp-filters.js';
 import { main as multiProtocol } from '../examples/multi-protocol-server.js';
+import { capture, jsonLines, waitFor } from './helpers/cli.js';
 
-function capture(): { io: { stdout: { write(s: string): boolean }; stderr: { write(s: string): boolean }; signal: AbortSignal }; out: () => string; err: () => string; stop: () => void } {
-  let o = '';
-  let e = '';
-  const ac = new AbortController();
-  return {
-    io: { stdout: { write: (s: string) => ((o += s), true) }, stderr: { write: (s: string) => ((e += s), true) }, signal: ac.signal },
-    out: () => o,
-    err: () => e,
-    stop: () => ac.abort(),
-  };
-}
-
-async function waitFor(f: () => boolean, ms = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!f()) {
-    if (Date.now() - t0 > ms) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-function jsonLines(s: string): Record<string, unknown>[] {
-  return s.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
 describe('quickstart demo (npm run demo)', () => {
   it('two nodes, PING → PONG, the winning path printed; self-connect echoes', async () => {
