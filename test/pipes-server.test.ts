@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { AbortError, InvalidArgumentError, PipeClosedError, TimeoutError } from '../src/errors.js';
 import { formatEndpoint } from '../src/interfaces/endpoint.js';
 import { SUB_ALL, pipeOpen, type Message, type TcpPipe } from '../src/pipes/index.js';
-import { LOOPBACKS, closedWith, guardUnhandled, rawConnect, rejection, useCleanup, within } from './helpers/pipes.js';
+import { LOOPBACKS, closedWith, guardUnhandled, rawConnect, rejection, useCleanup, waitFor, within } from './helpers/pipes.js';
 
 guardUnhandled();
 const cleanup = useCleanup();
@@ -161,6 +161,21 @@ describe.each(LOOPBACKS)('TCP server over $name', ({ host }) => {
     expect(server.server.listening).toBe(false);
     const err = await rejection(pipeOpen('tcp', server.local, { timeout: 5_000 }));
     expect((err as { code?: string }).code).toBe('ERR_CONNECTION_REFUSED');
+  });
+
+  it('close() with connections nobody accepted: accept() and clients() hand out none of them (closed)', async () => {
+    const server = cleanup.track(await pipeOpen('tcp', undefined, { bind: { host, port: 0 } }));
+    const client = cleanup.track(await pipeOpen('tcp', server.local));
+    const clientClosed = closedWith(client);
+    await waitFor(() => server.connections.size === 1, 'the connection to arrive');
+    const queued = [...server.connections][0] as TcpPipe;
+    await server.close();
+    expect(queued.closed).toBe(true);
+    expect(await within(clientClosed, 5_000, 'client onClose')).toBeUndefined();
+    expect(await rejection(server.accept())).toBeInstanceOf(PipeClosedError);
+    const seen: TcpPipe[] = [];
+    for await (const c of server.clients()) seen.push(c);
+    expect(seen).toEqual([]);
   });
 
   it('connections leave server.connections when they close', async () => {

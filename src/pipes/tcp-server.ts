@@ -212,6 +212,7 @@ export class TcpServer extends Pipe {
     if (this.closing) return this.closing;
     this.closed = true;
     this.acceptQueue.close();
+    this.acceptQueue.clear(); // they are in `connections`, closed below: accept() must not hand them out
     this.closing = (async () => {
       const listening = new Promise<void>((resolve) => this.server.close(() => resolve()));
       await Promise.all([...this.connections].map((c) => c.close()));
