@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { run } from '../src/cli/main.js';
 import { runNodeCommand } from '../src/node/cli.js';
 import { startP2pNode } from '../src/node/node.js';
-import { capture, jsonLines, waitFor as waitForDefault, type Captured } from './helpers/cli.js';
+import { capture, jsonLines, startCliNode, waitFor as waitForDefault } from './helpers/cli.js';
 
 /** {@link waitForDefault} with this file's longer default (processes start here). */
 const waitFor = (f: () => boolean, ms = 10_000): Promise<void> => waitForDefault(f, ms);
@@ -26,14 +26,6 @@ const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'cli.mjs');
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: still running after ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
-}
-
-/** A `p2pd node --loopback --json` in this process; `addr` once it printed it. */
-async function startCliNode(extra: string[] = []): Promise<{ c: Captured; running: Promise<number>; addr: string }> {
-  const c = capture();
-  const running = run(['node', '--loopback', '--json', ...extra], c.io);
-  await waitFor(() => c.out().includes('"event":"address"'));
-  return { c, running, addr: jsonLines(c.out())[0]?.addr as string };
 }
 
 const children: ChildProcess[] = [];
@@ -84,13 +76,27 @@ describe('p2pd node commands: usage', () => {
     expect(d.err()).toMatch(/--stun-alt must be an IP address/);
   });
 
-  it('a truncated address says to copy the whole address (exit 1, one line)', async () => {
+  it('a truncated address is bad usage: it names the field, says to copy the whole address (exit 2, one line + pointer)', async () => {
     const n = await startCliNode();
-    const c = capture();
-    expect(await run(['ping', n.addr.slice(0, 60), '--loopback'], c.io)).toBe(1);
-    expect(c.err()).toMatch(/^p2pd: invalid peer address \(length\).*whole address.*\[ERR_BAD_ADDRESS\]\n$/);
+    for (const cmd of ['ping', 'connect']) {
+      const c = capture();
+      expect(await run([cmd, n.addr.slice(0, 60), '--loopback'], c.io)).toBe(2);
+      expect(c.err()).toMatch(/^p2pd: invalid peer address \(length\): .*whole address.*\n\(p2pd --help for usage\)\n$/);
+      expect(c.out()).toBe('');
+    }
+    expect(jsonLines(n.c.out()).filter((x) => x.event === 'peer')).toEqual([]);
     n.c.stop();
     expect(await n.running).toBe(0);
+  });
+
+  it('a well-formed address nobody answers at is a failure, not bad usage (exit 1)', async () => {
+    const n = await startCliNode();
+    n.c.stop();
+    expect(await n.running).toBe(0);
+    const c = capture();
+    expect(await run(['ping', n.addr, '--loopback', '--strategy', 'direct', '--timeout', '3000', '--count', '1'], c.io)).toBe(1);
+    expect(c.err()).toMatch(/^p2pd: .*\[ERR_[A-Z_]+\]$/m);
+    expect(c.err()).not.toMatch(/--help/);
   });
 });
 

@@ -87,9 +87,9 @@ describe('p2pd node / ping / connect / serve', () => {
     expect(await run(['connect', 'x', 'y'], c.io)).toBe(2);
     expect(await run(['ping', 'p2pdnope', '--count', 'many'], c.io)).toBe(2);
     const d = capture();
-    expect(await run(['ping', 'p2pdnope', '--json'], d.io)).toBe(1);
-    expect(jsonLines(d.out())[0]).toMatchObject({ event: 'error' });
-    expect(d.err()).toMatch(/ERR_BAD_ADDRESS/);
+    expect(await run(['ping', 'p2pdnope', '--json'], d.io)).toBe(2);
+    expect(jsonLines(d.out())).toEqual([expect.objectContaining({ event: 'error', name: 'UsageError', exit: 2 })]);
+    expect(d.err()).toMatch(/^p2pd: invalid peer address \(length\)/);
   });
 
   it('serve runs an MQTT broker and a STUN server', async () => {

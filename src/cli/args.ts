@@ -44,7 +44,8 @@ export interface Args {
   version: boolean;
 }
 
-const ARG_SPEC = {
+/** The options of the CLI's own commands. */
+export const ARG_SPEC = {
   flags: [
     '-4', '-6', '--tcp', '--udp', '--classic', '--no-delta', '--no-hairpin', '--no-portmap', '--json',
     '-q', '--quiet', '-h', '--help', '-V', '--version',
@@ -109,7 +110,8 @@ export async function resolveServer(spec: string, family: Family | undefined): P
     host = m[1] as string;
     port = Number(m[2]);
   }
-  if (!/^[A-Za-z0-9.-]{1,253}$/.test(host) || port < 1 || port > 65535) throw new UsageError(`bad STUN server ${JSON.stringify(spec)}: expected HOST[:PORT]`);
+  // No label starts with "-": a name never does, and `--stun --json` is a missing value, not a host to look up.
+  if (!/^[A-Za-z0-9.-]{1,253}$/.test(host) || /(^|\.)-/.test(host) || port < 1 || port > 65535) throw new UsageError(`bad STUN server ${JSON.stringify(spec)}: expected HOST[:PORT]`);
   const r = await lookup(host, family ? { family } : {});
   if (isIP(r.address) === 0) throw new UsageError(`could not resolve ${host}`);
   return parseStunServer({ host: r.address, port });

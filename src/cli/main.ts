@@ -12,8 +12,10 @@
  * Exit codes: 0 done (a `BLOCKED` NAT is a result, not a failure), 1 the operation failed
  * (no answer, network error), 2 bad usage. Progress goes to stderr (a spinner on a terminal,
  * one line per step otherwise); results to stdout, as text or with `--json` as one JSON
- * document. Host names given to `--stun` are resolved here, explicitly (the library itself
- * never resolves names).
+ * document. Errors go to stderr as one line; with `--json` (bad usage too) an
+ * `{"event":"error","error":…,"name":…,"code":…,"exit":…}` line goes to stdout first, as for
+ * the node commands. Host names given to `--stun` are resolved here, explicitly (the library
+ * itself never resolves names).
  * @module
  */
 import { pathToFileURL } from 'node:url';
@@ -27,7 +29,8 @@ import type { Proto } from '../pipes/types.js';
 import { UsageError } from '../util/cli-args.js';
 import { getPortMappingProbe, type PortMappingProbeResult } from './portmap-probe.js';
 import { NODE_COMMANDS, NODE_USAGE, runNodeCommand } from '../node/cli.js';
-import { bindOf, parseArgs, resolveServer, signalOf, type Args } from './args.js';
+import { printError, wantsJson } from '../node/cli-out.js';
+import { ARG_SPEC, bindOf, parseArgs, resolveServer, signalOf, type Args } from './args.js';
 import { EXIT, Progress, type CliIo } from './io.js';
 import { interfacesText, printMapping, printNat } from './report.js';
 
@@ -141,8 +144,11 @@ export async function run(argv: readonly string[], io: CliIo = { stdout: process
   try {
     a = parseArgs(argv);
   } catch (e) {
-    io.stderr.write(`p2pd: ${(e as Error).message}\n\n${USAGE}`);
-    return EXIT.USAGE;
+    if (!wantsJson(argv, ARG_SPEC.options)) {
+      io.stderr.write(`p2pd: ${(e as Error).message}\n\n${USAGE}`);
+      return EXIT.USAGE;
+    }
+    return report(io, true, e, EXIT.USAGE, HELP_POINTER);
   }
   if (a.version) {
     io.stdout.write(`p2pd ${VERSION}\n`);
@@ -162,21 +168,31 @@ export async function run(argv: readonly string[], io: CliIo = { stdout: process
       case 'stun':
         return await cmdStun(a, io);
       case undefined:
+        if (a.json) return report(io, true, new UsageError('no command given'), EXIT.USAGE, HELP_POINTER);
         io.stderr.write(USAGE);
         return EXIT.USAGE;
       default:
+        if (a.json) return report(io, true, new UsageError(`unknown command ${JSON.stringify(a.command)}`), EXIT.USAGE, HELP_POINTER);
         io.stderr.write(`p2pd: unknown command ${JSON.stringify(a.command)}\n\n${USAGE}`);
         return EXIT.USAGE;
     }
   } catch (e) {
-    if (e instanceof UsageError) {
-      io.stderr.write(`p2pd: ${e.message}\n`);
-      return EXIT.USAGE;
-    }
-    const code = e instanceof P2pdError ? ` [${e.code}]` : '';
-    io.stderr.write(`p2pd: ${(e as Error)?.message ?? String(e)}${code}\n`);
-    return EXIT.FAILED;
+    return report(io, a.json, e, e instanceof UsageError ? EXIT.USAGE : EXIT.FAILED);
   }
+}
+
+const HELP_POINTER = '(p2pd --help for usage)\n';
+
+/**
+ * Reports the error `e` that ends a command with exit code `exit`: one line on stderr (a
+ * failure's ends with its error code), and with --json an `error` event line on stdout, as the
+ * node commands do. Returns `exit`.
+ */
+function report(io: CliIo, json: boolean, e: unknown, exit: number, tail = ''): number {
+  const code = e instanceof P2pdError ? e.code : undefined;
+  const message = `${(e as Error)?.message ?? String(e)}${code && exit !== EXIT.USAGE ? ` [${code}]` : ''}`;
+  printError(io, json, { message, name: (e as Error)?.name, code, exit }, tail);
+  return exit;
 }
 
 /** Entry point when started as a program (`bin/p2pd.mjs`, or `tsx src/cli/main.ts`). */

@@ -54,6 +54,40 @@ export class Out {
   }
 }
 
+/**
+ * Whether `argv` asks for `--json`, read without parsing it (for an error met while parsing):
+ * the value of an option (one of `options`, written `--name value`) is skipped.
+ */
+export function wantsJson(argv: readonly string[], options: readonly string[]): boolean {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--json') return true;
+    if (options.includes(argv[i] as string)) i++;
+  }
+  return false;
+}
+
+/** An error that ends a command, as {@link printError} reports it. */
+export interface CliError {
+  /** The one-line message. */
+  message: string;
+  /** The error's class (`UsageError`, `TimeoutError`, …). */
+  name: string | undefined;
+  /** Its p2pd error code, if it has one. */
+  code: string | undefined;
+  /** The exit code it ends the command with (1 failed, 2 bad usage). */
+  exit: number;
+}
+
+/**
+ * Reports the error that ends a command: `p2pd: MESSAGE` on stderr (then `tail`, e.g. a
+ * pointer to --help), and with --json first an `error` event line on stdout, where the
+ * command's other JSON lines go: `{"event":"error","error":MESSAGE,"name":…,"code":…,"exit":…}`.
+ */
+export function printError(io: CliWriters, json: boolean, e: CliError, tail = ''): void {
+  if (json) io.stdout.write(JSON.stringify({ event: 'error', error: e.message, name: e.name, ...(e.code ? { code: e.code } : {}), exit: e.exit }) + '\n');
+  io.stderr.write(`p2pd: ${e.message}\n${tail}`);
+}
+
 /** `b` as text when it is printable, else a short hex dump. */
 export function printable(b: Buffer): string {
   const s = b.toString('utf8');

@@ -12,24 +12,25 @@
  * ```
  * With `--json` every output line is one JSON object (`{"event":"address",…}`, `{"event":"connected",…}`,
  * `{"event":"message",…}`, `{"event":"peer",…}`, `{"event":"peer-closed",…}`, `{"event":"ping",…}`,
- * `{"event":"summary",…}`, `{"event":"warning",…}`, `{"event":"error",…}`), for scripts and tests.
+ * `{"event":"summary",…}`, `{"event":"warning",…}`, `{"event":"error",…}`), for scripts and tests;
+ * the `error` line (`error`, `name`, `code`, `exit`) is also written for bad usage.
  * Exit codes: 0 done (Ctrl-C ends `node`, `serve` and a chat normally), 1 failed (also: interrupted
- * before the connection was made), 2 bad usage.
+ * before the connection was made), 2 bad usage (also: a bad `--broker` URL, a malformed `ADDR`;
+ * both are checked before anything starts).
  * @module
  */
-import { isIP } from 'node:net';
 import { createInterface } from 'node:readline';
 import { Identity } from '../crypto/identity.js';
 import { P2pdError } from '../errors.js';
 import { formatEndpoint } from '../interfaces/endpoint.js';
-import { choiceArg, intArg, scanArgs, UsageError } from '../util/cli-args.js';
+import { UsageError } from '../util/cli-args.js';
 import { describeStunServer, startStunServer, type StunServer } from '../nat/stun/server.js';
-import { describeAddress, parseAddress, type AddrEndpointKind } from './address.js';
+import { describeAddress, type PeerAddress } from './address.js';
 import { startBroker, type Broker } from './broker.js';
-import { inputEnded, Out, pathJson, pathText, printable, sendLine, untilAborted } from './cli-out.js';
-import { AddressError } from './errors.js';
+import { inputEnded, Out, pathJson, pathText, printable, printError, sendLine, untilAborted, wantsJson } from './cli-out.js';
+import { NODE_ARG_SPEC, parseNodeArgs, type NodeArgs as Args } from './cli-parse.js';
 import { startP2pNode, type P2pNode } from './node.js';
-import { STRATEGIES, type NodePipe, type P2pNodeOptions, type Strategy, type TurnServerConfig } from './types.js';
+import type { NodePipe, P2pNodeOptions } from './types.js';
 
 /** Where the node commands read and write. */
 export interface NodeCliIo {
@@ -83,98 +84,6 @@ serve options:
 exit codes: 0 done (Ctrl-C ends node, serve and a chat normally), 1 failed or interrupted
 before connecting, 2 bad usage
 `;
-
-const VIA: readonly AddrEndpointKind[] = ['loopback', 'lan', 'link-local', 'global', 'mapped', 'external'];
-
-interface Args {
-  command: string;
-  addr: string | undefined;
-  brokers: string[];
-  stun: string[];
-  turn: TurnServerConfig[];
-  port: number | undefined;
-  loopback: boolean;
-  portmap: boolean;
-  tcpPunch: boolean;
-  strategies: Strategy[];
-  via: AddrEndpointKind[];
-  count: number;
-  interval: number;
-  chat: boolean;
-  timeout: number;
-  json: boolean;
-  quiet: boolean;
-  verbose: boolean;
-  help: boolean;
-  host: string;
-  mqttPort: number;
-  stunPort: number;
-  stunAlt: string | undefined;
-  identity: string | undefined;
-  keepAlive: number | undefined;
-}
-
-function ipArg(v: string, name: string): string {
-  if (!isIP(v)) throw new UsageError(`${name} must be an IP address, not ${JSON.stringify(v.slice(0, 40))}`);
-  return v;
-}
-
-function parseTurn(v: string): TurnServerConfig {
-  const m = /^([^:@]+):([^@]+)@(.+)$/.exec(v);
-  if (!m) throw new UsageError('--turn must be USER:PASS@HOST[:PORT]');
-  return { username: m[1] as string, password: m[2] as string, server: m[3] as string };
-}
-
-const ARG_SPEC = {
-  flags: ['--loopback', '--no-portmap', '--no-tcp-punch', '--chat', '--json', '-q', '--quiet', '-v', '--verbose', '-h', '--help'],
-  options: [
-    '--broker', '--stun', '--turn', '--port', '--strategy', '--via', '--count', '--interval', '--timeout', '--host',
-    '--mqtt-port', '--stun-port', '--stun-alt', '--identity', '--keepalive',
-  ],
-} as const;
-
-function parse(argv: readonly string[]): Args {
-  const a: Args = {
-    command: argv[0] as string, addr: undefined, brokers: [], stun: [], turn: [], port: undefined, loopback: false, portmap: true, tcpPunch: true,
-    strategies: [], via: [], count: 4, interval: 200, chat: false, timeout: 15_000, json: false, quiet: false, verbose: false, help: false,
-    host: '0.0.0.0', mqttPort: 1883, stunPort: 3478, stunAlt: undefined, identity: undefined, keepAlive: undefined,
-  };
-  const takesAddr = a.command === 'connect' || a.command === 'ping';
-  for (const t of scanArgs(argv.slice(1), ARG_SPEC)) {
-    if (t.kind === 'positional') {
-      if (!takesAddr || a.addr !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(t.value.slice(0, 40))}`);
-      a.addr = t.value;
-      continue;
-    }
-    switch (t.name) {
-      case '--broker': a.brokers.push(t.value); break;
-      case '--stun': a.stun.push(t.value); break;
-      case '--turn': a.turn.push(parseTurn(t.value)); break;
-      case '--port': a.port = intArg(t.value, t.name, 0, 65535); break;
-      case '--loopback': a.loopback = true; break;
-      case '--no-portmap': a.portmap = false; break;
-      case '--no-tcp-punch': a.tcpPunch = false; break;
-      case '--strategy': a.strategies.push(choiceArg(t.value, STRATEGIES, 'strategy')); break;
-      case '--via': a.via.push(choiceArg(t.value, VIA, 'endpoint kind')); break;
-      case '--count': a.count = intArg(t.value, t.name, 1, 1_000_000); break;
-      case '--interval': a.interval = intArg(t.value, t.name, 0, 86_400_000); break;
-      case '--chat': a.chat = true; break;
-      case '--timeout': a.timeout = intArg(t.value, t.name, 1, 3_600_000); break;
-      case '--json': a.json = true; break;
-      case '-q': case '--quiet': a.quiet = true; break;
-      case '-v': case '--verbose': a.verbose = true; break;
-      case '-h': case '--help': a.help = true; break;
-      case '--host': a.host = ipArg(t.value, t.name); break;
-      case '--mqtt-port': a.mqttPort = intArg(t.value, t.name, 0, 65535); break;
-      case '--stun-port': a.stunPort = intArg(t.value, t.name, 0, 65535); break;
-      case '--stun-alt': a.stunAlt = ipArg(t.value, t.name); break;
-      case '--identity': a.identity = t.value; break;
-      case '--keepalive': a.keepAlive = intArg(t.value, t.name, 100, 3_600_000); break;
-    }
-  }
-  if (takesAddr && a.addr === undefined && !a.help) throw new UsageError(`${a.command} needs the peer's address`);
-  return a;
-}
 
 async function nodeOptions(a: Args, out: Out): Promise<P2pNodeOptions> {
   const o: P2pNodeOptions = { portMapping: a.portmap && !a.loopback, ...(a.tcpPunch ? {} : { tcpPunch: false }), onEvent: (e) => out.event(e) };
@@ -237,13 +146,7 @@ async function cmdNode(a: Args, io: NodeCliIo, out: Out): Promise<number> {
 }
 
 async function connectTo(a: Args, io: NodeCliIo, out: Out, queue: boolean): Promise<{ node: P2pNode; pipe: NodePipe }> {
-  let peer;
-  try {
-    peer = parseAddress(a.addr as string);
-  } catch (e) {
-    if (e instanceof AddressError) e.message += ' (give the whole address `p2pd node` printed, on one line)';
-    throw e;
-  }
+  const peer = a.peer as PeerAddress; // parsed with the command line (a malformed one is bad usage)
   const node = await startP2pNode(await nodeOptions(a, out), { ...(io.signal ? { signal: io.signal } : {}) });
   try {
     out.info(`connecting to ${peer.idHex.slice(0, 16)}…`);
@@ -353,10 +256,9 @@ async function cmdServe(a: Args, io: NodeCliIo, out: Out): Promise<number> {
 export async function runNodeCommand(argv: readonly string[], io: NodeCliIo): Promise<number> {
   let a: Args;
   try {
-    a = parse(argv);
+    a = parseNodeArgs(argv);
   } catch (e) {
-    io.stderr.write(`p2pd: ${(e as Error).message}\n(p2pd --help for usage)\n`);
-    return 2;
+    return usageError(io, wantsJson(argv.slice(1), NODE_ARG_SPEC.options), e);
   }
   if (a.help) {
     io.stdout.write(NODE_USAGE);
@@ -374,16 +276,21 @@ export async function runNodeCommand(argv: readonly string[], io: NodeCliIo): Pr
       case 'serve':
         return await cmdServe(a, io, out);
       default:
-        io.stderr.write(`p2pd: unknown command ${JSON.stringify(a.command)}\n`);
-        return 2;
+        return usageError(io, a.json, new UsageError(`unknown command ${JSON.stringify(a.command)}`));
     }
   } catch (e) {
     // Ctrl-C ends `node`, `serve` and a chat normally (they return); here it stopped the
     // command before it got going (a node starting, a connect in progress): that is a failure.
-    const code = e instanceof P2pdError && !io.signal?.aborted ? ` [${e.code}]` : '';
-    const msg = io.signal?.aborted ? `interrupted (${a.command === 'connect' || a.command === 'ping' ? 'not connected' : 'while starting'})` : `${(e as Error)?.message ?? String(e)}${code}`;
-    if (a.json) io.stdout.write(JSON.stringify({ event: 'error', error: msg, name: (e as Error)?.name }) + '\n');
-    io.stderr.write(`p2pd: ${msg}\n`);
+    const code = e instanceof P2pdError && !io.signal?.aborted ? e.code : undefined;
+    const msg = io.signal?.aborted ? `interrupted (${a.command === 'connect' || a.command === 'ping' ? 'not connected' : 'while starting'})` : `${(e as Error)?.message ?? String(e)}${code ? ` [${code}]` : ''}`;
+    printError(io, a.json, { message: msg, name: (e as Error)?.name, code, exit: 1 });
     return 1;
   }
+}
+
+/** Reports bad usage (`e`, a {@link UsageError}): one line and a pointer to --help; exit code 2. */
+function usageError(io: NodeCliIo, json: boolean, e: unknown): number {
+  const err = e as Error;
+  printError(io, json, { message: err?.message ?? String(e), name: err?.name, code: e instanceof P2pdError ? e.code : undefined, exit: 2 }, '(p2pd --help for usage)\n');
+  return 2;
 }
