@@ -6,6 +6,9 @@
  * at most `MAX_MQTT_PACKET` bytes (a larger one drops the client before its body is read),
  * at most {@link MAX_BROKER_SUBSCRIPTIONS} subscriptions, clean sessions only (nothing is kept
  * or queued for a client that is gone). The payloads are end-to-end signed and encrypted anyway.
+ * What one host can take is bounded: at most {@link MAX_BROKER_CONNECTIONS_PER_HOST} of the
+ * connections come from one source address (see `maxConnectionsPerHost`), so one host cannot
+ * hold every slot.
  * @module
  */
 import { createServer, type Server, type Socket } from 'node:net';
@@ -14,6 +17,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { checkPort, formatEndpoint, parseHost } from '../interfaces/endpoint.js';
 import { bindError } from '../pipes/socket-errors.js';
+import { SourceShare, sourceOf } from '../pipes/source-share.js';
 import { MAX_ENVELOPE } from './envelope.js';
 import { guardMqttStream } from './mqtt-guard.js';
 
@@ -32,6 +36,16 @@ export const MAX_BROKER_SUBSCRIPTIONS = 8;
 /** Default cap on an embedded broker's concurrent client connections. */
 export const DEFAULT_BROKER_MAX_CONNECTIONS = 1024;
 
+/**
+ * Default cap on an embedded broker's concurrent client connections from one source (an IPv4
+ * address, or an IPv6 /64; v4-mapped addresses count as IPv4). A p2pd node holds one
+ * connection per broker, so this is room for 64 nodes behind one address (a NAT, one host).
+ * Loopback is not exempt: on a shared host every local user is `127.0.0.1`, and a broker
+ * behind a reverse proxy or tunnel sees all its clients from the proxy's address; raise
+ * `maxConnectionsPerHost` for those set-ups (and for tests that run many clients on one host).
+ */
+export const MAX_BROKER_CONNECTIONS_PER_HOST = 64;
+
 /** Options of {@link startBroker}. */
 export interface BrokerOptions {
   /** Address to listen on. @default '::' (dual stack), falling back to '0.0.0.0' without IPv6 */
@@ -41,10 +55,27 @@ export interface BrokerOptions {
   /** Most concurrent client connections; one beyond it is closed on arrival. @default DEFAULT_BROKER_MAX_CONNECTIONS (1024) */
   maxConnections?: number;
   /**
+   * Most concurrent client connections from one source address (IPv4 address or IPv6 /64),
+   * loopback included; one beyond it is closed on arrival, before any MQTT is read (counted in
+   * {@link BrokerStats.refusedPerHost}). At most `maxConnections` counts.
+   * @default MAX_BROKER_CONNECTIONS_PER_HOST (64)
+   */
+  maxConnectionsPerHost?: number;
+  /**
    * Errors of the running broker (its listening socket, aedes itself). They never crash the
    * process; without this callback they become process warnings (code `P2PD_BROKER`).
    */
   onError?: (err: Error) => void;
+}
+
+/** Counters of an embedded broker's connections (live ones: {@link Broker.clients}). */
+export interface BrokerStats {
+  /** Connections accepted (handed to MQTT). */
+  accepted: number;
+  /** Connections closed on arrival because `maxConnections` were open. */
+  refusedFull: number;
+  /** Connections closed on arrival because their source held `maxConnectionsPerHost`. */
+  refusedPerHost: number;
 }
 
 /** A running embedded broker. */
@@ -57,6 +88,8 @@ export interface Broker extends AsyncDisposable {
   readonly url: string;
   /** Connected clients. */
   readonly clients: number;
+  /** Connection counters (accepted, refused). */
+  readonly stats: Readonly<BrokerStats>;
   /** Stops it: closes every client connection and the listening socket. Idempotent. */
   close(): Promise<void>;
 }
@@ -71,6 +104,8 @@ export async function startBroker(opts: BrokerOptions & AbortOptions = {}): Prom
   if (opts.host !== undefined) parseHost(opts.host);
   const maxConnections = opts.maxConnections ?? DEFAULT_BROKER_MAX_CONNECTIONS;
   if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new InvalidArgumentError('maxConnections must be a positive integer');
+  const perHost = opts.maxConnectionsPerHost ?? MAX_BROKER_CONNECTIONS_PER_HOST;
+  if (!Number.isInteger(perHost) || perHost < 1) throw new InvalidArgumentError('maxConnectionsPerHost must be a positive integer');
   // Topics each client connection is subscribed to (see MAX_BROKER_SUBSCRIPTIONS).
   const subs = new WeakMap<object, Set<string>>();
   const aedes = await Aedes.createBroker({
@@ -111,14 +146,29 @@ export async function startBroker(opts: BrokerOptions & AbortOptions = {}): Prom
     for (const t of topics) mine?.delete(t);
   });
   const sockets = new Set<Socket>();
+  const bySource = new SourceShare<Socket>();
+  const stats: BrokerStats = { accepted: 0, refusedFull: 0, refusedPerHost: 0 };
   const server: Server = createServer({ noDelay: true }, (sock) => {
     sock.on('error', () => undefined);
-    if (sockets.size >= maxConnections) {
+    // Refused at accept time: nothing of the connection is read, no MQTT state is made.
+    const source = sourceOf(sock.remoteAddress);
+    if (bySource.count(source) >= perHost) {
+      stats.refusedPerHost++;
       sock.destroy();
       return;
     }
+    if (sockets.size >= maxConnections) {
+      stats.refusedFull++;
+      sock.destroy();
+      return;
+    }
+    stats.accepted++;
     sockets.add(sock);
-    sock.once('close', () => sockets.delete(sock));
+    bySource.add(source, sock);
+    sock.once('close', () => {
+      sockets.delete(sock);
+      bySource.delete(source, sock);
+    });
     aedes.handle(sock);
     // A client announcing a packet larger than any p2pd message is dropped before its body is
     // buffered (aedes reads with `read()` on 'readable': each chunk it takes is seen first).
@@ -159,6 +209,7 @@ export async function startBroker(opts: BrokerOptions & AbortOptions = {}): Prom
     get clients() {
       return sockets.size;
     },
+    stats,
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((r) => server.close(() => r()));

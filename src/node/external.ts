@@ -12,6 +12,7 @@ import type { PortMapping } from '../nat/portmap/mapping.js';
 import { parseStunServer, stunGetMapping } from '../nat/stun/client.js';
 import type { UdpPipe } from '../pipes/udp.js';
 import { errorOf } from './hello.js';
+import { describeFailure, StunOutcomes } from './start-warnings.js';
 
 /** What {@link learnExternal} found (each part may be missing). */
 export interface ExternalView {
@@ -37,34 +38,51 @@ export interface LearnExternalOptions {
   warn: (detail: string) => void;
 }
 
-/** Runs NAT detection and the listen socket's binding request in parallel. Never throws. */
+/**
+ * Runs NAT detection and the listen socket's binding request in parallel. Never throws. Each
+ * configured server that was asked and never answered gets one warning (naming it and what
+ * failed); so does a failed detection.
+ */
 export async function learnExternal(o: LearnExternalOptions): Promise<ExternalView> {
   const out: ExternalView = {};
-  const v4 = o.stun.filter((s) => {
+  const v4: Endpoint[] = [];
+  for (const s of o.stun) {
     try {
-      return parseStunServer(s).family === 4;
+      const e = parseStunServer(s);
+      if (e.family === 4) v4.push(e);
     } catch {
-      return false;
+      /* checked by the node's options */
     }
-  });
+  }
+  const outcomes = new StunOutcomes(v4);
   const jobs: Promise<void>[] = [];
   if (o.detect && v4.length > 0) {
     jobs.push(
       detectNat({ servers: v4, family: 4, signal: o.signal, timeout: o.budget, bindingTimeout: Math.min(1000, o.budget), delta: { count: 4 } }).then(
-        (r) => void (out.nat = r),
-        (e: unknown) => o.warn(`NAT detection failed: ${errorOf(e).message}`),
+        (r) => {
+          out.nat = r;
+          outcomes.detection(r);
+        },
+        (e: unknown) => {
+          if (!o.signal.aborted) o.warn(`NAT detection failed: ${errorOf(e).message}`);
+        },
       ),
     );
   }
-  if (o.udp4 && v4[0] !== undefined) {
+  const first = v4[0];
+  if (o.udp4 && first !== undefined) {
     jobs.push(
-      stunGetMapping({ server: v4[0], pipe: o.udp4, signal: o.signal, timeout: Math.min(1500, o.budget), rto: 200 }).then(
-        (m) => void (out.externalUdp = m.mapped),
-        () => undefined,
+      stunGetMapping({ server: first, pipe: o.udp4, signal: o.signal, timeout: Math.min(1500, o.budget), rto: 200 }).then(
+        (m) => {
+          out.externalUdp = m.mapped;
+          outcomes.record(first, true);
+        },
+        (e: unknown) => outcomes.record(first, false, describeFailure(e)),
       ),
     );
   }
   await Promise.all(jobs);
+  if (!o.signal.aborted) for (const w of outcomes.warnings()) o.warn(w);
   return out;
 }
 

@@ -16,7 +16,9 @@ export {
   type PeerAddress, type PeerAddressInit, type AddrEndpoint, type AddrEndpointKind, type AddrInterface, type AddrNatType, type AddrDelta,
   type SignalChannel, type ParseAddressOptions,
 } from './address.js';
-export { startBroker, inboxTopic, DEFAULT_BROKER_MAX_CONNECTIONS, MAX_BROKER_SUBSCRIPTIONS, type Broker, type BrokerOptions } from './broker.js';
+export {
+  startBroker, inboxTopic, DEFAULT_BROKER_MAX_CONNECTIONS, MAX_BROKER_CONNECTIONS_PER_HOST, MAX_BROKER_SUBSCRIPTIONS, type Broker, type BrokerOptions, type BrokerStats,
+} from './broker.js';
 export { MAX_MQTT_PACKET } from './mqtt-guard.js';
 export { Signalling, BROKER_CONNECT_TIMEOUT, DEFAULT_REPLAY_CACHE_SIZE, DEFAULT_SIGNAL_TTL, MAX_EXPECTED_SENDERS, type SignalMessage, type SignallingOptions, type SignallingStats } from './signalling.js';
 export { sealEnvelope, openEnvelope, deriveSignalKey, ReplayCache, MAX_SIGNAL_TTL, MAX_ENVELOPE, type OpenedEnvelope } from './envelope.js';

@@ -1,6 +1,7 @@
 /**
  * A node's signalling set-up at start: the embedded MQTT broker (when configured, or when no
- * broker is given) and the signalling client on every broker.
+ * broker is given) and the signalling client on every broker. A configured broker that does
+ * not connect at start is named in a node warning (once); the node starts without it.
  * @module
  */
 import type { Identity } from '../crypto/identity.js';
@@ -9,6 +10,7 @@ import type { AbortOptions } from '../util/abort.js';
 import type { PeerAddress } from './address.js';
 import { startBroker, type Broker } from './broker.js';
 import { Signalling, type SignalMessage } from './signalling.js';
+import { brokerWarning } from './start-warnings.js';
 import type { P2pNodeOptions } from './types.js';
 
 /** What {@link startNodeSignalling} needs from its node. */
@@ -29,6 +31,8 @@ export interface NodeSignallingSetup {
   onBroker: (b: Broker) => void;
   /** Called with the signalling client before it connects (the node closes it). */
   onSignalling: (s: Signalling) => void;
+  /** The node's warnings (a configured broker that did not connect at start, once each). */
+  warn: (detail: string) => void;
 }
 
 /** Starts the embedded broker if there is one, then the signalling client on every broker. */
@@ -40,6 +44,7 @@ export async function startNodeSignalling(s: NodeSignallingSetup, opts: AbortOpt
     const broker = await startBroker({
       host: e.host ?? (s.loopback ? '127.0.0.1' : undefined),
       ...(e.port !== undefined ? { port: e.port } : {}),
+      ...(e.maxConnectionsPerHost !== undefined ? { maxConnectionsPerHost: e.maxConnectionsPerHost } : {}),
     });
     s.onBroker(broker);
     brokers.unshift(broker.url);
@@ -52,6 +57,7 @@ export async function startNodeSignalling(s: NodeSignallingSetup, opts: AbortOpt
     ...(s.cfg?.replayCacheSize !== undefined ? { replayCacheSize: s.cfg.replayCacheSize } : {}),
     onMessage: s.onMessage,
     sameHost: s.sameHost,
+    onBrokerFailure: (url, err) => s.warn(brokerWarning(url, err)),
   });
   s.onSignalling(signalling);
   await signalling.start(opts);

@@ -128,7 +128,8 @@ export class P2pNode implements AsyncDisposable {
    * Starts the node: listens (TCP and UDP, IPv4 and IPv6, every interface), connects to its
    * brokers (or starts the embedded one), learns its external address and NAT kind when STUN
    * servers are configured, and asks the gateway for a port mapping in the background.
-   * Offline (no brokers, no STUN reachable) it still starts; LAN and loopback work.
+   * Offline (no brokers, no STUN reachable) it still starts, LAN and loopback work; a
+   * `warning` event names each configured broker or STUN server it could not reach, once.
    * @throws BindError when the port is taken; AbortError/TimeoutError via `signal`/`timeout`.
    */
   async start(opts: AbortOptions = {}): Promise<this> {
@@ -171,6 +172,7 @@ export class P2pNode implements AsyncDisposable {
       sameHost: (peer) => peer.id.equals(this.identity.id) || peerOnThisHost(peer, this.nics),
       onBroker: (b) => (this.broker = b),
       onSignalling: (sig) => (this.signalling = sig),
+      warn: (detail) => this.event({ type: 'warning', detail }),
     }, opts);
   }
 

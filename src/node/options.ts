@@ -76,5 +76,8 @@ export function validateNodeOptions(opts: P2pNodeOptions): void {
     }
     const size = opts.signalling.replayCacheSize;
     if (size !== undefined && !(Number.isSafeInteger(size) && size >= 1)) throw new InvalidArgumentError('signalling.replayCacheSize must be a positive integer');
+    const e = opts.signalling.embedded;
+    const perHost = typeof e === 'object' && e !== null ? e.maxConnectionsPerHost : undefined;
+    if (perHost !== undefined && !(Number.isInteger(perHost) && perHost >= 1)) throw new InvalidArgumentError('signalling.embedded.maxConnectionsPerHost must be a positive integer');
   }
 }

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import mqtt, { type MqttClient } from 'mqtt';
-import { StateError } from '../errors.js';
+import { StateError, TimeoutError } from '../errors.js';
 import { formatEndpoint } from '../interfaces/endpoint.js';
 import { ipScope } from '../interfaces/scope.js';
 import type { PeerAddress } from './address.js';
@@ -91,7 +91,8 @@ export function openBroker(url: string, configured: boolean, o: OpenBrokerOption
     const timer = setTimeout(() => {
       if (first) {
         first = false;
-        reject(new SignalError('not-connected', `broker ${url} did not answer within ${timeout} ms`));
+        const msg = `broker ${url} did not answer within ${timeout} ms`;
+        reject(new SignalError('not-connected', msg, { cause: new TimeoutError(msg) }));
       }
     }, timeout + 100);
     timer.unref();

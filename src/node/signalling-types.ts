@@ -6,7 +6,7 @@
 import type { PeerAddress } from './address.js';
 import type { Identity } from '../crypto/identity.js';
 import type { X25519KeyPair } from '../crypto/x25519.js';
-import type { SignalRejection } from './errors.js';
+import type { SignalError, SignalRejection } from './errors.js';
 
 /** Default time to connect to a broker (ms). */
 export const BROKER_CONNECT_TIMEOUT = 2_000;
@@ -70,6 +70,12 @@ export interface SignallingOptions {
    * taken to be on another host unless its address has only loopback endpoints
    */
   sameHost?: (peer: PeerAddress) => boolean;
+  /**
+   * Called once for each configured broker whose first connection attempt in `start()` failed
+   * (refused, timed out, closed, …; the error's `cause` tells): it keeps being retried in the
+   * background. @default none (the failure is silent)
+   */
+  onBrokerFailure?: (url: string, err: SignalError) => void;
 }
 
 /** Counters. */

@@ -70,7 +70,8 @@ export class Signalling {
   /**
    * Connects to every configured broker (in parallel). Resolves when each has connected or
    * failed its first attempt (bounded by `connectTimeout`); failed brokers keep retrying in
-   * the background, so a node starts offline and picks its brokers up later.
+   * the background, so a node starts offline and picks its brokers up later. Each broker whose
+   * first attempt failed is told to `onBrokerFailure`, once.
    */
   async start(opts: AbortOptions = {}): Promise<void> {
     throwIfAborted(opts.signal);
@@ -79,7 +80,16 @@ export class Signalling {
       this.pruneExpected(Date.now());
     }, 30_000);
     this.pruneTimer.unref();
-    const all = (this.opts.brokers ?? []).map((url) => this.open(url, true).ready.catch(() => undefined));
+    const all = [...new Set(this.opts.brokers ?? [])].map((url) =>
+      this.open(url, true).ready.catch((e: unknown) => {
+        if (this.closed || opts.signal?.aborted) return;
+        try {
+          this.opts.onBrokerFailure?.(url, e instanceof SignalError ? e : new SignalError('not-connected', String(e), { cause: e }));
+        } catch {
+          /* a throwing callback must not fail the start */
+        }
+      }),
+    );
     await Promise.all(all);
   }
 

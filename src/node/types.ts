@@ -65,9 +65,11 @@ export interface SignallingConfig {
   brokers?: string[];
   /**
    * Run an MQTT broker in the process (aedes) and advertise it, so that peers need no outside
-   * server. `true` = all interfaces, a free port. @default true when no `brokers` are given
+   * server. `true` = all interfaces, a free port; `maxConnectionsPerHost` caps the clients
+   * from one address, loopback included (see `BrokerOptions.maxConnectionsPerHost`, default
+   * `MAX_BROKER_CONNECTIONS_PER_HOST`). @default true when no `brokers` are given
    */
-  embedded?: boolean | { host?: string; port?: number };
+  embedded?: boolean | { host?: string; port?: number; maxConnectionsPerHost?: number };
   /** Time allowed to connect to a broker (ms). @default 2000 */
   connectTimeout?: number;
   /**
