@@ -62,7 +62,7 @@ function wrongPort(method: PortMappingMethod, asked: number, got: number): PortM
 /** NAT-PMP (RFC 6886). */
 export async function startNatPmp(client: NatPmpClient, r: StartRequest): Promise<Started> {
   const left = deadlineOf(r.timeout);
-  const internalAddress = client.localAddress ?? (await routeSourceAddress(client.server, { signal: r.signal }));
+  const internalAddress = client.localAddress ?? (await routeSourceAddress(client.server, { signal: r.signal, timeout: left() }));
   const g = await client.map(
     { protocol: r.protocol, internalPort: r.internalPort, externalPort: r.externalPort, lifetime: r.lifetime },
     { signal: r.signal, timeout: left() },

@@ -234,13 +234,14 @@ function ssdpOptions(t: Target, searchTimeout: number): SsdpSearchOptions {
   };
 }
 
-async function internalAddressFor(t: Target, signal: AbortSignal): Promise<string> {
+/** This host's address towards the gateway; a route lookup bounded by `signal` and the method's budget left (`timeout`, ms). */
+async function internalAddressFor(t: Target, signal: AbortSignal, timeout: number): Promise<string> {
   if (t.internalAddress) return t.internalAddress;
   if (t.family === 6) {
     const p = t.iface?.addressesOf(6).find((a) => a.scope === 'global' || a.scope === 'ula');
     if (p) return p.address;
   }
-  return routeSourceAddress(t.gateway, { signal });
+  return routeSourceAddress(t.gateway, { signal, timeout });
 }
 
 async function upnpClientFor(t: Target, budget: number, signal: AbortSignal): Promise<UpnpClient> {
@@ -346,10 +347,10 @@ export async function mapPort(opts: MapPortOptions): Promise<PortMapping> {
       s = t.family === 6 ? await startUpnpPinhole(c, { ...r, timeout: left() }) : await startUpnp(c, { ...r, timeout: left() });
     } else if (method === 'nat-pmp') {
       if (t.family !== 4) throw new PortMappingError('nat-pmp', 'NAT-PMP maps IPv4 only');
-      const local = await internalAddressFor(t, signal);
+      const local = await internalAddressFor(t, signal, left());
       s = await startNatPmp(new NatPmpClient({ gateway: t.gateway.host, port: t.gateway.port, localAddress: local }), { ...r, timeout: left() });
     } else {
-      const local = await internalAddressFor(t, signal);
+      const local = await internalAddressFor(t, signal, left());
       const gw = t.gateway.scopeId ? `${t.gateway.host}%${t.gateway.scopeId}` : t.gateway.host;
       s = await startPcp(new PcpClient({ gateway: gw, port: t.gateway.port, localAddress: local }), { ...r, timeout: left() });
     }
@@ -388,7 +389,7 @@ export async function getExternalAddress(opts: GatewayTargetOptions = {}): Promi
   return tryMethods(o, 'external address query', async (method, t, signal, budget) => {
     if (method === 'upnp') return (await upnpClientFor(t, budget, signal)).getExternalAddress({ signal, timeout: budget });
     if (method === 'nat-pmp') {
-      const local = await internalAddressFor(t, signal);
+      const local = await internalAddressFor(t, signal, budget);
       const c = new NatPmpClient({ gateway: t.gateway.host, port: t.gateway.port, localAddress: local });
       const r = await c.externalAddress({ signal, timeout: budget });
       if (r.externalAddress === '0.0.0.0') throw new PortMappingError('nat-pmp', 'the gateway reports external address 0.0.0.0');

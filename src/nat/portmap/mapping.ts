@@ -9,6 +9,7 @@
 import { AbortError, InvalidArgumentError, type PortMappingMethod } from '../../errors.js';
 import type { Family } from '../../interfaces/endpoint.js';
 import { bounded, throwIfAborted, type AbortOptions } from '../../util/abort.js';
+import { checkTimeoutAndSignal } from '../deadline.js';
 import { MAX_TIMER_MS, pcpAnnounceRenewDelayMs, pcpRenewalSchedule } from './retransmit.js';
 
 /** Default bound of an explicit {@link PortMapping.renew} (ms). */
@@ -248,9 +249,13 @@ export class PortMapping implements AsyncDisposable {
    * Renews now (also re-creates an expired mapping). Rejects with the protocol's
    * `PortMappingError` (the mapping keeps its schedule), or `AbortError` once closed.
    * `opts.timeout` bounds the gateway's answer (@default RENEW_TIMEOUT, 10 s); `opts.signal`
-   * stops waiting (`AbortError`; a renewal already sent may still take effect).
+   * stops waiting (`AbortError`; a renewal already sent may still take effect). A bad
+   * `timeout` or `signal` (see `AbortOptions`) is an `InvalidArgumentError` before anything
+   * is sent to the gateway.
    */
   async renew(opts: AbortOptions = {}): Promise<void> {
+    if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('renew options must be an object');
+    checkTimeoutAndSignal(opts); // before the driver sends anything
     throwIfAborted(opts.signal);
     if (this.st === 'closed') throw new AbortError('port mapping is closed');
     if (this.inFlight) return bounded(this.inFlight, { ...(opts.signal ? { signal: opts.signal } : {}) }, 'port mapping renewal');

@@ -114,8 +114,11 @@ export class PcpClient {
     this.epoch = gatewayEpoch('pcp', this.server, checkPcpEpoch);
   }
 
-  /** The client address used in requests (looked up once from the routing table if not given). */
-  async clientAddress(opts?: { signal?: AbortSignal }): Promise<string> {
+  /**
+   * The client address used in requests (looked up once from the routing table if not given;
+   * the lookup is bounded by `opts`, see `routeSourceAddress`).
+   */
+  async clientAddress(opts?: PortMapCallOptions): Promise<string> {
     this.localAddress ??= await routeSourceAddress(this.server, opts);
     return this.localAddress;
   }

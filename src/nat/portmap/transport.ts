@@ -45,12 +45,26 @@ export function gatewayEndpoint(host: string, port: number): Endpoint {
   return toEndpoint({ host, port });
 }
 
+/** Longest a route lookup ({@link routeSourceAddress}) may take, whatever budget the caller has left (ms). */
+export const ROUTE_LOOKUP_TIMEOUT_MS = 5_000;
+
 /**
  * The local address the kernel picks to reach `dest` (a connected UDP socket's name; nothing
- * is sent). Rejects with `UnreachableError` when there is no route.
+ * is sent). Rejects with `UnreachableError` when there is no route, `AbortError` when
+ * `opts.signal` aborts, `TimeoutError` when `opts.timeout` (the caller's budget left, capped
+ * at {@link ROUTE_LOOKUP_TIMEOUT_MS}) passes first, and `InvalidArgumentError` for a bad
+ * `timeout` or `signal`. Pass the operation's budget left as `timeout` (`0`, `Infinity` or
+ * `undefined` = none of its own: {@link ROUTE_LOOKUP_TIMEOUT_MS} then applies).
  */
-export function routeSourceAddress(dest: Endpoint, opts?: { signal?: AbortSignal }): Promise<string> {
-  return cancellable<string>({ signal: opts?.signal, timeout: 5_000 }, `route lookup towards ${formatEndpoint(dest)}`, (resolve, reject) => {
+export function routeSourceAddress(dest: Endpoint, opts?: PortMapCallOptions): Promise<string> {
+  let t: number | undefined;
+  try {
+    t = callTimeout(opts);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  const timeout = Math.min(t ?? ROUTE_LOOKUP_TIMEOUT_MS, ROUTE_LOOKUP_TIMEOUT_MS);
+  return cancellable<string>({ signal: opts?.signal, timeout }, `route lookup towards ${formatEndpoint(dest)}`, (resolve, reject) => {
     const sock = createSocket(dest.family === 6 ? 'udp6' : 'udp4');
     sock.on('error', (e) => reject(new UnreachableError(`no route to ${formatEndpoint(dest)}: ${e.message}`, { cause: e })));
     const host = dest.family === 6 ? nodeHost(dest) : dest.host; // a zone on IPv4 would send Node to DNS

@@ -25,6 +25,7 @@ import type { Pipe } from '../../pipes/pipe.js';
 import type { TcpPipe } from '../../pipes/tcp.js';
 import { SUB_ALL, type Proto } from '../../pipes/types.js';
 import { cancellable, closeWithin, linkSignals, throwIfAborted, type AbortOptions, type LinkedSignal } from '../../util/abort.js';
+import { checkTimeoutAndSignal, hasDeadline } from '../deadline.js';
 import type { StunAttribute } from './attributes.js';
 import { ATTR, CLASS, METHOD, STUN_HEADER_SIZE } from './constants.js';
 import { fingerprintOf } from './integrity.js';
@@ -324,14 +325,35 @@ export class StunClient implements AsyncDisposable {
  * One STUN Binding on a fresh socket (UDP) or connection (TCP), closed afterwards:
  * `{ local, mapped, server, … }`. To keep the socket (and its mapping) use {@link StunClient}.
  *
+ * `opts.timeout` bounds the whole call, not each step: opening the socket (a TCP connect),
+ * the route lookup, the Binding transaction and the close share one deadline, and the call
+ * rejects with `TimeoutError` once it passes (a close still under way then is forced: an
+ * owned TCP connection is reset). `opts.signal` cancels any step (`AbortError`).
+ *
  * @example
  * const { mapped } = await stunGetMapping({ server: '203.0.113.10', timeout: 3000 });
  */
 export async function stunGetMapping(opts: StunClientOptions & Omit<BindingOptions, 'server'>): Promise<StunMapping> {
-  const client = await StunClient.open(opts);
+  if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('stunGetMapping expects options');
+  checkTimeoutAndSignal(opts);
+  throwIfAborted(opts.signal);
+  const server = parseStunServer(opts.server);
+  const overall = hasDeadline(opts.timeout) ? opts.timeout : undefined;
+  // One deadline for every step: each step given the full timeout made the call take up to
+  // twice it (a connect that used most of it, then a whole Binding transaction).
+  const deadline = linkSignals({ signal: opts.signal, timeout: overall }, [], `STUN mapping from ${formatEndpoint(server)}`);
+  // With a deadline the steps get none of their own ("0"); without one, what the caller gave.
+  const step = overall === undefined ? opts.timeout : 0;
   try {
-    return await client.binding(opts);
+    const client = await StunClient.open({ ...opts, signal: deadline.signal, timeout: step });
+    try {
+      return await client.binding({ ...opts, signal: deadline.signal, timeout: step });
+    } finally {
+      await client.close({ signal: deadline.signal }).catch((e: unknown) => {
+        if (!deadline.signal.aborted) throw e; // forced by the deadline or the caller's abort: closed all the same
+      });
+    }
   } finally {
-    await client.close();
+    deadline.done();
   }
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import { AbortError, InvalidArgumentError, StunError } from '../../errors.js';
-import { formatEndpoint, parseHost, sameEndpoint, toEndpoint, type Endpoint, type EndpointLike, type Family } from '../../interfaces/endpoint.js';
+import { formatEndpoint, parseHost, toEndpoint, type Endpoint, type EndpointLike, type Family } from '../../interfaces/endpoint.js';
 import { pipeOpen } from '../../pipes/open.js';
 import { SUB_ALL, type MessageCallback, type PipeOptions, type QueueLimits } from '../../pipes/types.js';
 import { cancellable, throwIfAborted, type AbortOptions } from '../../util/abort.js';
@@ -20,6 +20,7 @@ import {
   TURN_MAX_REDIRECTS, TURN_PERMISSION_LIFETIME, TURN_PERMISSION_REFRESH, TURN_REFRESH_RETRY, TURN_REQUEST_TIMEOUT, TURN_SOFTWARE,
 } from './constants.js';
 import { TurnPipe } from './pipe.js';
+import { followRedirect } from './redirect.js';
 import { TurnSession } from './session.js';
 
 /** Options of {@link turnAllocate}. `timeout` bounds the whole allocation (default 10 s; `0` = none). */
@@ -42,7 +43,14 @@ export interface TurnAllocateOptions extends AbortOptions, QueueLimits {
   onMessage?: MessageCallback;
   /** Use ChannelBind/ChannelData for peers sent to (Send indications until bound). @default true */
   channels?: boolean;
-  /** Most 300 Try-Alternate redirects to follow. @default 3 */
+  /**
+   * Most 300 Try-Alternate redirects to follow; `0` follows none (a 300 is then a
+   * `StunError`). A redirect is not authenticated: whoever answers for `server` can send the
+   * client to another server, which then gets the username and a MESSAGE-INTEGRITY over the
+   * password (never the password itself) and relays the traffic; unusable targets (broadcast,
+   * multicast, unspecified, port 0, another family, loopback named by a remote server) are
+   * refused. See `src/nat/turn/redirect.ts`. @default 3 (TURN_MAX_REDIRECTS)
+   */
   maxRedirects?: number;
   /** Timeout of each background request (Refresh, CreatePermission, ChannelBind), ms. @default 10 000 */
   requestTimeout?: number;
@@ -97,8 +105,17 @@ interface Config {
  * Allocates a relayed transport address on a TURN server and returns it as a {@link TurnPipe}
  * (a Pipe with `relayed`, `mapped`, `permit(peer)`; `send(data, peer)`; messages `from` the
  * peer). Rejects with {@link TurnAuthError} (wrong credentials), {@link StunError} (other error
- * responses, incl. `errorCode` 300 for a redirect loop, 437, 486, 508…), `TimeoutError`,
- * `AbortError`, `InvalidArgumentError`, or the connect errors of `pipeOpen` (TCP).
+ * responses, incl. `errorCode` 300 for a redirect loop, too many redirects or an unusable
+ * ALTERNATE-SERVER, 437, 486, 508…), `TimeoutError`, `AbortError`, `InvalidArgumentError`, or
+ * the connect errors of `pipeOpen` (TCP).
+ *
+ * Redirects (300 Try Alternate) are followed, up to `maxRedirects`, over the same transport and
+ * with the same credentials (RFC 8489 §10), after checking the target: nothing is sent to a
+ * broadcast, multicast or unspecified address, port 0, an address of another family, or a
+ * loopback address named by a server not on this host. The redirect itself is not
+ * authenticated, so a hostile server (or anyone answering for it) can move the allocation to
+ * a server of its choice; that server sees the username and a MESSAGE-INTEGRITY keyed by the
+ * password, never the password. Pass `maxRedirects: 0` to follow none.
  *
  * @example
  * const relay = await turnAllocate({ server: '203.0.113.10:3478', username: 'u', password: 'p' });
@@ -169,13 +186,9 @@ async function allocate(cfg: Config, signal: AbortSignal): Promise<TurnPipe> {
         ...(opts.rto !== undefined ? { rto: opts.rto } : {}),
       });
       if (resp.cls === CLASS.ERROR) {
-        const alt = getAttr(resp, ATTR.ALTERNATE_SERVER);
-        const chain = [...tried, ...(alt ? [alt] : [])].map((e) => formatEndpoint(e)).join(' -> ');
-        if (alt === undefined) throw new StunError(`TURN server ${session.serverText} redirected (300) without ALTERNATE-SERVER`, { errorCode: 300 });
-        if (tried.some((t) => sameEndpoint(t, alt))) throw new StunError(`TURN redirect loop: ${chain}`, { errorCode: 300, reason: 'Try Alternate' });
-        if (hop >= cfg.maxRedirects) throw new StunError(`TURN: more than ${cfg.maxRedirects} redirects: ${chain}`, { errorCode: 300, reason: 'Try Alternate' });
-        tried.push(alt);
-        server = alt;
+        // Checked before anything is sent there (see redirect.ts for what is followed and why).
+        server = followRedirect(getAttr(resp, ATTR.ALTERNATE_SERVER), server, tried, hop, cfg.maxRedirects);
+        tried.push(server);
         continue;
       }
       const relayed = getAttr(resp, ATTR.XOR_RELAYED_ADDRESS);
