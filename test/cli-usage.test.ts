@@ -102,10 +102,14 @@ const USAGE_ARGV: string[][] = [
   ['node', '--bogus'],
   ['node', '--port', '99999'],
   ['node', '--broker', 'garbage'],
+  ['node', '--stun', 'bad host!'],
+  ['node', '--turn', 'u:p@1.2.3'],
+  ['serve', '--mqtt-max-per-host', '0'],
   ['connect'],
   ['connect', 'p2pdnope'],
   ['connect', 'a', 'b'],
   ['ping', 'hello', '--count', '3'],
+  ['ping', 'p2pdnope', '--stun', '1.2.3.4:99999'],
   ['ping', 'p2pdnope', '--count', 'many'],
   ['serve', '--host', 'localhost'],
   ['serve', '--mqtt-port', '-1'],
@@ -147,7 +151,7 @@ describe('--json and bad usage', () => {
     for (const cmd of ['stun', 'nat']) {
       const c = capture();
       expect(await run([cmd, '--stun', '--json'], c.io)).toBe(2);
-      expect(c.err()).toBe('p2pd: bad STUN server "--json": expected HOST[:PORT]\n');
+      expect(c.err()).toBe('p2pd: bad --stun "--json": expected HOST[:PORT] (an IP address or a host name)\n');
     }
   });
 });

@@ -3,11 +3,10 @@
  * `--stun`, `--iface` / `--bind` and `--timeout` into what the library takes.
  * @module
  */
-import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
 import type { Endpoint, Family } from '../interfaces/endpoint.js';
 import { parseStunServer, STUN_PORT } from '../nat/stun/client.js';
 import type { BindOptions } from '../pipes/types.js';
+import { resolveSpec, serverSpec } from '../node/cli-servers.js';
 import { scanArgs, UsageError } from '../util/cli-args.js';
 
 /** The parsed command line. */
@@ -48,7 +47,7 @@ export interface Args {
 export const ARG_SPEC = {
   flags: [
     '-4', '-6', '--tcp', '--udp', '--classic', '--no-delta', '--no-hairpin', '--no-portmap', '--json',
-    '-q', '--quiet', '-h', '--help', '-V', '--version',
+    '-q', '--quiet', '-h', '--help', '-V', '--version', '-v', '--verbose',
   ],
   options: ['--stun', '--family', '--iface', '--bind', '--timeout'],
 } as const;
@@ -91,30 +90,22 @@ export function parseArgs(argv: readonly string[]): Args {
       case '-q': case '--quiet': a.quiet = true; break;
       case '-h': case '--help': a.help = true; break;
       case '-V': case '--version': a.version = true; break;
+      case '-v': case '--verbose': throw new UsageError(`${t.name} is an option of the node commands (node, connect, ping, serve); nat and stun show their progress unless -q`);
     }
   }
   return a;
 }
 
-/** Resolves `HOST[:PORT]` (IP literal or name) to an endpoint of `family` (if given). */
+/**
+ * Resolves a `--stun` value `HOST[:PORT]` (IP literal or name) to an endpoint of `family` (if given).
+ * @throws UsageError `bad --stun "VALUE": expected HOST[:PORT]` for a malformed value.
+ * @throws HostNotFoundError when the name does not resolve.
+ */
 export async function resolveServer(spec: string, family: Family | undefined): Promise<Endpoint> {
-  try {
-    return parseStunServer(spec);
-  } catch {
-    /* not an IP literal: a name */
-  }
-  let host = spec;
-  let port = STUN_PORT;
-  const m = /^(.*):([0-9]{1,5})$/.exec(spec);
-  if (m && !(m[1] as string).includes(':')) {
-    host = m[1] as string;
-    port = Number(m[2]);
-  }
-  // No label starts with "-": a name never does, and `--stun --json` is a missing value, not a host to look up.
-  if (!/^[A-Za-z0-9.-]{1,253}$/.test(host) || /(^|\.)-/.test(host) || port < 1 || port > 65535) throw new UsageError(`bad STUN server ${JSON.stringify(spec)}: expected HOST[:PORT]`);
-  const r = await lookup(host, family ? { family } : {});
-  if (isIP(r.address) === 0) throw new UsageError(`could not resolve ${host}`);
-  return parseStunServer({ host: r.address, port });
+  const s = serverSpec(spec, (x) => parseStunServer(x), STUN_PORT);
+  if (!s) throw new UsageError(`bad --stun ${JSON.stringify(spec.slice(0, 80))}: expected HOST[:PORT] (an IP address or a host name)`);
+  const server = await resolveSpec(s, '--stun', family);
+  return typeof server === 'string' ? parseStunServer(server) : server;
 }
 
 /** The local binding `--iface` / `--bind` ask for, if any. */

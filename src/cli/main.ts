@@ -15,7 +15,8 @@
  * document. Errors go to stderr as one line; with `--json` (bad usage too) an
  * `{"event":"error","error":…,"name":…,"code":…,"exit":…}` line goes to stdout first, as for
  * the node commands. Host names given to `--stun` are resolved here, explicitly (the library
- * itself never resolves names).
+ * itself never resolves names); one that does not resolve is a failure (exit 1). Options may
+ * come before the command as well as after it (`p2pd --json connect ADDR`).
  * @module
  */
 import { pathToFileURL } from 'node:url';
@@ -29,6 +30,7 @@ import type { Proto } from '../pipes/types.js';
 import { UsageError } from '../util/cli-args.js';
 import { getPortMappingProbe, type PortMappingProbeResult } from './portmap-probe.js';
 import { NODE_COMMANDS, NODE_USAGE, runNodeCommand } from '../node/cli.js';
+import { NODE_ARG_SPEC } from '../node/cli-parse.js';
 import { printError, wantsJson } from '../node/cli-out.js';
 import { ARG_SPEC, bindOf, parseArgs, resolveServer, signalOf, type Args } from './args.js';
 import { EXIT, Progress, type CliIo } from './io.js';
@@ -38,7 +40,7 @@ export { EXIT, type CliIo } from './io.js';
 
 const VERSION = '0.1.0';
 
-const USAGE = `usage: p2pd <command> [options]
+const USAGE = `usage: p2pd <command> [options]   (options may also come before the command)
 
 commands:
   interfaces               list the network interfaces (addresses, scopes, default routes)
@@ -50,7 +52,8 @@ commands:
   help                     this text
 
 options:
-  --stun HOST[:PORT]       STUN server (nat, stun; repeatable; default port ${STUN_PORT})
+  --stun HOST[:PORT]       STUN server (nat, stun; repeatable; default port ${STUN_PORT}); HOST is an
+                           IP address or a name (resolved first; not found: exit 1)
   -4, -6                   address family (default: the server's)
   --iface NAME             bind to this interface
   --bind IP[:PORT]         bind to this local address
@@ -139,7 +142,16 @@ async function cmdNat(a: Args, io: CliIo): Promise<number> {
  * Never throws: errors are printed to `io.stderr`.
  */
 export async function run(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
-  if ((NODE_COMMANDS as readonly string[]).includes(argv[0] ?? '')) return runNodeCommand(argv, io); // their own --help too
+  const at = commandIndex(argv);
+  if ((NODE_COMMANDS as readonly string[]).includes(argv[at] ?? '')) {
+    // Options may come before the command (`p2pd --json connect ADDR`): moved after it.
+    const before = argv.slice(0, at);
+    if (before.some((x) => x === '-V' || x === '--version')) {
+      io.stdout.write(`p2pd ${VERSION}\n`);
+      return EXIT.OK;
+    }
+    return runNodeCommand([argv[at] as string, ...before, ...argv.slice(at + 1)], io); // their own --help too
+  }
   let a: Args;
   try {
     a = parseArgs(argv);
@@ -182,6 +194,23 @@ export async function run(argv: readonly string[], io: CliIo = { stdout: process
 }
 
 const HELP_POINTER = '(p2pd --help for usage)\n';
+
+/** Options that take a value, of any command: their value is never the command. */
+const VALUE_OPTIONS: readonly string[] = [...ARG_SPEC.options, ...NODE_ARG_SPEC.options];
+
+/**
+ * Where the command is in `argv`: its first positional, skipping the values of the options
+ * before it (`p2pd --json connect ADDR`, `p2pd --stun HOST nat`); `argv.length` if none.
+ * No option is a flag of one command and takes a value in another, so this is the same for all.
+ */
+export function commandIndex(argv: readonly string[]): number {
+  for (let i = 0; i < argv.length; i++) {
+    const x = argv[i] as string;
+    if (!x.startsWith('-')) return i;
+    if (VALUE_OPTIONS.includes(x)) i++;
+  }
+  return argv.length;
+}
 
 /**
  * Reports the error `e` that ends a command with exit code `exit`: one line on stderr (a

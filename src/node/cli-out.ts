@@ -45,12 +45,18 @@ export class Out {
     const peer = e.peer ? ` (peer ${e.peer.slice(0, 12)}…)` : '';
     if (e.type === 'warning') {
       if (!this.m.quiet) this.warn({ detail: e.detail ?? '', ...(e.peer ? { peer: e.peer } : {}) }, `warning: ${e.detail ?? ''}${peer}`);
-    } else if (this.m.verbose && e.type.startsWith('strategy-')) {
+    } else if (e.type.startsWith('strategy-')) {
       const what = e.type.slice('strategy-'.length);
       const at = e.ms !== undefined ? ` at ${e.ms.toFixed(0)} ms` : '';
-      if (this.m.json) this.io.stdout.write(JSON.stringify({ event: e.type, strategy: e.strategy, ms: e.ms, detail: e.detail }) + '\n');
-      else if (!this.m.quiet) this.io.stderr.write(`  ${e.strategy ?? '?'} ${what === 'start' ? 'started' : what === 'fail' ? 'failed' : 'won'}${at}${e.detail && what !== 'start' ? `: ${e.detail}` : ''}\n`);
+      this.verbose({ event: e.type, strategy: e.strategy, ms: e.ms, detail: e.detail },
+        `  ${e.strategy ?? '?'} ${what === 'start' ? 'started' : what === 'fail' ? 'failed' : 'won'}${at}${e.detail && what !== 'start' ? `: ${e.detail}` : ''}`);
     }
+  }
+  /** A detail shown with -v only: a JSON line on stdout with --json, else on stderr (not with -q). */
+  verbose(obj: Record<string, unknown>, text: string): void {
+    if (!this.m.verbose) return;
+    if (this.m.json) this.io.stdout.write(JSON.stringify(obj) + '\n');
+    else if (!this.m.quiet) this.io.stderr.write(text + '\n');
   }
 }
 

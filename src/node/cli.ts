@@ -5,7 +5,7 @@
  * p2pd node    [node options] [--chat]          start a node, print its address, echo (or chat with) peers
  * p2pd connect ADDR [node options] [--strategy S]…  connect, show the path and time, then chat (stdin ↔ peer)
  * p2pd ping    ADDR [node options] [--count N] [--interval MS]   round trips to a `p2pd node`
- * p2pd serve   [--host IP] [--mqtt-port N] [--stun-port N] [--stun-alt IP]   MQTT broker + STUN server
+ * p2pd serve   [--host IP] [--mqtt-port N] [--mqtt-max-per-host N] [--stun-port N] [--stun-alt IP] [-v]   MQTT broker + STUN server
  *
  * node options: --broker URL (repeatable; default: an embedded broker) --stun HOST[:PORT] (repeatable)
  *   --turn USER:PASS@HOST[:PORT] (repeatable) --port N --identity FILE --loopback --no-portmap --no-tcp-punch --timeout MS --json -q -v
@@ -15,22 +15,24 @@
  * `{"event":"summary",…}`, `{"event":"warning",…}`, `{"event":"error",…}`), for scripts and tests;
  * the `error` line (`error`, `name`, `code`, `exit`) is also written for bad usage.
  * Exit codes: 0 done (Ctrl-C ends `node`, `serve` and a chat normally), 1 failed (also: interrupted
- * before the connection was made), 2 bad usage (also: a bad `--broker` URL, a malformed `ADDR`;
- * both are checked before anything starts).
+ * before the connection was made, a `--stun` / `--turn` host name that does not resolve), 2 bad
+ * usage (also: a bad `--broker` URL, a malformed `--stun` / `--turn` server or `ADDR`; all
+ * checked before anything starts). Host names given to `--stun` / `--turn` are resolved here,
+ * explicitly, before the node starts (the library itself never resolves names).
  * @module
  */
 import { createInterface } from 'node:readline';
 import { Identity } from '../crypto/identity.js';
 import { P2pdError } from '../errors.js';
-import { formatEndpoint } from '../interfaces/endpoint.js';
 import { UsageError } from '../util/cli-args.js';
-import { describeStunServer, startStunServer, type StunServer } from '../nat/stun/server.js';
+import { DEFAULT_BROKER_MAX_CONNECTIONS, MAX_BROKER_CONNECTIONS_PER_HOST } from './broker.js';
 import { describeAddress, type PeerAddress } from './address.js';
-import { startBroker, type Broker } from './broker.js';
 import { inputEnded, Out, pathJson, pathText, printable, printError, sendLine, untilAborted, wantsJson } from './cli-out.js';
 import { NODE_ARG_SPEC, parseNodeArgs, type NodeArgs as Args } from './cli-parse.js';
+import { cmdServe } from './cli-serve.js';
+import { resolveSpec } from './cli-servers.js';
 import { startP2pNode, type P2pNode } from './node.js';
-import type { NodePipe, P2pNodeOptions } from './types.js';
+import type { NodePipe, P2pNodeOptions, TurnServerConfig } from './types.js';
 
 /** Where the node commands read and write. */
 export interface NodeCliIo {
@@ -54,8 +56,10 @@ export const NODE_USAGE = `node commands:
 
 node options:
   --broker URL             MQTT broker (repeatable); default: a broker embedded in the node
-  --stun HOST[:PORT]       STUN server (repeatable): external address and NAT type
-  --turn USER:PASS@HOST[:PORT]   TURN server for the relay strategy (repeatable)
+  --stun HOST[:PORT]       STUN server (repeatable): external address and NAT type;
+                           HOST is an IP address or a name, resolved at start (default port 3478)
+  --turn USER:PASS@HOST[:PORT]
+                           TURN server for the relay strategy (repeatable; HOST as for --stun)
   --port N                 listen port (default: any)
   --identity FILE          load the node's key from FILE (created, mode 0600, if missing)
   --loopback               listen on loopback only
@@ -73,11 +77,15 @@ node options:
   --json                   one JSON object per output line
   -q, --quiet              no progress on stderr
   -v, --verbose            show the connection race: each strategy's start, failure or win
+                           (serve: the connections the MQTT broker refuses, as they happen)
   -h, --help               this text
 
 serve options:
   --host IP                address to listen on (default 0.0.0.0)
   --mqtt-port N            MQTT port (default 1883)
+  --mqtt-max-per-host N    MQTT connections one source address may hold, loopback included
+                           (default ${MAX_BROKER_CONNECTIONS_PER_HOST}, at most ${DEFAULT_BROKER_MAX_CONNECTIONS}); more are refused on arrival.
+                           The summary serve prints when it stops counts them (-v: as they come)
   --stun-port N            STUN port (default 3478; the alternate is N+1 with --stun-alt)
   --stun-alt IP            second address: an RFC 5780 STUN server (NAT type detection)
 
@@ -85,14 +93,22 @@ exit codes: 0 done (Ctrl-C ends node, serve and a chat normally), 1 failed or in
 before connecting, 2 bad usage
 `;
 
+/** The `--stun` and `--turn` servers, host names resolved. @throws HostNotFoundError */
+async function servers(a: Args): Promise<Pick<P2pNodeOptions, 'stun' | 'turn'>> {
+  const stun: NonNullable<P2pNodeOptions['stun']> = [];
+  for (const s of a.stun) stun.push(await resolveSpec(s, '--stun'));
+  const turn: TurnServerConfig[] = [];
+  for (const t of a.turn) turn.push({ username: t.username, password: t.password, server: await resolveSpec(t.server, '--turn') });
+  return { ...(stun.length ? { stun } : {}), ...(turn.length ? { turn } : {}) };
+}
+
 async function nodeOptions(a: Args, out: Out): Promise<P2pNodeOptions> {
-  const o: P2pNodeOptions = { portMapping: a.portmap && !a.loopback, ...(a.tcpPunch ? {} : { tcpPunch: false }), onEvent: (e) => out.event(e) };
+  // Names first: a server that cannot be found fails the command before anything is made.
+  const o: P2pNodeOptions = { ...(await servers(a)), portMapping: a.portmap && !a.loopback, ...(a.tcpPunch ? {} : { tcpPunch: false }), onEvent: (e) => out.event(e) };
   if (a.identity !== undefined) o.identity = await Identity.loadOrGenerate(a.identity);
   if (a.keepAlive !== undefined) o.keepAlive = a.keepAlive;
   if (a.port !== undefined) o.port = a.port;
   if (a.loopback) o.listen = 'loopback';
-  if (a.stun.length) o.stun = a.stun;
-  if (a.turn.length) o.turn = a.turn;
   if (a.brokers.length) o.signalling = { brokers: a.brokers };
   if (a.strategies.length) o.strategies = a.strategies;
   return o;
@@ -225,30 +241,6 @@ async function cmdPing(a: Args, io: NodeCliIo, out: Out): Promise<number> {
   }
 }
 
-/** Names the server that failed to start in its error (`serve` starts two). */
-const said = (what: string) => (e: unknown): never => {
-  if (e instanceof Error) e.message = `${what}: ${e.message}`;
-  throw e;
-};
-
-async function cmdServe(a: Args, io: NodeCliIo, out: Out): Promise<number> {
-  let broker: Broker | undefined;
-  let stun: StunServer | undefined;
-  try {
-    broker = await startBroker({ host: a.host, port: a.mqttPort }).catch(said('MQTT broker (--mqtt-port)'));
-    const addresses = a.stunAlt ? [a.host, a.stunAlt] : [a.host];
-    const ports = a.stunAlt ? [a.stunPort, a.stunPort === 0 ? 0 : a.stunPort + 1] : [a.stunPort];
-    stun = await startStunServer({ addresses, ports, protos: ['udp', 'tcp'] }).catch(said('STUN server (--stun-port)'));
-    out.line({ event: 'serving', mqtt: `mqtt://${formatEndpoint({ host: broker.host, port: broker.port })}`, stun: describeStunServer(stun) },
-      `MQTT broker: mqtt://${formatEndpoint({ host: broker.host, port: broker.port })}\nSTUN server: ${describeStunServer(stun)}`);
-    await untilAborted(io.signal);
-    return 0;
-  } finally {
-    await stun?.close();
-    await broker?.close();
-  }
-}
-
 /**
  * Runs a node command (`argv[0]` is one of {@link NODE_COMMANDS}); resolves with the exit
  * code (0 ok, 1 failed, 2 bad usage). Never throws.
@@ -274,7 +266,7 @@ export async function runNodeCommand(argv: readonly string[], io: NodeCliIo): Pr
       case 'ping':
         return await cmdPing(a, io, out);
       case 'serve':
-        return await cmdServe(a, io, out);
+        return await cmdServe(a, io.signal, out);
       default:
         return usageError(io, a.json, new UsageError(`unknown command ${JSON.stringify(a.command)}`));
     }
