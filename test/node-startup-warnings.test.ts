@@ -10,6 +10,9 @@ import { initP2pd, type Interface } from '../src/interfaces/interfaces.js';
 import { startStunServer } from '../src/nat/stun/server.js';
 import { startBroker, type NodeEvent, type P2pNodeOptions } from '../src/node/index.js';
 import { describeFailure } from '../src/node/start-warnings.js';
+import { stunServers } from '../src/node/external.js';
+import { formatEndpoint } from '../src/interfaces/endpoint.js';
+import { P2pConnectError } from '../src/node/index.js';
 import { TimeoutError } from '../src/errors.js';
 import { silentTcpServer, useLoopbackNodes } from './helpers/nodes.js';
 import { freePort } from './node-helpers.js';
@@ -109,6 +112,32 @@ describe('node start: unreachable configured servers', () => {
       await broker.close();
       await server.close();
     }
+  });
+});
+
+describe('node start: IPv6 STUN servers', () => {
+  it('names a configured IPv6 STUN server as unused and uses the IPv4 one listed after it', async () => {
+    const server = await startStunServer({ addresses: ['127.0.0.1'], ports: [0] });
+    const v4 = `127.0.0.1:${server.endpoints[0]?.local.port}`;
+    try {
+      expect(stunServers(['[::1]:3478', v4, '::1', { host: '127.0.0.2', port: 9 }], 4).map(formatEndpoint)).toEqual([v4, '127.0.0.2:9']);
+      expect(stunServers(['[::1]:3478', v4], 6).map(formatEndpoint)).toEqual(['[::1]:3478']);
+      const { warnings, n } = await watched({ listen: 'all', nics: lo, stun: ['[::1]:3478', v4], signalling: false });
+      expect(n.nat?.external).toBeDefined();
+      expect(warnings.filter((w) => w.includes('STUN'))).toEqual([expect.stringMatching(/^STUN server \[::1\]:3478 is not used: the node asks STUN over IPv4 only/)]);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('with only an IPv6 STUN server, hole punching is skipped as having no IPv4 STUN server', async () => {
+    const a = await node({ stun: ['[::1]:3478'] });
+    const b = await node({});
+    const err = await a.connect(b.addr, { strategies: ['punch'], timeout: 5_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(P2pConnectError);
+    const attempt = (err as P2pConnectError).attempts[0];
+    expect(attempt?.strategy).toBe('punch');
+    expect(String((attempt as { error?: Error }).error?.message)).toMatch(/no IPv4 STUN server configured/);
   });
 });
 

@@ -17,6 +17,7 @@ import { connectRelay, relayPossible } from './strategy-relay.js';
 import { punchHopeless } from './nat-pairs.js';
 import { STRATEGIES, type ConnectOptions, type NodePipe, type Strategy } from './types.js';
 import type { Pipe } from '../pipes/pipe.js';
+import { stunServers } from './external.js';
 
 export { punchHopeless };
 
@@ -106,7 +107,7 @@ async function unavailable(ctx: NodeContext, s: Strategy, peer: PeerAddress): Pr
       if (self) return 'not needed to reach ourselves';
       if (!ctx.signalling) return 'signalling is disabled';
       if (!peer.signal.length) return 'the peer has no signalling channel';
-      if ((ctx.opts.stun ?? []).length === 0) return 'no STUN server configured';
+      if (stunServers(ctx.opts.stun, 4).length === 0) return 'no IPv4 STUN server configured';
       return (await ctx.punchModule()) ? undefined : 'the hole punching module is not available';
     case 'relay':
       if (self) return 'not needed to reach ourselves';

@@ -4,7 +4,7 @@
  * UDP listen socket; later, in the background, gateway port mappings of its listen ports.
  * @module
  */
-import type { Endpoint } from '../interfaces/endpoint.js';
+import { formatEndpoint, type Endpoint } from '../interfaces/endpoint.js';
 import type { Interface } from '../interfaces/interfaces.js';
 import { detectNat, type NatDetection } from '../nat/detect/nat-type.js';
 import { mapPort } from '../nat/portmap/map-port.js';
@@ -38,6 +38,20 @@ export interface LearnExternalOptions {
   warn: (detail: string) => void;
 }
 
+/** The configured STUN servers of one address family, parsed, in their order. */
+export function stunServers(list: readonly (string | { host: string; port?: number })[] | undefined, family: 4 | 6): Endpoint[] {
+  const out: Endpoint[] = [];
+  for (const s of list ?? []) {
+    try {
+      const e = parseStunServer(s);
+      if (e.family === family) out.push(e);
+    } catch {
+      /* checked by the node's options */
+    }
+  }
+  return out;
+}
+
 /**
  * Runs NAT detection and the listen socket's binding request in parallel. Never throws. Each
  * configured server that was asked and never answered gets one warning (naming it and what
@@ -45,14 +59,9 @@ export interface LearnExternalOptions {
  */
 export async function learnExternal(o: LearnExternalOptions): Promise<ExternalView> {
   const out: ExternalView = {};
-  const v4: Endpoint[] = [];
-  for (const s of o.stun) {
-    try {
-      const e = parseStunServer(s);
-      if (e.family === 4) v4.push(e);
-    } catch {
-      /* checked by the node's options */
-    }
+  const v4 = stunServers(o.stun, 4);
+  for (const e of stunServers(o.stun, 6)) {
+    o.warn(`STUN server ${formatEndpoint(e)} is not used: the node asks STUN over IPv4 only (its IPv6 addresses are published as they are)`);
   }
   const outcomes = new StunOutcomes(v4);
   const jobs: Promise<void>[] = [];

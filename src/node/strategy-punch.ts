@@ -21,6 +21,7 @@ import type { TcpMapping } from './punch/tcp-mapping.js';
 import type { PunchModule } from './punch-api.js';
 import type { SignalMessage, Signalling } from './signalling.js';
 import type { NodePipe } from './types.js';
+import { stunServers } from './external.js';
 
 /** Most candidates sent to, or taken from, a peer. */
 export const MAX_PUNCH_CANDIDATES = 8;
@@ -28,7 +29,7 @@ export const MAX_PUNCH_CANDIDATES = 8;
 /** Our UDP candidates for a socket: its reflexive address (first STUN server), then its LAN addresses and loopback. */
 export async function udpCandidates(ctx: NodeContext, udp: UdpPipe, signal: AbortSignal): Promise<Endpoint[]> {
   const out: Endpoint[] = [];
-  const stun = (ctx.opts.stun ?? [])[0];
+  const stun = stunServers(ctx.opts.stun, 4)[0];
   if (stun !== undefined) {
     try {
       const m = await stunGetMapping({ server: stun, pipe: udp, signal, timeout: 1500, rto: 200 });
@@ -61,7 +62,7 @@ export const TCP_MAPPING_GRACE = 250;
 
 /** A TCP mapping for the TCP leg, or undefined (no STUN server, no TCP on it, or too slow). */
 async function tcpLeg(ctx: NodeContext, mod: PunchModule, udpReady: Promise<unknown>, signal: AbortSignal): Promise<TcpMapping | undefined> {
-  const stun = (ctx.opts.stun ?? [])[0];
+  const stun = stunServers(ctx.opts.stun, 4)[0];
   if (stun === undefined || ctx.opts.tcpPunch === false) return undefined;
   const ac = new AbortController();
   const m = mod.tcpMapping({ server: stun, signal: AbortSignal.any([signal, ac.signal]), timeout: 1500 }).catch(() => undefined);

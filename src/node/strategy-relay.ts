@@ -29,6 +29,7 @@ import { secureDatagram } from './secure-datagram.js';
 import type { SignalMessage, Signalling } from './signalling.js';
 import { MAX_PUNCH_CANDIDATES, nonceFrom, openPunchSocket, udpCandidates } from './strategy-punch.js';
 import type { NodePipe } from './types.js';
+import { stunServers } from './external.js';
 
 /** True when this node may allocate relays: a TURN server is configured and `relay` is not false. */
 export function relayEnabled(ctx: NodeContext): boolean {
@@ -40,7 +41,7 @@ export function relayEnabled(ctx: NodeContext): boolean {
  * use the peer's (it knows its own reflexive address through STUN, for the peer's permission).
  */
 export function relayPossible(ctx: NodeContext): boolean {
-  return ctx.opts.relay !== false && (relayEnabled(ctx) || (ctx.opts.stun ?? []).length > 0);
+  return ctx.opts.relay !== false && (relayEnabled(ctx) || stunServers(ctx.opts.stun, 4).length > 0);
 }
 
 /** Allocates a relay on the first configured TURN server that grants one. */
@@ -175,7 +176,7 @@ export async function serveRelay(ctx: NodeContext, m: SignalMessage, peer: PeerA
   if (!relay) {
     // Only the peer has a relay: send to it from a UDP socket.
     if (!theirRelay) return refuse(relayEnabled(ctx) ? why : 'no TURN server on either side');
-    if (!nonce || (ctx.opts.stun ?? []).length === 0 || ctx.opts.relay === false) return refuse(why);
+    if (!nonce || stunServers(ctx.opts.stun, 4).length === 0 || ctx.opts.relay === false) return refuse(why);
     const udp = await openPunchSocket();
     let replied = false;
     try {

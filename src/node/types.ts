@@ -107,7 +107,7 @@ export interface P2pNodeOptions {
   port?: number;
   /** Where to listen: `'all'` interfaces (wildcard, IPv4 and IPv6, link-local included) or `'loopback'` only. @default 'all' */
   listen?: 'all' | 'loopback';
-  /** STUN servers (IP literals with optional port): external address, NAT type and delta. @default none (no detection) */
+  /** STUN servers (IP literals with optional port): external address, NAT type and delta, reflexive candidates for punching. The node asks over IPv4 only: IPv4 servers are used in their order, an IPv6 one gets a `warning` at start. @default none (no detection) */
   stun?: (string | { host: string; port?: number })[];
   /** Detect the NAT kind and port delta at start (needs `stun`). @default true */
   natDetection?: boolean;
