@@ -10,7 +10,7 @@ import type { Family } from '../../interfaces/endpoint.js';
 import type { MappingDriver, MappingGrant } from './mapping.js';
 import type { NatPmpClient } from './natpmp-client.js';
 import type { PcpClient } from './pcp-client.js';
-import { routeSourceAddress } from './transport.js';
+import { routeSourceAddress, stepBudget } from './transport.js';
 import type { UpnpClient } from './upnp-client.js';
 
 /** What every method needs to create a mapping. @internal */
@@ -80,9 +80,11 @@ export async function startNatPmp(client: NatPmpClient, r: StartRequest): Promis
   const driver: MappingDriver = {
     method: 'nat-pmp',
     async refresh(o) {
-      const n = await client.map({ protocol: r.protocol, internalPort: r.internalPort, externalPort, lifetime: r.lifetime }, o);
+      const step = stepBudget(o); // the map and the address query after a reboot share o.timeout
+      const n = await client.map({ protocol: r.protocol, internalPort: r.internalPort, externalPort, lifetime: r.lifetime }, step());
       externalPort = n.externalPort;
-      const ext = n.lostState !== undefined ? await address(Math.min(o.timeout, 2_000), o.signal) : undefined;
+      const left = step().timeout;
+      const ext = n.lostState !== undefined ? await address(left !== undefined && left > 0 && Number.isFinite(left) ? Math.min(left, 2_000) : 2_000, o.signal) : undefined;
       return { externalAddress: ext, externalPort: n.externalPort, lifetime: n.lifetime };
     },
     remove: (o) => client.unmap(r.protocol, r.internalPort, o),
@@ -164,12 +166,13 @@ export async function startUpnpPinhole(client: UpnpClient, r: StartRequest): Pro
   const driver: MappingDriver = {
     method: 'upnp',
     async refresh(o) {
+      const step = stepBudget(o); // UpdatePinhole and a new AddPinhole share o.timeout
       let lifetime: number;
       try {
-        lifetime = await client.updatePinhole(id, r.lifetime, o);
+        lifetime = await client.updatePinhole(id, r.lifetime, step());
       } catch (e) {
         if (!(e instanceof PortMappingError) || e.resultCode !== 704) throw e; // 704 NoSuchEntry
-        const n = await client.addPinhole(req, o);
+        const n = await client.addPinhole(req, step());
         id = n.uniqueId;
         lifetime = n.lifetime;
       }

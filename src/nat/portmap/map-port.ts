@@ -244,6 +244,7 @@ async function internalAddressFor(t: Target, signal: AbortSignal, timeout: numbe
   return routeSourceAddress(t.gateway, { signal, timeout });
 }
 
+/** Finds the IGD: SSDP (or the known LOCATION), route lookup and description fetch, all within `budget` ms. */
 async function upnpClientFor(t: Target, budget: number, signal: AbortSignal): Promise<UpnpClient> {
   const internal = t.internalAddress;
   return UpnpClient.discover({
@@ -255,9 +256,19 @@ async function upnpClientFor(t: Target, budget: number, signal: AbortSignal): Pr
   });
 }
 
+/** What is left of a method's `budget` (ms, counted from now) each time it is called; at least 1 ms. */
+function budgetLeft(budget: number): () => number {
+  const end = performance.now() + budget;
+  return () => Math.max(1, Math.floor(end - performance.now()));
+}
+
 function asMethodError(method: PortMappingMethod, e: unknown, budget: number): PortMappingError {
   if (e instanceof PortMappingError && e.method === method) return e;
-  if (e instanceof TimeoutError) return new PortMappingError(method, `no answer within the ${budget} ms method timeout`, { cause: e });
+  if (e instanceof TimeoutError) {
+    // A UPnP discovery cut short by the budget says what the SSDP search saw: keep that.
+    const why = e.cause instanceof PortMappingError && e.cause.method === method ? `: ${e.cause.message}` : '';
+    return new PortMappingError(method, `no answer within the ${budget} ms method timeout${why}`, { cause: e });
+  }
   const msg = e instanceof Error ? e.message : String(e);
   return new PortMappingError(method, msg, { cause: e });
 }
@@ -339,11 +350,10 @@ export async function mapPort(opts: MapPortOptions): Promise<PortMapping> {
       signal,
       timeout: budget,
     };
-    const end = performance.now() + budget;
-    const left = (): number => Math.max(1, Math.floor(end - performance.now()));
+    const left = budgetLeft(budget);
     let s: Started;
     if (method === 'upnp') {
-      const c = await upnpClientFor(t, budget, signal);
+      const c = await upnpClientFor(t, left(), signal);
       s = t.family === 6 ? await startUpnpPinhole(c, { ...r, timeout: left() }) : await startUpnp(c, { ...r, timeout: left() });
     } else if (method === 'nat-pmp') {
       if (t.family !== 4) throw new PortMappingError('nat-pmp', 'NAT-PMP maps IPv4 only');
@@ -355,7 +365,9 @@ export async function mapPort(opts: MapPortOptions): Promise<PortMapping> {
       s = await startPcp(new PcpClient({ gateway: gw, port: t.gateway.port, localAddress: local }), { ...r, timeout: left() });
     }
     if (signal.aborted) {
-      await s.driver.remove({ timeout: 2_000 }).catch(() => undefined);
+      // Too late for the caller: delete the mapping in the background (best effort), and
+      // reject now rather than after the deletion's own 2 s.
+      void s.driver.remove({ timeout: 2_000 }).catch(() => undefined);
       throw toAbortError(signal);
     }
     return new PortMapping({
@@ -387,11 +399,12 @@ export async function getExternalAddress(opts: GatewayTargetOptions = {}): Promi
   if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('getExternalAddress options must be an object');
   const o: GatewayTargetOptions = { ...opts, methods: opts.methods ?? ['upnp', 'nat-pmp'], family: 4 };
   return tryMethods(o, 'external address query', async (method, t, signal, budget) => {
-    if (method === 'upnp') return (await upnpClientFor(t, budget, signal)).getExternalAddress({ signal, timeout: budget });
+    const left = budgetLeft(budget); // the method's steps share its budget
+    if (method === 'upnp') return (await upnpClientFor(t, left(), signal)).getExternalAddress({ signal, timeout: left() });
     if (method === 'nat-pmp') {
-      const local = await internalAddressFor(t, signal, budget);
+      const local = await internalAddressFor(t, signal, left());
       const c = new NatPmpClient({ gateway: t.gateway.host, port: t.gateway.port, localAddress: local });
-      const r = await c.externalAddress({ signal, timeout: budget });
+      const r = await c.externalAddress({ signal, timeout: left() });
       if (r.externalAddress === '0.0.0.0') throw new PortMappingError('nat-pmp', 'the gateway reports external address 0.0.0.0');
       return r.externalAddress;
     }

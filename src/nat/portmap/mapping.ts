@@ -99,6 +99,7 @@ export class PortMapping implements AsyncDisposable {
   private expiryTimer: NodeJS.Timeout | undefined;
   private schedule: number[] = [];
   private next = 0;
+  /** The renewal in flight (rejects as it does); joiners and timers add their own handling. */
   private inFlight: Promise<void> | undefined;
   private inFlightAbort: AbortController | undefined;
   private closing: Promise<void> | undefined;
@@ -234,7 +235,8 @@ export class PortMapping implements AsyncDisposable {
       }
     };
     const p = run();
-    this.inFlight = p.catch(() => undefined);
+    p.catch(() => undefined); // callers that join it later (renew) see the failure themselves
+    this.inFlight = p;
     return p;
   }
 
@@ -249,34 +251,54 @@ export class PortMapping implements AsyncDisposable {
    * Renews now (also re-creates an expired mapping). Rejects with the protocol's
    * `PortMappingError` (the mapping keeps its schedule), or `AbortError` once closed.
    * `opts.timeout` bounds the gateway's answer (@default RENEW_TIMEOUT, 10 s); `opts.signal`
-   * stops waiting (`AbortError`; a renewal already sent may still take effect). A bad
-   * `timeout` or `signal` (see `AbortOptions`) is an `InvalidArgumentError` before anything
-   * is sent to the gateway.
+   * stops waiting (`AbortError`; a renewal already sent may still take effect). A renewal
+   * already in flight (an automatic one) is joined: its outcome is this call's, but waited
+   * for no longer than `opts.timeout` (`TimeoutError`; it goes on). A bad `timeout` or
+   * `signal` (see `AbortOptions`) is an `InvalidArgumentError` before anything is sent to
+   * the gateway.
    */
   async renew(opts: AbortOptions = {}): Promise<void> {
     if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('renew options must be an object');
     checkTimeoutAndSignal(opts); // before the driver sends anything
     throwIfAborted(opts.signal);
     if (this.st === 'closed') throw new AbortError('port mapping is closed');
-    if (this.inFlight) return bounded(this.inFlight, { ...(opts.signal ? { signal: opts.signal } : {}) }, 'port mapping renewal');
-    return bounded(this.attempt(opts.timeout ?? RENEW_TIMEOUT), { ...(opts.signal ? { signal: opts.signal } : {}) }, 'port mapping renewal');
+    const signal = opts.signal ? { signal: opts.signal } : {};
+    if (this.inFlight) return bounded(this.inFlight, { ...signal, timeout: opts.timeout ?? RENEW_TIMEOUT }, 'port mapping renewal');
+    return bounded(this.attempt(opts.timeout ?? RENEW_TIMEOUT), signal, 'port mapping renewal');
   }
 
   /**
    * Stops renewing and deletes the mapping on the gateway. Idempotent (later calls return the
    * first call's promise). Rejects with a `PortMappingError` when the gateway refuses or does
    * not answer the deletion within the close timeout; the mapping is then left to expire.
+   *
+   * `opts.timeout` bounds the deletion, ms (`0` or `Infinity`: the protocol's own schedule);
+   * @default the mapping's `closeTimeout` (5000). `opts.signal` stops it (`AbortError`; the
+   * mapping is closed here all the same, and left to expire on the gateway). Bad options (not
+   * an object, a bad `timeout` or `signal`, see `AbortOptions`) reject with
+   * `InvalidArgumentError` and change nothing: the mapping stays as it was (still renewing),
+   * and a `close()` with good options works.
    */
-  close(opts?: { signal?: AbortSignal; timeout?: number }): Promise<void> {
+  close(opts?: AbortOptions): Promise<void> {
+    if (opts !== undefined && (opts === null || typeof opts !== 'object')) return Promise.reject(new InvalidArgumentError('close options must be an object'));
+    try {
+      checkTimeoutAndSignal(opts ?? {}); // before the mapping is touched
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (this.closing) return this.closing;
     this.st = 'closed';
     this.clearTimers();
     this.offLost?.();
     this.inFlightAbort?.abort(new AbortError('port mapping closed'));
     const pending = this.inFlight;
+    const timeout = opts?.timeout ?? this.closeTimeout;
+    const end = timeout > 0 && Number.isFinite(timeout) ? performance.now() + timeout : undefined;
     this.closing = (async () => {
-      await pending;
-      await this.driver.remove({ signal: opts?.signal, timeout: opts?.timeout ?? this.closeTimeout });
+      await pending?.catch(() => undefined); // aborted just now: settles at once
+      // The deletion gets what is left of the close's budget.
+      const left = end === undefined ? timeout : Math.max(1, Math.ceil(end - performance.now()));
+      await this.driver.remove({ signal: opts?.signal, timeout: left });
     })();
     return this.closing;
   }

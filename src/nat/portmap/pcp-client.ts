@@ -24,7 +24,7 @@ import {
   type PcpResponse,
 } from './pcp-codec.js';
 import { checkPcpEpoch, pcpRetransmitSchedule, type PcpScheduleOptions } from './retransmit.js';
-import { callTimeout, gatewayEndpoint, gatewayEpoch, routeSourceAddress, udpExchange, type GatewayEpoch, type PortMapCallOptions } from './transport.js';
+import { callTimeout, gatewayEndpoint, gatewayEpoch, routeSourceAddress, stepBudget, udpExchange, type GatewayEpoch, type PortMapCallOptions } from './transport.js';
 import { PORTMAP_SERVER_PORT, canonicalIp, peekPortMapHeader, rdU16 } from './wire.js';
 
 /** Default time budget of one PCP operation when neither the call nor the schedule caps it, ms. */
@@ -175,7 +175,8 @@ export class PcpClient {
     if (!Number.isInteger(internalPort) || internalPort < 1 || internalPort > 65535) throw new InvalidArgumentError(`invalid internal port ${String(internalPort)}`);
     const lifetime = init.lifetime ?? 7200;
     if (!Number.isInteger(lifetime) || lifetime < 1 || lifetime > 0xffffffff) throw new InvalidArgumentError(`invalid lifetime ${String(lifetime)} s`);
-    const clientAddress = await this.clientAddress(opts);
+    const step = stepBudget(opts); // the address lookup and the exchange share opts.timeout
+    const clientAddress = await this.clientAddress(step());
     const nonce = init.nonce ?? generatePcpNonce();
     const req: PcpMapRequest = {
       kind: 'map',
@@ -188,7 +189,7 @@ export class PcpClient {
       externalAddress: init.externalAddress ?? (this.server.family === 6 ? '::' : '0.0.0.0'),
     };
     const what = `PCP map ${init.protocol} ${internalPort}`;
-    const { res, lostState } = await this.exchange(req, what, opts);
+    const { res, lostState } = await this.exchange(req, what, step());
     if (res.kind !== 'map') throw new PortMappingError('pcp', `${what}: unexpected response`);
     if (res.lifetime === 0 || res.externalPort === 0) {
       throw new PortMappingError('pcp', `${what}: server granted nothing (lifetime ${res.lifetime}, external port ${res.externalPort})`);
@@ -210,7 +211,8 @@ export class PcpClient {
   /** Deletes a mapping: MAP with lifetime 0 and the mapping's nonce (RFC 6887 §15). */
   async unmap(m: { nonce: Uint8Array; protocol: PcpProtocol; internalPort: number }, opts?: PortMapCallOptions): Promise<void> {
     if (m === null || typeof m !== 'object') throw new InvalidArgumentError('unmap expects { nonce, protocol, internalPort }');
-    const clientAddress = await this.clientAddress(opts);
+    const step = stepBudget(opts);
+    const clientAddress = await this.clientAddress(step());
     const req: PcpMapRequest = {
       kind: 'map',
       lifetime: 0,
@@ -221,13 +223,14 @@ export class PcpClient {
       externalPort: 0,
       externalAddress: this.server.family === 6 ? '::' : '0.0.0.0',
     };
-    await this.exchange(req, `PCP unmap ${m.protocol} ${m.internalPort}`, opts);
+    await this.exchange(req, `PCP unmap ${m.protocol} ${m.internalPort}`, step());
   }
 
   /** ANNOUNCE (opcode 0): checks the server is there and returns its epoch. */
   async announce(opts?: PortMapCallOptions): Promise<{ epoch: number }> {
-    const clientAddress = await this.clientAddress(opts);
-    const { res } = await this.exchange({ kind: 'announce', lifetime: 0, clientAddress }, 'PCP announce', opts);
+    const step = stepBudget(opts);
+    const clientAddress = await this.clientAddress(step());
+    const { res } = await this.exchange({ kind: 'announce', lifetime: 0, clientAddress }, 'PCP announce', step());
     return { epoch: res.epoch };
   }
 }

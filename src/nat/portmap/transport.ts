@@ -40,6 +40,28 @@ export function callTimeout(opts: PortMapCallOptions | undefined): number | unde
   return t !== undefined && t > 0 && Number.isFinite(t) ? t : undefined;
 }
 
+/**
+ * One deadline for the steps of a multi-step gateway operation (a route lookup then an
+ * exchange, two SOAP calls, ...): each call returns the next step's options, with the
+ * caller's signal and what is left of `opts.timeout` (at least 1 ms, so a step started after
+ * the deadline ends at once), so the whole operation takes `opts.timeout`, not that much per
+ * step. Without a timeout of its own (`0`, `Infinity`, `undefined`) every step gets
+ * `opts.timeout` as it is. Throws `InvalidArgumentError` for a bad `timeout` or `signal`.
+ * @internal
+ */
+export function stepBudget(opts: { signal?: AbortSignal | undefined; timeout?: number | undefined } | undefined): () => PortMapCallOptions {
+  const bad = badTimeout(opts?.timeout) ?? badSignal(opts?.signal);
+  if (bad) throw bad;
+  const signal = opts?.signal;
+  const t = opts?.timeout;
+  if (t === undefined || !(t > 0 && Number.isFinite(t))) {
+    const same: PortMapCallOptions = { ...(signal ? { signal } : {}), ...(t !== undefined ? { timeout: t } : {}) };
+    return () => same;
+  }
+  const end = performance.now() + t;
+  return () => ({ ...(signal ? { signal } : {}), timeout: Math.max(1, Math.ceil(end - performance.now())) });
+}
+
 /** Parses a gateway address (`'192.168.1.1'`, `'fe80::1%eth0'`) and port into an {@link Endpoint}. */
 export function gatewayEndpoint(host: string, port: number): Endpoint {
   return toEndpoint({ host, port });

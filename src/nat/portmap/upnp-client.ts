@@ -6,12 +6,13 @@
  * SOAP faults become {@link PortMappingError}s carrying the UPnP error code.
  * @module
  */
-import { InvalidArgumentError, PortMappingError } from '../../errors.js';
+import { InvalidArgumentError, PortMappingError, TimeoutError } from '../../errors.js';
 import type { Endpoint } from '../../interfaces/endpoint.js';
-import { throwIfAborted } from '../../util/abort.js';
-import { ssdpSearch, type SsdpSearchOptions } from './upnp-ssdp.js';
+import { badSignal, badTimeout, linkSignals, longTimer, throwIfAborted, toAbortError } from '../../util/abort.js';
+import { checkTimeoutAndSignal, hasDeadline } from '../deadline.js';
+import { SSDP_SEARCH_TIMEOUT, ssdpSearch, type SsdpResponse, type SsdpSearchOptions } from './upnp-ssdp.js';
 import { checkUpnpUrl, parseIgdDescription, upnpHttp, urlHost, xmlElements, xmlEscape, xmlText, type IgdDescription, type UpnpService } from './upnp-xml.js';
-import { routeSourceAddress } from './transport.js';
+import { routeSourceAddress, stepBudget } from './transport.js';
 
 /** UPnP error codes a client may act on (UPnP IGD WANIPConnection:2 §2.5, WANIPv6FirewallControl:1). */
 export const UpnpErrorCode = {
@@ -31,15 +32,33 @@ export const UPNP_MAX_LEASE = 604_800;
 /** Longest pinhole lease WANIPv6FirewallControl allows, seconds. */
 export const UPNP_MAX_PINHOLE_LEASE = 86_400;
 
+/** Default bound of a whole {@link UpnpClient.discover} (SSDP search, route lookup, description fetch), ms. */
+export const UPNP_DISCOVER_TIMEOUT = 8_000;
+
 /** Timing options of UPnP operations. */
 export interface UpnpCallOptions {
+  /** Cancels the operation; it rejects with `AbortError`. */
   signal?: AbortSignal | undefined;
-  /** Per HTTP request, ms. @default 5000 */
+  /**
+   * Time budget of the operation, ms, shared by every HTTP request it makes (an
+   * `addPortMapping` retried with lease 0 makes two); when it passes, `TimeoutError`. `0` or
+   * `Infinity` = none. @default 5000 for each HTTP request
+   */
   timeout?: number | undefined;
 }
 
 /** Options of {@link UpnpClient.discover}. */
 export interface UpnpDiscoverOptions extends UpnpCallOptions {
+  /**
+   * Bound of the whole discovery, ms: the SSDP search, the route lookup and the description
+   * fetch share it (the search is cut short to fit). When it passes, the discovery rejects
+   * with `TimeoutError` (also when it cut the search short and nobody had answered; `cause`
+   * is then the search's `PortMappingError`). `0` or `Infinity` = none (the search still
+   * ends after `ssdp.timeout`, the route lookup after 5 s). A bad value, or a bad `signal`,
+   * is an `InvalidArgumentError` before anything is sent.
+   * @default UPNP_DISCOVER_TIMEOUT (8000)
+   */
+  timeout?: number | undefined;
   /** Device description URL; when given, SSDP is skipped. */
   location?: string | URL | undefined;
   /** SSDP settings (targets, family, policy, ...), used when `location` is not given. */
@@ -99,34 +118,83 @@ export class UpnpClient {
 
   /**
    * Finds the IGD (SSDP unless `location` is given), reads its description and checks it has
-   * a WAN connection or IPv6 firewall service. Rejects with {@link PortMappingError}.
+   * a WAN connection or IPv6 firewall service, all within `opts.timeout` (see
+   * {@link UpnpDiscoverOptions.timeout}). Rejects with {@link PortMappingError}, `TimeoutError`
+   * when `timeout` passes, `AbortError` when `signal` (or, during the search, `ssdp.signal`)
+   * aborts, `InvalidArgumentError` for bad options.
    */
   static async discover(opts: UpnpDiscoverOptions): Promise<UpnpClient> {
+    if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('UpnpClient.discover options must be an object');
+    checkTimeoutAndSignal(opts); // before anything is sent
+    if (opts.location === undefined) {
+      if (!opts.ssdp) throw new InvalidArgumentError('UpnpClient.discover needs `location` or `ssdp` options');
+      const bad = badTimeout(opts.ssdp.timeout) ?? badSignal(opts.ssdp.signal);
+      if (bad) throw bad;
+    }
+    throwIfAborted(opts.signal);
+    const timeout = opts.timeout ?? UPNP_DISCOVER_TIMEOUT;
+    const end = hasDeadline(timeout) ? performance.now() + timeout : Infinity;
+    const what = 'UPnP discovery';
+    const timedOut = (cause?: Error): TimeoutError =>
+      new TimeoutError(`${what} timed out after ${timeout} ms${cause ? `: ${cause.message}` : ''}`, cause ? { cause } : undefined);
     let location: URL;
     let zone = opts.zone;
     if (opts.location !== undefined) {
       location = checkUpnpUrl(String(opts.location), undefined, 'UPnP location');
     } else {
-      if (!opts.ssdp) throw new InvalidArgumentError('UpnpClient.discover needs `location` or `ssdp` options');
-      const r = await ssdpSearch({ ...opts.ssdp, signal: opts.signal ?? opts.ssdp.signal });
+      const r = await UpnpClient.search(opts.ssdp as SsdpSearchOptions, opts.signal, end, timedOut);
       location = r.location;
       zone ??= r.from.scopeId;
     }
-    throwIfAborted(opts.signal);
-    const host = urlHost(location);
-    const localAddress =
-      opts.localAddress ??
-      (await routeSourceAddress(
-        { host, port: Number(location.port) || 80, family: host.includes(':') ? 6 : 4, ...(zone && /^fe80:/i.test(host) ? { scopeId: zone } : {}) } as Endpoint,
-        opts,
-      ));
-    const res = await upnpHttp(location, { localAddress, zone, timeout: opts.timeout, signal: opts.signal });
-    if (res.status !== 200) throw new PortMappingError('upnp', `device description ${location.href}: HTTP ${res.status}`);
-    const igd = parseIgdDescription(res.body, location);
-    if (!igd.connection && !igd.firewall6) {
-      throw new PortMappingError('upnp', `device at ${location.href} offers no WANIPConnection/WANPPPConnection/WANIPv6FirewallControl service`);
+    // The route lookup and the description fetch: what is left of the deadline, on one signal.
+    const deadline = new AbortController();
+    const stopTimer = end === Infinity ? undefined : longTimer(Math.max(0, end - performance.now()), () => deadline.abort(timedOut()));
+    const link = linkSignals(opts.signal ? { signal: opts.signal } : undefined, [deadline.signal], what);
+    const signal = link.signal;
+    try {
+      throwIfAborted(signal);
+      if (performance.now() >= end) throw timedOut();
+      const host = urlHost(location);
+      const localAddress =
+        opts.localAddress ??
+        (await routeSourceAddress(
+          { host, port: Number(location.port) || 80, family: host.includes(':') ? 6 : 4, ...(zone && /^fe80:/i.test(host) ? { scopeId: zone } : {}) } as Endpoint,
+          { signal, ...(end === Infinity ? {} : { timeout: Math.max(1, Math.ceil(end - performance.now())) }) },
+        ));
+      // No timer of its own: the deadline is on `signal` (none at all with `timeout` 0 / Infinity).
+      const res = await upnpHttp(location, { localAddress, zone, timeout: 0, signal });
+      if (res.status !== 200) throw new PortMappingError('upnp', `device description ${location.href}: HTTP ${res.status}`);
+      const igd = parseIgdDescription(res.body, location);
+      if (!igd.connection && !igd.firewall6) {
+        throw new PortMappingError('upnp', `device at ${location.href} offers no WANIPConnection/WANPPPConnection/WANIPv6FirewallControl service`);
+      }
+      return new UpnpClient(igd, localAddress, zone);
+    } catch (e) {
+      if (signal.aborted) throw toAbortError(signal);
+      throw e;
+    } finally {
+      stopTimer?.();
+      link.done();
     }
-    return new UpnpClient(igd, localAddress, zone);
+  }
+
+  /**
+   * The SSDP step of {@link discover}: the search window is cut to the time left before
+   * `end`, so the search itself ends by the deadline (no timer aborts it: its own error says
+   * who answered and what was ignored). Nobody answered in a window cut short: `timedOut`.
+   */
+  private static async search(ssdp: SsdpSearchOptions, signal: AbortSignal | undefined, end: number, timedOut: (cause: Error) => TimeoutError): Promise<SsdpResponse> {
+    const asked = ssdp.timeout === undefined ? SSDP_SEARCH_TIMEOUT : hasDeadline(ssdp.timeout) ? ssdp.timeout : Infinity;
+    const left = end - performance.now();
+    const cut = left < asked;
+    const userSignal = signal ?? ssdp.signal;
+    try {
+      return await ssdpSearch({ ...ssdp, timeout: cut ? Math.max(1, Math.ceil(left)) : asked, signal: userSignal });
+    } catch (e) {
+      if (userSignal?.aborted) throw toAbortError(userSignal);
+      if (cut && e instanceof PortMappingError && e.cause instanceof TimeoutError) throw timedOut(e);
+      throw e;
+    }
   }
 
   private service(kind: 'connection' | 'firewall6', action: string): UpnpService {
@@ -201,12 +269,13 @@ export class UpnpClient {
       ['NewPortMappingDescription', m.description ?? 'p2pd'],
       ['NewLeaseDuration', l],
     ];
-    const once = async (l: number): Promise<number> => {
+    const step = stepBudget(opts); // both requests (the retry with lease 0 too) share opts.timeout
+    const once = async (l: number, o: UpnpCallOptions): Promise<number> => {
       if (!any) {
-        await this.call('connection', 'AddPortMapping', args(l), opts);
+        await this.call('connection', 'AddPortMapping', args(l), o);
         return m.externalPort;
       }
-      const r = await this.call('connection', 'AddAnyPortMapping', args(l), opts);
+      const r = await this.call('connection', 'AddAnyPortMapping', args(l), o);
       const p = Number(r.NewReservedPort);
       if (!Number.isInteger(p) || p < 1 || p > 65535) {
         throw new PortMappingError('upnp', `UPnP AddAnyPortMapping: invalid NewReservedPort ${JSON.stringify((r.NewReservedPort ?? '').slice(0, 20))}`);
@@ -214,10 +283,10 @@ export class UpnpClient {
       return p;
     };
     try {
-      return { externalPort: await once(lease), lifetime: lease, permanent: lease === 0 };
+      return { externalPort: await once(lease, step()), lifetime: lease, permanent: lease === 0 };
     } catch (e) {
       if (!(e instanceof PortMappingError) || e.resultCode !== UpnpErrorCode.ONLY_PERMANENT_LEASES_SUPPORTED || lease === 0) throw e;
-      return { externalPort: await once(0), lifetime: 0, permanent: true };
+      return { externalPort: await once(0, step()), lifetime: 0, permanent: true };
     }
   }
 

@@ -9,7 +9,7 @@
 import { InvalidArgumentError, PortMappingError, TimeoutError } from '../../errors.js';
 import { formatEndpoint, type Endpoint, type Family } from '../../interfaces/endpoint.js';
 import { pipeOpen } from '../../pipes/open.js';
-import { sleep, throwIfAborted, toAbortError } from '../../util/abort.js';
+import { badSignal, badTimeout, sleep, throwIfAborted, toAbortError } from '../../util/abort.js';
 import { checkUpnpUrl } from './upnp-xml.js';
 
 /** SSDP port. */
@@ -25,6 +25,8 @@ export const SSDP_MAX_RESPONSE = 8 * 1024;
  * the search started, so no path through the loop can re-send without waiting.
  */
 export const SSDP_ROUND_INTERVAL_MS = 1_000;
+/** How long an SSDP search lasts by default, ms. */
+export const SSDP_SEARCH_TIMEOUT = 3_000;
 /** Search targets sent by default (IGD v1 and v2; v2 devices also answer v1 searches). */
 export const IGD_SEARCH_TARGETS: readonly string[] = [
   'urn:schemas-upnp-org:device:InternetGatewayDevice:1',
@@ -57,7 +59,11 @@ export interface SsdpSearchOptions {
   multicastInterface?: string | undefined;
   /** Search targets (`ST`). @default IGD_SEARCH_TARGETS */
   searchTargets?: readonly string[];
-  /** How long to search, ms. @default 3000 */
+  /**
+   * How long to search, ms (`0` or `Infinity`: until `signal` aborts or an answer comes).
+   * Anything else that is not a non-negative number is an `InvalidArgumentError`.
+   * @default SSDP_SEARCH_TIMEOUT (3000)
+   */
   timeout?: number;
   /** `MX` header, seconds. @default 1 */
   mx?: number;
@@ -122,9 +128,11 @@ function isIgdTarget(st: string): boolean {
  * {@link SSDP_ROUND_INTERVAL_MS} apart. The pipe is closed however it ends.
  */
 export async function ssdpSearch(opts: SsdpSearchOptions): Promise<SsdpResponse> {
+  const bad = badTimeout(opts.timeout) ?? badSignal(opts.signal);
+  if (bad) throw bad;
   throwIfAborted(opts.signal ?? undefined);
   if (opts.targets.length === 0) throw new InvalidArgumentError('ssdpSearch needs at least one target');
-  const timeout = opts.timeout ?? 3_000;
+  const timeout = opts.timeout === 0 ? Infinity : (opts.timeout ?? SSDP_SEARCH_TIMEOUT);
   const mx = opts.mx ?? 1;
   const sts = opts.searchTargets ?? IGD_SEARCH_TARGETS;
   const pipe = await pipeOpen('udp', undefined, {
