@@ -14,6 +14,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import { link, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DecodeError, P2pdError, type P2pdErrorOptions } from '../errors.js';
@@ -137,7 +138,8 @@ export async function readIdentityFile(path: string, opts: IdentityLoadOptions =
   throwIfAborted(opts.signal);
   let text: string;
   try {
-    const fh = await open(path, 'r');
+    // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; it is refused below.
+    const fh = await open(path, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
     try {
       const st = await fh.stat();
       if (!st.isFile()) throw new IdentityFileError(path, `identity file ${path} is not a regular file`);

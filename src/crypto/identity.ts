@@ -24,6 +24,7 @@
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { DecodeError, InvalidArgumentError } from '../errors.js';
+import { badSignal } from '../util/abort.js';
 import {
   IdentityFileError,
   readIdentityFile,
@@ -95,6 +96,19 @@ function strictBase64(s: unknown): Buffer | undefined {
   if (typeof s !== 'string' || s.length > 1024 || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) return undefined;
   const b = Buffer.from(s, 'base64');
   return b.toString('base64') === s ? b : undefined;
+}
+
+/**
+ * Throws {@link InvalidArgumentError} unless `opts` is an object whose `signal` (if any) is an
+ * `AbortSignal` and whose `flag` (if any) is a boolean: a string such as `'false'` from a
+ * config file must not turn `allowInsecurePermissions` (or `overwrite`) on.
+ */
+function checkFileOptions(opts: object, flag: 'overwrite' | 'allowInsecurePermissions'): void {
+  if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError(`options must be an object, got ${opts === null ? 'null' : typeof opts}`);
+  const o = opts as { signal?: unknown } & Record<typeof flag, unknown>;
+  if (o[flag] !== undefined && typeof o[flag] !== 'boolean') throw new InvalidArgumentError(`${flag} must be a boolean`);
+  const bad = badSignal(o.signal);
+  if (bad) throw bad;
 }
 
 /** An Ed25519 node identity. The private key never leaves the object except through {@link save}. */
@@ -208,6 +222,7 @@ export class Identity {
    */
   async save(path: string, opts: IdentitySaveOptions = {}): Promise<void> {
     if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('path must be a non-empty string');
+    checkFileOptions(opts, 'overwrite');
     await writeIdentityFile(path, this.#serialize(), opts);
   }
 
@@ -218,6 +233,7 @@ export class Identity {
    */
   static async load(path: string, opts: IdentityLoadOptions = {}): Promise<Identity> {
     if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('path must be a non-empty string');
+    checkFileOptions(opts, 'allowInsecurePermissions');
     return Identity.#parse(await readIdentityFile(path, opts), path);
   }
 

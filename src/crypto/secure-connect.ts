@@ -16,13 +16,14 @@
 import type { Socket } from 'node:net';
 import { FrameError, HandshakeError, InvalidArgumentError, PipeClosedError, TimeoutError } from '../errors.js';
 import { formatEndpoint, type EndpointLike } from '../interfaces/endpoint.js';
-import { cancellable, throwIfAborted, toAbortError, type AbortOptions } from '../util/abort.js';
+import { badSignal, cancellable, throwIfAborted, toAbortError, type AbortOptions } from '../util/abort.js';
 import { connectTcpWith } from '../pipes/open.js';
 import { handled } from '../pipes/pipe.js';
 import { TcpPipe } from '../pipes/tcp.js';
 import { SUB_ALL, type Message, type MessageCallback, type PipeOptions, type QueueLimits } from '../pipes/types.js';
 import { SecureHandshake } from './handshake.js';
-import { Identity } from './identity.js';
+import { Identity, parseNodeId } from './identity.js';
+import { MAX_PAYLOAD_EXTENSIONS } from './handshake-payload.js';
 import { SecurePipe } from './secure-pipe-core.js';
 import { decodeHandshakeFrame, encodeHandshakeFrame, FRAME_HEADER_SIZE, FrameDecoder, MAX_SECURE_MESSAGE } from './frames.js';
 import { SecureChannel } from './secure-channel.js';
@@ -86,6 +87,32 @@ export function checkTimeout(v: number | undefined): number {
   return v;
 }
 
+/**
+ * @internal Checks the options of a handshake that do not depend on the pipe, so that a bad
+ * one rejects before a connection is made (`connectSecure`), a socket is bound (`listenSecure`)
+ * or a server takes connections it could never secure (`SecureServer`).
+ * @throws {@link InvalidArgumentError}
+ */
+export function checkSecureOptions(opts: Omit<SecureOptions, 'signal' | 'initiator'> & { signal?: unknown; initiator?: unknown }): void {
+  if (!opts || typeof opts !== 'object' || !(opts.identity instanceof Identity)) throw new InvalidArgumentError('opts.identity must be an Identity');
+  if (opts.initiator !== undefined && typeof opts.initiator !== 'boolean') throw new InvalidArgumentError('initiator must be a boolean');
+  if (opts.onMessage !== undefined && typeof opts.onMessage !== 'function') throw new InvalidArgumentError('onMessage must be a function');
+  for (const k of ['maxQueue', 'maxQueueBytes'] as const) {
+    const v = opts[k];
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new InvalidArgumentError(`${k} must be a positive integer`);
+  }
+  if (opts.copyPayloads !== undefined && typeof opts.copyPayloads !== 'boolean') throw new InvalidArgumentError('copyPayloads must be a boolean');
+  if (opts.remoteId !== undefined) parseNodeId(opts.remoteId);
+  if (opts.prologue !== undefined && !(opts.prologue instanceof Uint8Array)) throw new InvalidArgumentError('prologue must be a Uint8Array');
+  if (opts.extensions !== undefined && (!(opts.extensions instanceof Uint8Array) || opts.extensions.length > MAX_PAYLOAD_EXTENSIONS)) {
+    throw new InvalidArgumentError(`extensions must be a Uint8Array of at most ${MAX_PAYLOAD_EXTENSIONS} bytes`);
+  }
+  checkMax(opts.maxMessageSize);
+  checkTimeout(opts.timeout);
+  const bad = badSignal(opts.signal);
+  if (bad) throw bad;
+}
+
 function newHandshake(opts: SecureOptions, initiator: boolean): SecureHandshake {
   return new SecureHandshake({
     identity: opts.identity,
@@ -142,13 +169,8 @@ export function runSecure(
   try {
     if (!(pipe instanceof TcpPipe)) throw new InvalidArgumentError('secure() needs a connected TCP pipe (a TcpPipe)');
     if (pipe.framing !== 'raw') throw new InvalidArgumentError(`secure() needs a TCP pipe with 'raw' framing, not '${pipe.framing}'`);
-    if (!opts || !(opts.identity instanceof Identity)) throw new InvalidArgumentError('opts.identity must be an Identity');
-    if (opts.initiator !== undefined && typeof opts.initiator !== 'boolean') throw new InvalidArgumentError('initiator must be a boolean');
-    if (opts.onMessage !== undefined && typeof opts.onMessage !== 'function') throw new InvalidArgumentError('onMessage must be a function');
-    for (const k of ['maxQueue', 'maxQueueBytes'] as const) {
-      const v = opts[k];
-      if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new InvalidArgumentError(`${k} must be a positive integer`);
-    }
+    // A bad signal too: cancellable() would reject it only after the pipe was taken over.
+    checkSecureOptions(opts);
     maxMessageSize = checkMax(opts.maxMessageSize);
     timeout = checkTimeout(opts.timeout);
     initiator = started !== undefined ? true : (opts.initiator ?? !isAccepted(pipe));
@@ -200,7 +222,7 @@ export function runSecure(
     const peer = hs.result();
     if (!initiator) noteStaticKey(host, peer.remoteStaticKey, hs.speculation);
     const channel = new SecureChannel({ send: peer.send, recv: peer.recv }, { maxMessageSize });
-    const p = new SecurePipe({ inner, channel, peer, initiator, onMessage: opts.onMessage, maxQueue: opts.maxQueue, maxQueueBytes: opts.maxQueueBytes });
+    const p = new SecurePipe({ inner, channel, peer, initiator, onMessage: opts.onMessage, maxQueue: opts.maxQueue, maxQueueBytes: opts.maxQueueBytes, copyPayloads: opts.copyPayloads });
     state = 'done';
     sp = p;
     if (onReady) {
@@ -281,12 +303,12 @@ export interface ConnectSecureOptions extends Omit<PipeOptions, 'framing' | 'onM
  * `remoteId` to pin the peer. Rejects with the typed errors of `pipeOpen` and {@link secure}.
  */
 export async function connectSecure(dest: EndpointLike, opts: ConnectSecureOptions): Promise<SecurePipe> {
-  if (!opts || !(opts.identity instanceof Identity)) throw new InvalidArgumentError('opts.identity must be an Identity');
+  // Every secure option is checked before the connection is made (the TCP ones by pipeOpen, before its socket).
+  checkSecureOptions(opts);
   throwIfAborted(opts.signal);
   const timeout = checkTimeout(opts.timeout);
-  if (opts.initiator !== undefined && typeof opts.initiator !== 'boolean') throw new InvalidArgumentError('initiator must be a boolean');
   const t0 = performance.now();
-  const { identity, remoteId, initiator, maxMessageSize, prologue, extensions, onMessage, maxQueue, maxQueueBytes, ...tcp } = opts;
+  const { identity, remoteId, initiator, maxMessageSize, prologue, extensions, onMessage, maxQueue, maxQueueBytes, copyPayloads, ...tcp } = opts;
   // The initiator's message 1 depends on nothing from the peer: it leaves with the connection.
   // The key pool's refill waits until it is out (see holdEphemeralRefill).
   let started: { hs: SecureHandshake; sent: number; onSent: () => void } | undefined;
@@ -322,6 +344,7 @@ export async function connectSecure(dest: EndpointLike, opts: ConnectSecureOptio
     ...(onMessage !== undefined ? { onMessage } : {}),
     ...(maxQueue !== undefined ? { maxQueue } : {}),
     ...(maxQueueBytes !== undefined ? { maxQueueBytes } : {}),
+    ...(copyPayloads !== undefined ? { copyPayloads } : {}),
   };
   const run = runSecure(pipe, secOpts, undefined, started);
   release(); // normally done already, once message 1 was out

@@ -14,8 +14,7 @@ import { SourceShare, sourceOf } from '../pipes/source-share.js';
 import type { TcpPipe } from '../pipes/tcp.js';
 import { TcpServer } from '../pipes/tcp-server.js';
 import { DEFAULT_MAX_ACCEPT_QUEUE, type PipeOptions } from '../pipes/types.js';
-import { Identity } from './identity.js';
-import { checkMax, checkTimeout, runSecure, type SecureOptions } from './secure-connect.js';
+import { checkSecureOptions, runSecure, type SecureOptions } from './secure-connect.js';
 import type { SecurePipe } from './secure-pipe-core.js';
 
 /** Default number of handshakes a {@link SecureServer} runs at once; further connections are reset. */
@@ -44,6 +43,18 @@ export interface SecureServerOptions extends Omit<SecureOptions, 'initiator' | '
   maxPendingHandshakes?: number;
   /** Secured pipes waiting for `accept()`; beyond it the oldest is closed. @default 1024 */
   maxAcceptQueue?: number;
+}
+
+/** Checks a {@link SecureServer}'s options: every handshake would otherwise fail on a bad one. */
+function checkServerOptions(opts: SecureServerOptions): void {
+  checkSecureOptions(opts);
+  for (const k of ['maxPendingHandshakes', 'maxAcceptQueue'] as const) {
+    const v = opts[k];
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new InvalidArgumentError(`${k} must be a positive integer`);
+  }
+  for (const k of ['onPipe', 'onHandshakeError'] as const) {
+    if (opts[k] !== undefined && typeof opts[k] !== 'function') throw new InvalidArgumentError(`${k} must be a function`);
+  }
 }
 
 /** Counters of a {@link SecureServer}. */
@@ -88,13 +99,7 @@ export class SecureServer implements AsyncDisposable {
   constructor(server: TcpServer, opts: SecureServerOptions) {
     if (!(server instanceof TcpServer)) throw new InvalidArgumentError('secureServer() needs a TcpServer');
     if (server.framing !== 'raw') throw new InvalidArgumentError(`secureServer() needs a TCP server with 'raw' framing, not '${server.framing}'`);
-    if (!opts || !(opts.identity instanceof Identity)) throw new InvalidArgumentError('opts.identity must be an Identity');
-    for (const k of ['maxPendingHandshakes', 'maxAcceptQueue'] as const) {
-      const v = opts[k];
-      if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new InvalidArgumentError(`${k} must be a positive integer`);
-    }
-    checkMax(opts.maxMessageSize);
-    checkTimeout(opts.timeout);
+    checkServerOptions(opts);
     this.server = server;
     const { onPipe: _a, onHandshakeError: _b, maxPendingHandshakes: _c, maxAcceptQueue: _d, ...secOpts } = opts;
     this.secureOpts = { ...secOpts, initiator: false };
@@ -277,8 +282,9 @@ export interface ListenSecureOptions extends Omit<PipeOptions, 'framing' | 'onMe
  * const server = await listenSecure('0.0.0.0:4000', { identity, onPipe: (p) => p.onMessage((m) => p.send(m.data)) });
  */
 export async function listenSecure(bind: PipeOptions['bind'], opts: ListenSecureOptions): Promise<SecureServer> {
-  if (!opts || !(opts.identity instanceof Identity)) throw new InvalidArgumentError('opts.identity must be an Identity');
-  const { identity, onPipe, onHandshakeError, onMessage, maxPendingHandshakes, maxAcceptQueue, maxMessageSize, prologue, extensions, timeout, maxQueue, maxQueueBytes, ...tcp } = opts;
+  // The secure options are checked before the socket is bound (the TCP ones by pipeOpen).
+  checkServerOptions(opts);
+  const { identity, onPipe, onHandshakeError, onMessage, maxPendingHandshakes, maxAcceptQueue, maxMessageSize, prologue, extensions, timeout, maxQueue, maxQueueBytes, copyPayloads, ...tcp } = opts;
   const server = await pipeOpen('tcp', undefined, { ...tcp, ...(bind !== undefined ? { bind } : {}), framing: 'raw' });
   try {
     return new SecureServer(server, {
@@ -294,6 +300,7 @@ export async function listenSecure(bind: PipeOptions['bind'], opts: ListenSecure
       ...(timeout !== undefined ? { timeout } : {}),
       ...(maxQueue !== undefined ? { maxQueue } : {}),
       ...(maxQueueBytes !== undefined ? { maxQueueBytes } : {}),
+      ...(copyPayloads !== undefined ? { copyPayloads } : {}),
     });
   } catch (e) {
     await server.close();

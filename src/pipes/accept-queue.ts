@@ -20,7 +20,7 @@
  * @module
  */
 import { InvalidArgumentError, PipeClosedError } from '../errors.js';
-import { cancellable, type AbortOptions } from '../util/abort.js';
+import { cancellable, checkAbortOptions, type AbortOptions } from '../util/abort.js';
 import { DEFAULT_MAX_ACCEPT_QUEUE } from './types.js';
 
 /** Options of an {@link AcceptQueue}. */
@@ -109,9 +109,19 @@ export class AcceptQueue<T> implements AsyncIterable<T> {
 
   /**
    * Resolves with the oldest queued item, or the next one pushed. Rejects with
-   * `PipeClosedError` once closed (and empty), `AbortError` / `TimeoutError` per `opts`.
+   * `PipeClosedError` once closed (and empty), `AbortError` / `TimeoutError` per `opts`; a
+   * signal already aborted (or a bad option: `InvalidArgumentError`) rejects at once, leaving
+   * a queued item queued.
    */
   take(opts?: AbortOptions): Promise<T> {
+    // A bad option or an aborted signal rejects even when an item is queued (which stays queued).
+    if (opts !== undefined) {
+      try {
+        checkAbortOptions(opts);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
     if (this.#items.length > 0) return Promise.resolve(this.#items.shift() as T);
     if (this.#closed) return Promise.reject(this.#closedError());
     return cancellable<T>(opts, this.#what, (resolve, reject) => {

@@ -3,10 +3,10 @@
  * @module
  */
 import { AbortError, BindError, InvalidArgumentError, StateError } from '../errors.js';
-import type { Family } from '../interfaces/endpoint.js';
+import { checkPort, type Family } from '../interfaces/endpoint.js';
 import { getInterfaces } from '../interfaces/interfaces.js';
 import type { AddressScope } from '../interfaces/scope.js';
-import { closeWithin, forceSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
+import { checkAbortOptions, closeWithin, forceSignal, linkSignals, type AbortOptions } from '../util/abort.js';
 import { pipeOpen } from './open.js';
 import type { Pipe } from './pipe.js';
 import type { Message, MessageCallback, PipeOptions, Proto } from './types.js';
@@ -65,10 +65,15 @@ export class Daemon {
     return this.handler?.(msg);
   }
 
-  /** Opens one listening pipe. A port conflict rejects with `BindError` (`ERR_ADDRESS_IN_USE`) naming the address; a closed daemon with `StateError`. */
+  /**
+   * Opens one listening pipe. A port conflict rejects with `BindError` (`ERR_ADDRESS_IN_USE`)
+   * naming the address; a closed daemon with `StateError`; a bad spec or option (checked before
+   * any socket is opened) with `InvalidArgumentError` / `EndpointError`.
+   */
   async listen(spec: ListenSpec, opts: AbortOptions = {}): Promise<Pipe> {
-    throwIfAborted(opts.signal);
+    checkOpts(opts);
     if (this.closing) throw new StateError('daemon is closed');
+    if (spec === null || typeof spec !== 'object') throw new InvalidArgumentError('listen() needs a spec { proto, port?, host?, iface?, family? }');
     const bind = spec.host !== undefined ? { host: spec.host, port: spec.port ?? 0, iface: spec.iface } : { iface: spec.iface, port: spec.port ?? 0 };
     const pipe = await pipeOpen(spec.proto, undefined, {
       ...this.pipeOpts,
@@ -92,6 +97,8 @@ export class Daemon {
    * every other socket uses the same one. Addresses that cannot be bound at all are recorded in
    * {@link Daemon.skipped}; a port conflict fails the whole call and closes what it opened, and
    * so does binding none at all (`BindError` `ERR_BIND`, e.g. a privileged port without the right).
+   * `opts.timeout` bounds the whole call (`TimeoutError`), and `opts.signal` cancels it
+   * (`AbortError`); either way what it opened is closed. A closed daemon: `StateError`.
    */
   listenAll(protos: Proto | Proto[] = ['tcp', 'udp'], port = 0, opts: AbortOptions = {}): Promise<Pipe[]> {
     return this.listenScopes(protos, port, () => true, opts);
@@ -108,10 +115,24 @@ export class Daemon {
   }
 
   private async listenScopes(protos: Proto | Proto[], port: number, want: (s: AddressScope) => boolean, opts: AbortOptions): Promise<Pipe[]> {
-    throwIfAborted(opts.signal);
+    checkOpts(opts);
+    if (this.closing) throw new StateError('daemon is closed');
     const list = Array.isArray(protos) ? protos : [protos];
+    for (const p of list) if (p !== 'tcp' && p !== 'udp') throw new InvalidArgumentError(`proto must be 'tcp' or 'udp', got ${JSON.stringify(p)}`);
+    checkPort(port);
+    // One budget for the whole call (every socket it opens), not a fresh `timeout` per socket.
+    const t = opts.timeout;
+    const link = t !== undefined && t > 0 && Number.isFinite(t) ? linkSignals(opts, [], 'daemon listen') : undefined;
+    try {
+      return await this.listenEach(list, port, want, link ? { signal: link.signal } : opts.signal ? { signal: opts.signal } : {});
+    } finally {
+      link?.done();
+    }
+  }
+
+  private async listenEach(list: Proto[], port: number, want: (s: AddressScope) => boolean, opts: AbortOptions): Promise<Pipe[]> {
     const specs: ListenSpec[] = [];
-    for (const iface of await getInterfaces({ signal: opts.signal })) {
+    for (const iface of await getInterfaces(opts.signal ? { signal: opts.signal } : {})) {
       if (!iface.up) continue;
       for (const a of iface.addresses) {
         if (!want(a.scope)) continue;
@@ -164,4 +185,10 @@ export class Daemon {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** `opts` is an options object with a valid `signal`/`timeout`, and the signal is not aborted. */
+function checkOpts(opts: AbortOptions): void {
+  if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError(`options must be an object, got ${opts === null ? 'null' : typeof opts}`);
+  checkAbortOptions(opts);
 }

@@ -4,7 +4,7 @@
  * @module
  */
 import { AbortError, InvalidArgumentError, PipeClosedError } from '../errors.js';
-import type { AbortOptions } from '../util/abort.js';
+import { checkAbortOptions, type AbortOptions } from '../util/abort.js';
 import { SubQueue, type QueueOwner } from './sub-queue.js';
 import { SUB_ALL, type Message, type MessageCallback, type PipeStats, type QueueLimits, type RecvOptions, type Sub } from './types.js';
 
@@ -163,6 +163,7 @@ export abstract class MessageHub implements QueueOwner {
    * (`TimeoutError`). @default no timeout
    */
   async *messages(opts: { sub?: Sub } & AbortOptions = {}): AsyncGenerator<Message, void, undefined> {
+    checkAbortOptions(opts); // once, not per message: queued messages are not yielded past a bad option or an aborted signal
     const sub = opts.sub ?? SUB_ALL;
     if (!this.isSubscribed(sub)) this.subscribe(sub);
     const q = this.queueOf(sub);

@@ -7,7 +7,7 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { InterfaceNotFoundError, InvalidArgumentError } from '../errors.js';
 import { checkPort, formatEndpoint, missingZone, nodeHost, parseHost, toEndpoint, type Endpoint, type EndpointLike, type Family } from '../interfaces/endpoint.js';
-import { cancellable, throwIfAborted } from '../util/abort.js';
+import { cancellable, checkAbortOptions } from '../util/abort.js';
 import { checkMaxMessageSize } from './framing.js';
 import { bindError, connectError } from './socket-errors.js';
 import { TcpPipe } from './tcp.js';
@@ -98,8 +98,15 @@ export async function connectTcpWith(dest: EndpointLike, opts: PipeOptions, earl
 }
 
 async function openPipe(proto: Proto, dest: EndpointLike | undefined, opts: PipeOptions, early: Uint8Array | undefined): Promise<TcpPipe | TcpServer | UdpPipe> {
-  throwIfAborted(opts.signal);
+  if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError(`pipeOpen options must be an object, got ${opts === null ? 'null' : typeof opts}`);
+  checkAbortOptions(opts);
   if (proto !== 'tcp' && proto !== 'udp') throw new InvalidArgumentError(`proto must be 'tcp' or 'udp', got ${JSON.stringify(proto)}`);
+  // Checked here, not in the socket's event handler that builds the pipe (a throw there would be uncaught).
+  if (opts.onMessage !== undefined && typeof opts.onMessage !== 'function') throw new InvalidArgumentError('onMessage must be a function');
+  if (opts.family !== undefined && opts.family !== 4 && opts.family !== 6) throw new InvalidArgumentError(`family must be 4 or 6, got ${JSON.stringify(opts.family)}`);
+  for (const k of ['noDelay', 'reuseAddr', 'ipv6Only', 'copyPayloads'] as const) {
+    if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw new InvalidArgumentError(`${k} must be a boolean`);
+  }
   const remote = dest === undefined ? undefined : toEndpoint(dest);
   const bind = resolveBind(opts.bind, remote?.family ?? opts.family);
   const family: Family = remote?.family ?? bind.family ?? opts.family ?? 4;

@@ -6,7 +6,7 @@
 import { InvalidArgumentError, PipeClosedError } from '../errors.js';
 import { parseHost, type Endpoint } from '../interfaces/endpoint.js';
 import { bytesToIp, ipToBytes } from '../interfaces/ip.js';
-import { cancellable, type AbortOptions } from '../util/abort.js';
+import { badSignal, badTimeout, cancellable, type AbortOptions } from '../util/abort.js';
 import { DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, type Message, type Pattern, type QueueLimits, type Sub } from './types.js';
 
 /** Byte prefixes up to this length are matched with a JavaScript loop; longer ones with `Buffer#compare`. */
@@ -214,7 +214,10 @@ export class SubQueue {
   /** Resolves with the next message; fast path when one is queued. */
   next(opts?: AbortOptions): Promise<Message> {
     const signal = opts?.signal;
-    if (signal?.aborted) return cancellable(opts, 'recv', () => undefined);
+    // An aborted signal or a bad option rejects (via cancellable) even when a message is queued.
+    if (signal !== undefined || opts?.timeout !== undefined) {
+      if (signal?.aborted === true || badSignal(signal) !== undefined || badTimeout(opts?.timeout) !== undefined) return cancellable(opts, 'recv', () => undefined);
+    }
     const m = this.take();
     if (m) return Promise.resolve(m);
     if (this.closedError) return Promise.reject(this.closedError);

@@ -126,6 +126,12 @@ export type MessageCallback = (msg: Message) => void | Promise<void>;
 
 /** Options of `pipeOpen`. */
 export interface PipeOptions extends AbortOptions, QueueLimits {
+  /**
+   * Bound of the open (ms; `TimeoutError`): a TCP client's connect, or a server's / UDP pipe's
+   * bind. `0` or `Infinity` = none; negative or `NaN`: `InvalidArgumentError`.
+   * @default DEFAULT_CONNECT_TIMEOUT (10 000) for a TCP connect, none for a bind
+   */
+  timeout?: number;
   /** Local binding (address, port or interface). */
   bind?: BindOptions | EndpointLike;
   /** Address family when it cannot be inferred from `dest`/`bind`. @default 4, or the family of dest/bind */
